@@ -1,0 +1,11 @@
+//go:build tools
+
+// Package tools pins the upstream commands build.sh compiles, so that
+// `go mod tidy` keeps their dependencies in go.mod and go.sum.
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)

@@ -1,0 +1,42 @@
+"""Polling helper for eventually-consistent things (scheduling, webhook registration)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class WaitTimeoutError(TimeoutError):
+    pass
+
+
+async def wait_until(
+    probe: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.2,
+    what: str = "condition",
+) -> T:
+    """Await ``probe()`` until it returns a truthy value, and return that value.
+
+    Exceptions from the probe count as "not yet"; the last one is chained to the timeout error.
+    """
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    last_value: T | None = None
+    while True:
+        try:
+            last_value = await probe()
+            if last_value:
+                return last_value
+        except Exception as exc:  # a probe that fails is simply not satisfied yet
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            raise WaitTimeoutError(
+                f"timed out after {timeout:.0f}s waiting for {what} (last value {last_value!r})"
+            ) from last_exc
+        await asyncio.sleep(interval)

@@ -1,0 +1,150 @@
+"""The facade the extender and the simulator call: evaluate, score and choose on a ClusterState.
+
+It compiles a `GpuRequest` into the scalars and masks the kernels take, runs one kernel call over all
+rows, and turns kernel outputs back into `Placement`s. Every function here has a `twin=True` switch that
+runs the pure-Python twins instead — the property tests and the benchmark use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from placement_core.cluster import ClusterState, Placement
+from placement_core.feasibility import feasibility_kernel, feasibility_twin
+from placement_core.gpuset import (
+    choose_gpus_kernel,
+    choose_gpus_twin,
+    choose_mig_kernel,
+    choose_mig_twin,
+    choose_share_kernel,
+    choose_share_twin,
+)
+from placement_core.request import GpuRequest, NvlinkNeed
+from placement_core.scoring import Policy, score_kernel, score_twin
+
+UNKNOWN_MIG = -2  # a MIG profile no node in the cluster has
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    model_ok: npt.NDArray[np.bool_]
+    count: int
+    milli: int
+    min_mem: int
+    nvlink_required: bool
+    mig_id: int
+    cpu: int
+    mem: int
+
+
+def compile_request(state: ClusterState, req: GpuRequest) -> Compiled:
+    mig_id = -1
+    if req.mig_profile is not None:
+        mig_id = state.mig_names.ids.get(req.mig_profile.replace("+", "."), UNKNOWN_MIG)
+    return Compiled(
+        model_ok=state.model_mask(req.models),
+        count=req.count,
+        milli=req.milli,
+        min_mem=req.min_memory_mib,
+        nvlink_required=req.nvlink == NvlinkNeed.REQUIRED,
+        mig_id=mig_id,
+        cpu=req.cpu_milli,
+        mem=req.memory_mib,
+    )
+
+
+def evaluate(state: ClusterState, req: GpuRequest, *, twin: bool = False
+             ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int32]]:
+    """(reason, detail) per row; reason 0 = feasible. Rows follow `state.names`."""
+    c = compile_request(state, req)
+    if twin:
+        r, d = feasibility_twin(state, c.model_ok, c.count, c.milli, c.min_mem, c.nvlink_required,
+                                c.mig_id, c.cpu, c.mem)
+        return r, d
+    n = state.n_rows
+    reason = np.zeros(n, np.int8)
+    detail = np.zeros(n, np.int32)
+    s = state
+    feasibility_kernel(s.node_valid, s.node_model, s.node_gpu_count, s.node_cpu_free, s.node_mem_free,
+                       s.gpu_present, s.gpu_healthy, s.gpu_mem, s.gpu_free_milli, s.gpu_mig, s.links,
+                       s.mig_profile, s.mig_used, n, c.model_ok, c.count, c.milli, c.min_mem,
+                       c.nvlink_required, c.mig_id, c.cpu, c.mem, reason, detail)
+    return reason, detail
+
+
+def score(state: ClusterState, req: GpuRequest, reason: npt.NDArray[np.int8], policy: Policy, *,
+          topo_weight: float = 0.5, twin: bool = False) -> npt.NDArray[np.float64]:
+    """Raw score per row (higher is better, −inf where reason ≠ 0)."""
+    c = compile_request(state, req)
+    if twin:
+        out: npt.NDArray[np.float64] = score_twin(state, reason, int(policy), c.count, c.milli, c.mig_id,
+                                                  topo_weight)
+        return out
+    n = state.n_rows
+    out = np.empty(n, np.float64)
+    s = state
+    score_kernel(s.gpu_present, s.gpu_healthy, s.gpu_free_milli, s.gpu_mig, s.links, s.mig_profile,
+                 s.mig_used, n, reason, int(policy), c.count, c.milli, c.mig_id, topo_weight, out)
+    return out
+
+
+def choose(state: ClusterState, node: str, req: GpuRequest, *, twin: bool = False) -> Placement | None:
+    """The exact GPUs (or share, or MIG instances) for `req` on `node`; None when it does not fit now."""
+    i = state.index.get(node)
+    if i is None:
+        return None
+    reason, _ = evaluate(state, req, twin=twin)
+    if reason[i] != 0:
+        return None
+    s = state
+    c = compile_request(state, req)
+    healthy = s.gpu_present[i] & s.gpu_healthy[i]
+    base = {"node": node, "cpu_milli": req.cpu_milli, "memory_mib": req.memory_mib}
+    if c.mig_id != -1:
+        fn_mig = choose_mig_twin if twin else choose_mig_kernel
+        pairs = fn_mig(healthy, s.mig_profile[i], s.mig_used[i], c.mig_id, c.count)
+        if len(pairs) < c.count:
+            return None
+        return Placement(mig=tuple((int(g), int(k)) for g, k in pairs), **base)  # type: ignore[arg-type]
+    if req.is_share:
+        fn_share = choose_share_twin if twin else choose_share_kernel
+        g = fn_share(s.gpu_present[i], s.gpu_healthy[i], s.gpu_mem[i], s.gpu_free_milli[i], s.gpu_mig[i],
+                     c.min_mem, c.milli)
+        return None if g < 0 else Placement(gpus=(int(g),), milli=c.milli, **base)  # type: ignore[arg-type]
+    if c.count == 0:
+        return Placement(**base)  # type: ignore[arg-type]
+    fn = choose_gpus_twin if twin else choose_gpus_kernel
+    gpus = fn(s.gpu_present[i], s.gpu_healthy[i], s.gpu_mem[i], s.gpu_free_milli[i], s.gpu_mig[i], s.links[i],
+              c.count, c.min_mem, c.nvlink_required)
+    if len(gpus) < c.count:
+        return None
+    return Placement(gpus=tuple(int(g) for g in gpus), **base)  # type: ignore[arg-type]
+
+
+def warmup() -> None:
+    """Compile (or load from the Numba cache) every kernel on a tiny cluster, before reporting ready."""
+    from placement_core.catalog import MODELS
+    from placement_core.inventory import GpuSpec, MigInstance, NodeSpec
+
+    st = ClusterState(max_gpus=8, capacity=4)
+    a100 = MODELS["A100-80GB"]
+    p3g = a100.mig_profile("3g.40gb")
+    assert p3g is not None
+    st.upsert_node(NodeSpec.uniform("w0", MODELS["H100-80GB"], 8, cpu_milli=1000, memory_mib=1000))
+    st.upsert_node(NodeSpec("w1", a100, [GpuSpec(0, a100.memory_mib, mig=(MigInstance(p3g, 0),))],
+                            cpu_milli=1000, memory_mib=1000))
+    for req in (GpuRequest(count=2, nvlink=NvlinkNeed.REQUIRED), GpuRequest(milli=500),
+                GpuRequest(mig_profile="3g.40gb")):
+        reason, _ = evaluate(st, req)
+        for pol in Policy:
+            score(st, req, reason, pol)
+        choose(st, "w0", req)
+        choose(st, "w1", req)
+    from placement_core import mig
+
+    out = np.zeros(st.n_rows, np.int32)
+    mig.creatable_kernel(st.gpu_present, st.gpu_healthy, st.gpu_mig, st.mig_start, st.mig_size, st.n_rows,
+                         4, 0b10001, 8, out)
