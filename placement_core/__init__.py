@@ -12,6 +12,21 @@ from placement_core.request import WHOLE, GpuRequest, NvlinkNeed, Scope
 from placement_core.scoring import Policy
 
 __all__ = [
-    "MODELS", "WHOLE", "ClusterState", "DoubleBookingError", "GpuModel", "GpuRequest", "GpuSpec", "MigInstance",
-    "MigProfile", "NodeSpec", "NvlinkNeed", "Placement", "Policy", "Reason", "Scope", "explain", "resolve_product",
+    "MODELS",
+    "WHOLE",
+    "ClusterState",
+    "DoubleBookingError",
+    "GpuModel",
+    "GpuRequest",
+    "GpuSpec",
+    "MigInstance",
+    "MigProfile",
+    "NodeSpec",
+    "NvlinkNeed",
+    "Placement",
+    "Policy",
+    "Reason",
+    "Scope",
+    "explain",
+    "resolve_product",
 ]

@@ -97,10 +97,15 @@ MODELS: dict[str, GpuModel] = {
         GpuModel("H100-80GB", 80 * _GIB, "hopper", _mig8("10gb", "20gb", "40gb", "80gb"), nvlink="nvswitch"),
         GpuModel("H800-80GB", 80 * _GIB, "hopper", _mig8("10gb", "20gb", "40gb", "80gb"), nvlink="nvswitch"),
         GpuModel("H100-94GB", 94 * _GIB, "hopper", _mig8("12gb", "24gb", "47gb", "94gb"), nvlink="pairs"),
-        GpuModel("H200-141GB", 141 * _GIB, "hopper", _mig8("18gb", "35gb", "71gb", "141gb"), nvlink="nvswitch"),
-        GpuModel("B200-180GB", 180 * _GIB, "blackwell", _mig8("23gb", "45gb", "90gb", "180gb"), nvlink="nvswitch"),
-        GpuModel("GB200-186GB", 186 * _GIB, "blackwell", _mig8("23gb", "47gb", "93gb", "186gb"),
-                 nvlink="nvswitch4"),
+        GpuModel(
+            "H200-141GB", 141 * _GIB, "hopper", _mig8("18gb", "35gb", "71gb", "141gb"), nvlink="nvswitch"
+        ),
+        GpuModel(
+            "B200-180GB", 180 * _GIB, "blackwell", _mig8("23gb", "45gb", "90gb", "180gb"), nvlink="nvswitch"
+        ),
+        GpuModel(
+            "GB200-186GB", 186 * _GIB, "blackwell", _mig8("23gb", "47gb", "93gb", "186gb"), nvlink="nvswitch4"
+        ),
         GpuModel("V100-16GB", 16 * _GIB, "volta", nvlink="dgx1"),
         GpuModel("V100-32GB", 32 * _GIB, "volta", nvlink="dgx1"),
         GpuModel("P100-16GB", 16 * _GIB, "pascal", nvlink="none"),

@@ -99,9 +99,26 @@ class ClusterState:
         self.mig_used = np.zeros((n, G, S), np.bool_)
 
     _COLUMNS = (
-        "node_valid", "node_model", "node_gpu_count", "node_cpu_total", "node_mem_total", "node_cpu_free",
-        "node_mem_free", "node_zone", "node_rack", "node_clique", "gpu_present", "gpu_healthy", "gpu_mem",
-        "gpu_free_milli", "gpu_mig", "links", "mig_profile", "mig_start", "mig_size", "mig_used",
+        "node_valid",
+        "node_model",
+        "node_gpu_count",
+        "node_cpu_total",
+        "node_mem_total",
+        "node_cpu_free",
+        "node_mem_free",
+        "node_zone",
+        "node_rack",
+        "node_clique",
+        "gpu_present",
+        "gpu_healthy",
+        "gpu_mem",
+        "gpu_free_milli",
+        "gpu_mig",
+        "links",
+        "mig_profile",
+        "mig_start",
+        "mig_size",
+        "mig_used",
     )
 
     def _grow(self) -> None:

@@ -7,28 +7,56 @@ before resolvable ones, so a node that can never host the pod is reported as suc
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 from placement_core.islands import largest_island, largest_island_py
 from placement_core.reasons import Reason
 
+if TYPE_CHECKING:
+    from placement_core.cluster import ClusterState
+
 WHOLE = 1000
 _R = Reason
 
 
-def feasibility_twin(s, model_ok, count, milli, min_mem, nvlink_required, mig_id, cpu, mem):  # type: ignore[no-untyped-def]
+def feasibility_twin(
+    s: ClusterState,
+    model_ok: npt.NDArray[Any],
+    count: int,
+    milli: int,
+    min_mem: int,
+    nvlink_required: bool,
+    mig_id: int,
+    cpu: int,
+    mem: int,
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
     """Per node: (reason, detail). `s` is a ClusterState (or anything with its array attributes)."""
     n = s.n_rows
     reason = np.zeros(n, np.int8)
     detail = np.zeros(n, np.int32)
     for i in range(n):
-        reason[i], detail[i] = _one_node_py(s, i, model_ok, count, milli, min_mem, nvlink_required,
-                                            mig_id, cpu, mem)
+        reason[i], detail[i] = _one_node_py(
+            s, i, model_ok, count, milli, min_mem, nvlink_required, mig_id, cpu, mem
+        )
     return reason, detail
 
 
-def _one_node_py(s, i, model_ok, count, milli, min_mem, nvlink_required, mig_id, cpu, mem):  # type: ignore[no-untyped-def]
+def _one_node_py(
+    s: ClusterState,
+    i: int,
+    model_ok: npt.NDArray[Any],
+    count: int,
+    milli: int,
+    min_mem: int,
+    nvlink_required: bool,
+    mig_id: int,
+    cpu: int,
+    mem: int,
+) -> tuple[int, int]:
     if not s.node_valid[i]:
         return _R.UNSCHEDULABLE, 0
     if s.node_gpu_count[i] == 0 or s.node_model[i] < 0:
@@ -74,10 +102,32 @@ def _one_node_py(s, i, model_ok, count, milli, min_mem, nvlink_required, mig_id,
 
 
 @njit(cache=True, nogil=True)
-def feasibility_kernel(node_valid, node_model, node_gpu_count, node_cpu_free, node_mem_free,  # type: ignore[no-untyped-def]
-                       gpu_present, gpu_healthy, gpu_mem, gpu_free_milli, gpu_mig, links,
-                       mig_profile, mig_used, n, model_ok, count, milli, min_mem, nvlink_required,
-                       mig_id, cpu, mem, reason, detail):
+def feasibility_kernel(
+    node_valid,
+    node_model,
+    node_gpu_count,
+    node_cpu_free,
+    node_mem_free,
+    gpu_present,
+    gpu_healthy,
+    gpu_mem,
+    gpu_free_milli,
+    gpu_mig,
+    links,
+    mig_profile,
+    mig_used,
+    n,
+    model_ok,
+    count,
+    milli,
+    min_mem,
+    nvlink_required,
+    mig_id,
+    cpu,
+    mem,
+    reason,
+    detail,
+):
     """Fills reason[:n] / detail[:n]; same rule as `_one_node_py`."""
     G = gpu_present.shape[1]
     S = mig_profile.shape[2]

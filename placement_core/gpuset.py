@@ -15,8 +15,10 @@ order with strict improvement, so ties resolve identically.
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 from placement_core.islands import largest_island, largest_island_py
@@ -24,15 +26,35 @@ from placement_core.islands import largest_island, largest_island_py
 WHOLE = 1000
 
 
-def _eligible_py(present, healthy, mem, free_milli, mig, min_mem, need_milli):  # type: ignore[no-untyped-def]
-    return present & healthy & ~mig & (mem >= min_mem) & (free_milli >= need_milli)
+def _eligible_py(
+    present: npt.NDArray[Any],
+    healthy: npt.NDArray[Any],
+    mem: npt.NDArray[Any],
+    free_milli: npt.NDArray[Any],
+    mig: npt.NDArray[Any],
+    min_mem: int,
+    need_milli: int,
+) -> npt.NDArray[Any]:
+    out: npt.NDArray[Any] = present & healthy & ~mig & (mem >= min_mem) & (free_milli >= need_milli)
+    return out
 
 
-def choose_gpus_twin(present, healthy, mem, free_milli, mig, links, count, min_mem, nvlink_required):  # type: ignore[no-untyped-def]
+def choose_gpus_twin(
+    present: npt.NDArray[Any],
+    healthy: npt.NDArray[Any],
+    mem: npt.NDArray[Any],
+    free_milli: npt.NDArray[Any],
+    mig: npt.NDArray[Any],
+    links: npt.NDArray[Any],
+    count: int,
+    min_mem: int,
+    nvlink_required: bool,
+) -> list[int]:
     """Best k whole free GPUs on one node as a sorted list; [] when none qualifies."""
     free = _eligible_py(present, healthy, mem, free_milli, mig, min_mem, WHOLE)
     cands = [g for g in range(len(free)) if free[g]]
-    best, best_key = [], None
+    best: list[int] = []
+    best_key: tuple[bool, int, int] | None = None
     for combo in itertools.combinations(cands, count):
         members = np.zeros(len(free), np.bool_)
         members[list(combo)] = True
@@ -48,7 +70,7 @@ def choose_gpus_twin(present, healthy, mem, free_milli, mig, links, count, min_m
 
 
 @njit(cache=True, nogil=True)
-def choose_gpus_kernel(present, healthy, mem, free_milli, mig, links, count, min_mem, nvlink_required):  # type: ignore[no-untyped-def]
+def choose_gpus_kernel(present, healthy, mem, free_milli, mig, links, count, min_mem, nvlink_required):
     """Same as `choose_gpus_twin`; returns an int64 array (empty when none qualifies)."""
     G = present.shape[0]
     free = np.zeros(G, np.bool_)
@@ -80,8 +102,11 @@ def choose_gpus_kernel(present, healthy, mem, free_milli, mig, links, count, min
             for g in range(G):
                 rest[g] = free[g] and not members[g]
             rem = largest_island(links, rest)
-            better = (not have or (connected and not b_conn)
-                      or (connected == b_conn and (ls > b_links or (ls == b_links and rem > b_rem))))
+            better = (
+                not have
+                or (connected and not b_conn)
+                or (connected == b_conn and (ls > b_links or (ls == b_links and rem > b_rem)))
+            )
             if better:
                 have = True
                 b_conn, b_links, b_rem = connected, ls, rem
@@ -100,18 +125,26 @@ def choose_gpus_kernel(present, healthy, mem, free_milli, mig, links, count, min
     return best
 
 
-def choose_share_twin(present, healthy, mem, free_milli, mig, min_mem, milli):  # type: ignore[no-untyped-def]
+def choose_share_twin(
+    present: npt.NDArray[Any],
+    healthy: npt.NDArray[Any],
+    mem: npt.NDArray[Any],
+    free_milli: npt.NDArray[Any],
+    mig: npt.NDArray[Any],
+    min_mem: int,
+    milli: int,
+) -> int:
     """GPU index for a fractional share: least free milli that still fits; -1 if none."""
     fits = _eligible_py(present, healthy, mem, free_milli, mig, min_mem, milli)
-    best, best_left = -1, None
+    best, best_left = -1, 0
     for g in range(len(fits)):
-        if fits[g] and (best_left is None or free_milli[g] - milli < best_left):
-            best, best_left = g, free_milli[g] - milli
+        if fits[g] and (best < 0 or free_milli[g] - milli < best_left):
+            best, best_left = g, int(free_milli[g]) - milli
     return best
 
 
 @njit(cache=True, nogil=True)
-def choose_share_kernel(present, healthy, mem, free_milli, mig, min_mem, milli):  # type: ignore[no-untyped-def]
+def choose_share_kernel(present, healthy, mem, free_milli, mig, min_mem, milli):
     best = -1
     best_left = 0
     for g in range(present.shape[0]):
@@ -122,14 +155,21 @@ def choose_share_kernel(present, healthy, mem, free_milli, mig, min_mem, milli):
     return best
 
 
-def choose_mig_twin(healthy, mig_profile, mig_used, mig_id, count):  # type: ignore[no-untyped-def]
+def choose_mig_twin(
+    healthy: npt.NDArray[Any],
+    mig_profile: npt.NDArray[Any],
+    mig_used: npt.NDArray[Any],
+    mig_id: int,
+    count: int,
+) -> list[tuple[int, int]]:
     """`count` (gpu, slot) pairs of free instances of `mig_id`; [] if not enough."""
     used = mig_used.copy()
     out = []
     for _ in range(count):
         options = [
             (-int(((mig_profile[g] >= 0) & used[g]).sum()), g, k)
-            for g in range(len(healthy)) if healthy[g]
+            for g in range(len(healthy))
+            if healthy[g]
             for k in range(mig_profile.shape[1])
             if mig_profile[g, k] == mig_id and not used[g, k]
         ]
@@ -142,7 +182,7 @@ def choose_mig_twin(healthy, mig_profile, mig_used, mig_id, count):  # type: ign
 
 
 @njit(cache=True, nogil=True)
-def choose_mig_kernel(healthy, mig_profile, mig_used, mig_id, count):  # type: ignore[no-untyped-def]
+def choose_mig_kernel(healthy, mig_profile, mig_used, mig_id, count):
     G, S = mig_profile.shape
     used = mig_used.copy()
     out = np.empty((count, 2), np.int64)

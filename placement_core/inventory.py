@@ -79,7 +79,9 @@ class NodeSpec:
             if g.mig is None:
                 continue
             if self.model is None or not self.model.mig_capable:
-                raise ValueError(f"node {self.name}: GPU {g.index} has MIG instances but its model has no MIG")
+                raise ValueError(
+                    f"node {self.name}: GPU {g.index} has MIG instances but its model has no MIG"
+                )
             occupied = 0
             for inst in g.mig:
                 if inst.start not in inst.profile.starts:
@@ -88,7 +90,9 @@ class NodeSpec:
                     )
                 mask = ((1 << inst.profile.size) - 1) << inst.start
                 if occupied & mask:
-                    raise ValueError(f"node {self.name}: GPU {g.index}: MIG instances overlap at slice {inst.start}")
+                    raise ValueError(
+                        f"node {self.name}: GPU {g.index}: MIG instances overlap at slice {inst.start}"
+                    )
                 occupied |= mask
             if len(g.mig) > 8:
                 raise ValueError(f"node {self.name}: GPU {g.index}: more than 8 MIG instances")

@@ -45,7 +45,7 @@ def smallest_island_at_least_py(links: U8Arr, members: BoolArr, k: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _component_sizes(links, members, sizes_out):  # type: ignore[no-untyped-def]
+def _component_sizes(links, members, sizes_out):
     """Fill sizes_out[:c] with component sizes, return c. Iterative DFS with a fixed stack."""
     n = members.shape[0]
     seen = np.zeros(n, np.bool_)
@@ -72,7 +72,7 @@ def _component_sizes(links, members, sizes_out):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def largest_island(links, members):  # type: ignore[no-untyped-def]
+def largest_island(links, members):
     sizes = np.empty(members.shape[0], np.int64)
     c = _component_sizes(links, members, sizes)
     best = 0
@@ -82,7 +82,7 @@ def largest_island(links, members):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def smallest_island_at_least(links, members, k):  # type: ignore[no-untyped-def]
+def smallest_island_at_least(links, members, k):
     sizes = np.empty(members.shape[0], np.int64)
     c = _component_sizes(links, members, sizes)
     best = 0

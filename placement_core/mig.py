@@ -10,11 +10,17 @@ repartitioning" and to report stranded MIG capacity.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
+if TYPE_CHECKING:
+    from placement_core.cluster import ClusterState
 
-def occupied_mask_py(mig_start, mig_size):  # type: ignore[no-untyped-def]
+
+def occupied_mask_py(mig_start: npt.NDArray[Any], mig_size: npt.NDArray[Any]) -> int:
     """Bitmask of memory slices occupied by the instances of one GPU (slot arrays)."""
     mask = 0
     for k in range(len(mig_size)):
@@ -26,12 +32,15 @@ def occupied_mask_py(mig_start, mig_size):  # type: ignore[no-untyped-def]
 def hostable_starts_twin(occupied: int, size: int, starts_mask: int, slices: int) -> list[int]:
     """Valid starts s where slices s..s+size-1 exist and are all free."""
     block = (1 << size) - 1
-    return [s for s in range(slices) if starts_mask >> s & 1 and s + size <= slices
-            and not occupied & (block << s)]
+    return [
+        s
+        for s in range(slices)
+        if starts_mask >> s & 1 and s + size <= slices and not occupied & (block << s)
+    ]
 
 
 @njit(cache=True, nogil=True)
-def hostable_starts_kernel(occupied, size, starts_mask, slices):  # type: ignore[no-untyped-def]
+def hostable_starts_kernel(occupied, size, starts_mask, slices):
     """Bitmask form of `hostable_starts_twin`."""
     block = (1 << size) - 1
     out = 0
@@ -41,7 +50,7 @@ def hostable_starts_kernel(occupied, size, starts_mask, slices):  # type: ignore
     return out
 
 
-def creatable_twin(s, size: int, starts_mask: int, slices: int):  # type: ignore[no-untyped-def]
+def creatable_twin(s: ClusterState, size: int, starts_mask: int, slices: int) -> npt.NDArray[Any]:
     """Per node: how many new `size`-slice instances fit into the free slices of its healthy MIG GPUs."""
     out = np.zeros(s.n_rows, np.int32)
     for i in range(s.n_rows):
@@ -59,8 +68,18 @@ def creatable_twin(s, size: int, starts_mask: int, slices: int):  # type: ignore
 
 
 @njit(cache=True, nogil=True)
-def creatable_kernel(gpu_present, gpu_healthy, gpu_mig, mig_start, mig_size, n, size, starts_mask,  # type: ignore[no-untyped-def]
-                     slices, out):
+def creatable_kernel(
+    gpu_present,
+    gpu_healthy,
+    gpu_mig,
+    mig_start,
+    mig_size,
+    n,
+    size,
+    starts_mask,
+    slices,
+    out,
+):
     G, S = gpu_mig.shape[1], mig_size.shape[2]
     block = (1 << size) - 1
     for i in range(n):

@@ -56,38 +56,85 @@ def compile_request(state: ClusterState, req: GpuRequest) -> Compiled:
     )
 
 
-def evaluate(state: ClusterState, req: GpuRequest, *, twin: bool = False
-             ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int32]]:
+def evaluate(
+    state: ClusterState, req: GpuRequest, *, twin: bool = False
+) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int32]]:
     """(reason, detail) per row; reason 0 = feasible. Rows follow `state.names`."""
     c = compile_request(state, req)
     if twin:
-        r, d = feasibility_twin(state, c.model_ok, c.count, c.milli, c.min_mem, c.nvlink_required,
-                                c.mig_id, c.cpu, c.mem)
+        r, d = feasibility_twin(
+            state, c.model_ok, c.count, c.milli, c.min_mem, c.nvlink_required, c.mig_id, c.cpu, c.mem
+        )
         return r, d
     n = state.n_rows
     reason = np.zeros(n, np.int8)
     detail = np.zeros(n, np.int32)
     s = state
-    feasibility_kernel(s.node_valid, s.node_model, s.node_gpu_count, s.node_cpu_free, s.node_mem_free,
-                       s.gpu_present, s.gpu_healthy, s.gpu_mem, s.gpu_free_milli, s.gpu_mig, s.links,
-                       s.mig_profile, s.mig_used, n, c.model_ok, c.count, c.milli, c.min_mem,
-                       c.nvlink_required, c.mig_id, c.cpu, c.mem, reason, detail)
+    feasibility_kernel(
+        s.node_valid,
+        s.node_model,
+        s.node_gpu_count,
+        s.node_cpu_free,
+        s.node_mem_free,
+        s.gpu_present,
+        s.gpu_healthy,
+        s.gpu_mem,
+        s.gpu_free_milli,
+        s.gpu_mig,
+        s.links,
+        s.mig_profile,
+        s.mig_used,
+        n,
+        c.model_ok,
+        c.count,
+        c.milli,
+        c.min_mem,
+        c.nvlink_required,
+        c.mig_id,
+        c.cpu,
+        c.mem,
+        reason,
+        detail,
+    )
     return reason, detail
 
 
-def score(state: ClusterState, req: GpuRequest, reason: npt.NDArray[np.int8], policy: Policy, *,
-          topo_weight: float = 0.5, twin: bool = False) -> npt.NDArray[np.float64]:
+def score(
+    state: ClusterState,
+    req: GpuRequest,
+    reason: npt.NDArray[np.int8],
+    policy: Policy,
+    *,
+    topo_weight: float = 0.5,
+    twin: bool = False,
+) -> npt.NDArray[np.float64]:
     """Raw score per row (higher is better, −inf where reason ≠ 0)."""
     c = compile_request(state, req)
     if twin:
-        out: npt.NDArray[np.float64] = score_twin(state, reason, int(policy), c.count, c.milli, c.mig_id,
-                                                  topo_weight)
+        out: npt.NDArray[np.float64] = score_twin(
+            state, reason, int(policy), c.count, c.milli, c.mig_id, topo_weight
+        )
         return out
     n = state.n_rows
     out = np.empty(n, np.float64)
     s = state
-    score_kernel(s.gpu_present, s.gpu_healthy, s.gpu_free_milli, s.gpu_mig, s.links, s.mig_profile,
-                 s.mig_used, n, reason, int(policy), c.count, c.milli, c.mig_id, topo_weight, out)
+    score_kernel(
+        s.gpu_present,
+        s.gpu_healthy,
+        s.gpu_free_milli,
+        s.gpu_mig,
+        s.links,
+        s.mig_profile,
+        s.mig_used,
+        n,
+        reason,
+        int(policy),
+        c.count,
+        c.milli,
+        c.mig_id,
+        topo_weight,
+        out,
+    )
     return out
 
 
@@ -111,14 +158,30 @@ def choose(state: ClusterState, node: str, req: GpuRequest, *, twin: bool = Fals
         return Placement(mig=tuple((int(g), int(k)) for g, k in pairs), **base)  # type: ignore[arg-type]
     if req.is_share:
         fn_share = choose_share_twin if twin else choose_share_kernel
-        g = fn_share(s.gpu_present[i], s.gpu_healthy[i], s.gpu_mem[i], s.gpu_free_milli[i], s.gpu_mig[i],
-                     c.min_mem, c.milli)
+        g = fn_share(
+            s.gpu_present[i],
+            s.gpu_healthy[i],
+            s.gpu_mem[i],
+            s.gpu_free_milli[i],
+            s.gpu_mig[i],
+            c.min_mem,
+            c.milli,
+        )
         return None if g < 0 else Placement(gpus=(int(g),), milli=c.milli, **base)  # type: ignore[arg-type]
     if c.count == 0:
         return Placement(**base)  # type: ignore[arg-type]
     fn = choose_gpus_twin if twin else choose_gpus_kernel
-    gpus = fn(s.gpu_present[i], s.gpu_healthy[i], s.gpu_mem[i], s.gpu_free_milli[i], s.gpu_mig[i], s.links[i],
-              c.count, c.min_mem, c.nvlink_required)
+    gpus = fn(
+        s.gpu_present[i],
+        s.gpu_healthy[i],
+        s.gpu_mem[i],
+        s.gpu_free_milli[i],
+        s.gpu_mig[i],
+        s.links[i],
+        c.count,
+        c.min_mem,
+        c.nvlink_required,
+    )
     if len(gpus) < c.count:
         return None
     return Placement(gpus=tuple(int(g) for g in gpus), **base)  # type: ignore[arg-type]
@@ -134,10 +197,20 @@ def warmup() -> None:
     p3g = a100.mig_profile("3g.40gb")
     assert p3g is not None
     st.upsert_node(NodeSpec.uniform("w0", MODELS["H100-80GB"], 8, cpu_milli=1000, memory_mib=1000))
-    st.upsert_node(NodeSpec("w1", a100, [GpuSpec(0, a100.memory_mib, mig=(MigInstance(p3g, 0),))],
-                            cpu_milli=1000, memory_mib=1000))
-    for req in (GpuRequest(count=2, nvlink=NvlinkNeed.REQUIRED), GpuRequest(milli=500),
-                GpuRequest(mig_profile="3g.40gb")):
+    st.upsert_node(
+        NodeSpec(
+            "w1",
+            a100,
+            [GpuSpec(0, a100.memory_mib, mig=(MigInstance(p3g, 0),))],
+            cpu_milli=1000,
+            memory_mib=1000,
+        )
+    )
+    for req in (
+        GpuRequest(count=2, nvlink=NvlinkNeed.REQUIRED),
+        GpuRequest(milli=500),
+        GpuRequest(mig_profile="3g.40gb"),
+    ):
         reason, _ = evaluate(st, req)
         for pol in Policy:
             score(st, req, reason, pol)
@@ -146,5 +219,6 @@ def warmup() -> None:
     from placement_core import mig
 
     out = np.zeros(st.n_rows, np.int32)
-    mig.creatable_kernel(st.gpu_present, st.gpu_healthy, st.gpu_mig, st.mig_start, st.mig_size, st.n_rows,
-                         4, 0b10001, 8, out)
+    mig.creatable_kernel(
+        st.gpu_present, st.gpu_healthy, st.gpu_mig, st.mig_start, st.mig_size, st.n_rows, 4, 0b10001, 8, out
+    )

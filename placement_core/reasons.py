@@ -33,8 +33,17 @@ class Reason(enum.IntEnum):
         return self.name.lower()
 
 
-def explain(reason: int, detail: int, *, what: str, count: int, milli: int, min_memory_mib: int,
-            mig_profile: str | None, models: str) -> str:
+def explain(
+    reason: int,
+    detail: int,
+    *,
+    what: str,
+    count: int,
+    milli: int,
+    min_memory_mib: int,
+    mig_profile: str | None,
+    models: str,
+) -> str:
     """A sentence for one rejected node, e.g. 'needs 4 NVLink-connected GPUs; largest free NVLink island here is 2'."""
     r = Reason(reason)
     if r is Reason.UNSCHEDULABLE:

@@ -14,11 +14,16 @@ The fragmentation-aware policies (FGD and gpuplace's default) live in placement_
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 from placement_core.islands import smallest_island_at_least, smallest_island_at_least_py
+
+if TYPE_CHECKING:
+    from placement_core.cluster import ClusterState
 
 WHOLE = 1000
 
@@ -39,7 +44,15 @@ def _base_py(policy: int, total: float, used_after: float) -> float:
     return -(total - used_after) / WHOLE
 
 
-def score_twin(s, reason, policy, count, milli, mig_id, topo_weight):  # type: ignore[no-untyped-def]
+def score_twin(
+    s: ClusterState,
+    reason: npt.NDArray[Any],
+    policy: int,
+    count: int,
+    milli: int,
+    mig_id: int,
+    topo_weight: float,
+) -> npt.NDArray[np.float64]:
     """Per node score as documented in the module docstring."""
     n = s.n_rows
     out = np.full(n, -np.inf)
@@ -66,8 +79,23 @@ def score_twin(s, reason, policy, count, milli, mig_id, topo_weight):  # type: i
 
 
 @njit(cache=True, nogil=True)
-def score_kernel(gpu_present, gpu_healthy, gpu_free_milli, gpu_mig, links, mig_profile, mig_used,  # type: ignore[no-untyped-def]
-                 n, reason, policy, count, milli, mig_id, topo_weight, out):
+def score_kernel(
+    gpu_present,
+    gpu_healthy,
+    gpu_free_milli,
+    gpu_mig,
+    links,
+    mig_profile,
+    mig_used,
+    n,
+    reason,
+    policy,
+    count,
+    milli,
+    mig_id,
+    topo_weight,
+    out,
+):
     """Fills out[:n]; same rule as `score_twin`."""
     G = gpu_present.shape[1]
     S = mig_profile.shape[2]
