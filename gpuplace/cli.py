@@ -11,6 +11,8 @@ from gpuplace import __version__
 # subcommand -> (module, help). Each module exposes `main(argv: list[str]) -> int`.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("gpuplace.demo", "build an example cluster and show where gpuplace places a sample workload"),
+    "serve": ("gpuplace.serve", "run the scheduler extender and the admission webhook"),
+    "simulate": ("gpuplace.simulate.cli", "replay a GPU cluster trace under a placement policy"),
 }
 
 

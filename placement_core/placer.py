@@ -57,33 +57,41 @@ def compile_request(state: ClusterState, req: GpuRequest) -> Compiled:
 
 
 def evaluate(
-    state: ClusterState, req: GpuRequest, *, twin: bool = False
+    state: ClusterState, req: GpuRequest, *, twin: bool = False, rows: slice | None = None
 ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int32]]:
-    """(reason, detail) per row; reason 0 = feasible. Rows follow `state.names`."""
+    """(reason, detail) per row; reason 0 = feasible. Rows follow `state.names`; `rows` limits the scan
+    to a slice (bind evaluates one node, in O(GPUs on it))."""
     c = compile_request(state, req)
     if twin:
         r, d = feasibility_twin(
             state, c.model_ok, c.count, c.milli, c.min_mem, c.nvlink_required, c.mig_id, c.cpu, c.mem
         )
-        return r, d
-    n = state.n_rows
+        return (r[rows], d[rows]) if rows is not None else (r, d)
+    sl = rows if rows is not None else slice(0, state.n_rows)
+    s = state
+    cols = [
+        getattr(s, name)[sl]
+        for name in (
+            "node_valid",
+            "node_model",
+            "node_gpu_count",
+            "node_cpu_free",
+            "node_mem_free",
+            "gpu_present",
+            "gpu_healthy",
+            "gpu_mem",
+            "gpu_free_milli",
+            "gpu_mig",
+            "links",
+            "mig_profile",
+            "mig_used",
+        )
+    ]
+    n = len(cols[0])
     reason = np.zeros(n, np.int8)
     detail = np.zeros(n, np.int32)
-    s = state
     feasibility_kernel(
-        s.node_valid,
-        s.node_model,
-        s.node_gpu_count,
-        s.node_cpu_free,
-        s.node_mem_free,
-        s.gpu_present,
-        s.gpu_healthy,
-        s.gpu_mem,
-        s.gpu_free_milli,
-        s.gpu_mig,
-        s.links,
-        s.mig_profile,
-        s.mig_used,
+        *cols,
         n,
         c.model_ok,
         c.count,
@@ -143,8 +151,8 @@ def choose(state: ClusterState, node: str, req: GpuRequest, *, twin: bool = Fals
     i = state.index.get(node)
     if i is None:
         return None
-    reason, _ = evaluate(state, req, twin=twin)
-    if reason[i] != 0:
+    reason, _ = evaluate(state, req, twin=twin, rows=slice(i, i + 1))
+    if reason[0] != 0:
         return None
     s = state
     c = compile_request(state, req)

@@ -1,0 +1,112 @@
+"""`gpuplace demo`: build an example GPU cluster, place a sample workload, print the placement table.
+
+`--offline` (the default until the local control plane exists) runs placement_core alone, in-process: the
+same evaluate → score → choose path the extender's filter/prioritize/bind take, without Kubernetes.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+from placement_core import (
+    MODELS,
+    ClusterState,
+    GpuRequest,
+    GpuSpec,
+    MigInstance,
+    NodeSpec,
+    NvlinkNeed,
+    Policy,
+    explain,
+    placer,
+)
+from placement_core.topology import islands
+
+
+def example_cluster() -> ClusterState:
+    """HGX H100 ×8 (NVSwitch), DGX-1 V100 (hybrid cube-mesh), A100 with MIG, L4 single-GPU, CPU-only."""
+    st = ClusterState(max_gpus=8)
+    big = {"cpu_milli": 192_000, "memory_mib": 2_000_000}
+    for i in range(2):
+        st.upsert_node(NodeSpec.uniform(f"hgx-h100-{i}", MODELS["H100-80GB"], 8, zone="a", rack=f"r{i}", **big))
+    st.upsert_node(NodeSpec.uniform("dgx1-v100-0", MODELS["V100-32GB"], 8, zone="a", rack="r2", **big))
+    a100 = MODELS["A100-80GB"]
+    p3, p1 = a100.mig_profile("3g.40gb"), a100.mig_profile("1g.10gb")
+    assert p3 is not None and p1 is not None
+    gpus = [GpuSpec(0, a100.memory_mib, mig=(MigInstance(p3, 0), MigInstance(p3, 4)))]
+    gpus.append(GpuSpec(1, a100.memory_mib, mig=tuple(MigInstance(p1, s) for s in range(7))))
+    gpus += [GpuSpec(i, a100.memory_mib) for i in range(2, 8)]
+    st.upsert_node(NodeSpec("a100-mig-0", a100, gpus, zone="b", rack="r3", **big))
+    for i in range(2):
+        st.upsert_node(NodeSpec.uniform(f"l4-{i}", MODELS["L4"], 1, zone="b", cpu_milli=16_000, memory_mib=64_000))
+    st.upsert_node(NodeSpec("cpu-0", None, cpu_milli=64_000, memory_mib=256_000))
+    return st
+
+
+WORKLOAD: list[tuple[str, GpuRequest]] = [
+    ("train-8gpu", GpuRequest(count=8, nvlink=NvlinkNeed.REQUIRED, cpu_milli=32_000, memory_mib=256_000)),
+    ("train-4gpu-a", GpuRequest(count=4, nvlink=NvlinkNeed.REQUIRED, cpu_milli=16_000, memory_mib=64_000)),
+    ("train-4gpu-b", GpuRequest(count=4, nvlink=NvlinkNeed.REQUIRED, cpu_milli=16_000, memory_mib=64_000)),
+    ("finetune-2gpu", GpuRequest(count=2, nvlink=NvlinkNeed.PREFERRED, cpu_milli=8_000, memory_mib=32_000)),
+    ("infer-l4", GpuRequest(count=1, models=frozenset({"L4"}), cpu_milli=2_000, memory_mib=8_000)),
+    ("notebook-0.5", GpuRequest(count=1, milli=500, cpu_milli=1_000, memory_mib=4_000)),
+    ("notebook-0.3", GpuRequest(count=1, milli=300, cpu_milli=1_000, memory_mib=4_000)),
+    ("mig-3g", GpuRequest(count=1, mig_profile="3g.40gb", cpu_milli=4_000, memory_mib=16_000)),
+    ("mig-1g-x2", GpuRequest(count=2, mig_profile="1g.10gb", cpu_milli=2_000, memory_mib=8_000)),
+    ("big-mem-h100", GpuRequest(count=2, min_memory_mib=70_000, models=frozenset({"H100-80GB"}))),
+    ("train-8gpu-2", GpuRequest(count=8, nvlink=NvlinkNeed.REQUIRED, cpu_milli=32_000, memory_mib=256_000)),
+]
+
+
+def run_offline(policy: Policy) -> Table:
+    st = example_cluster()
+    table = Table(title=f"gpuplace offline demo — policy {policy.name.lower()}")
+    for col in ("pod", "asks for", "node", "GPUs", "NVLink island", "why not elsewhere / pending reason"):
+        table.add_column(col)
+    for uid, req in WORKLOAD:
+        reason, detail = placer.evaluate(st, req)
+        scores = placer.score(st, req, reason, policy)
+        order = sorted(range(st.n_rows), key=lambda i: -scores[i])
+        best = order[0] if order and reason[order[0]] == 0 else None
+        why = _reasons(st, req, reason, detail)
+        if best is None:
+            table.add_row(uid, req.describe(), "[red]Pending[/red]", "", "", why)
+            continue
+        placement = placer.choose(st, st.names[best], req)
+        assert placement is not None
+        st.allocate(uid, placement)
+        if placement.mig:
+            gpus = ", ".join(f"{g}/mig{k}" for g, k in placement.mig)
+            island = "MIG"
+        else:
+            gpus = ",".join(map(str, placement.gpus)) + (f" ({placement.milli}m)" if placement.milli < 1000 else "")
+            row = st.index[placement.node]
+            chosen = [g in placement.gpus for g in range(st.G)]
+            comps = islands(st.links[row], __import__("numpy").array(chosen))
+            island = "yes" if len(placement.gpus) > 1 and len(comps) == 1 else ("-" if len(comps) <= 1 else "no")
+        table.add_row(uid, req.describe(), placement.node, gpus, island, why)
+    assert st.check_invariants() == []
+    return table
+
+
+def _reasons(st: ClusterState, req: GpuRequest, reason, detail) -> str:  # type: ignore[no-untyped-def]
+    seen: dict[str, list[str]] = {}
+    for i, name in enumerate(st.names):
+        if reason[i]:
+            text = explain(int(reason[i]), int(detail[i]), what=req.describe(), count=req.count, milli=req.milli,
+                           min_memory_mib=req.min_memory_mib, mig_profile=req.mig_profile,
+                           models=",".join(sorted(req.models or ())))
+            seen.setdefault(text, []).append(name)
+    return "; ".join(f"{len(v)} node(s): {k}" for k, v in seen.items())
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="gpuplace demo", description=__doc__)
+    ap.add_argument("--offline", action="store_true", default=True, help="placement_core only, no Kubernetes")
+    ap.add_argument("--policy", default="most_allocated", choices=[p.name.lower() for p in Policy])
+    args = ap.parse_args(argv)
+    Console(width=200).print(run_offline(Policy[args.policy.upper()]))
+    return 0
