@@ -12,6 +12,7 @@ first call after import ≤ 1 s.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
@@ -35,6 +36,11 @@ def build(n_nodes: int, seed: int = 1) -> ClusterState:
         if busy:
             st.allocate(f"pod-{i}", Placement(f"node-{i:05d}", gpus=busy, cpu_milli=1000, memory_mib=1024))
     return st
+
+
+def feas_score(st: ClusterState, req: GpuRequest, *, twin: bool) -> None:
+    reason, _ = placer.evaluate(st, req, twin=twin)
+    placer.score(st, req, reason, Policy.MOST_ALLOCATED, twin=twin)
 
 
 def one_request(st: ClusterState, req: GpuRequest, *, twin: bool) -> None:
@@ -82,12 +88,8 @@ def main() -> None:
         for impl, reps in (("kernel", args.reps), ("twin", args.twin_reps)):
             twin = impl == "twin"
 
-            def fs(twin: bool = twin) -> None:
-                reason, _ = placer.evaluate(st, req, twin=twin)
-                placer.score(st, req, reason, Policy.MOST_ALLOCATED, twin=twin)
-
-            a = timed(fs, reps)
-            b = timed(lambda twin=twin: one_request(st, req, twin=twin), reps)  # type: ignore[misc]
+            a = timed(functools.partial(feas_score, st, req, twin=twin), reps)
+            b = timed(functools.partial(one_request, st, req, twin=twin), reps)
             q = lambda xs: (statistics.median(xs), float(np.percentile(xs, 99)))  # noqa: E731
             table.add_row(str(n), impl, *(f"{v:.3f}" for v in (*q(a), *q(b))))
     Console().print(table)

@@ -29,17 +29,19 @@ from placement_core.topology import islands
 def example_cluster() -> ClusterState:
     """HGX H100 ×8 (NVSwitch), DGX-1 V100 (hybrid cube-mesh), A100 with MIG, L4 single-GPU, CPU-only."""
     st = ClusterState(max_gpus=8)
-    big = {"cpu_milli": 192_000, "memory_mib": 2_000_000}
+    cpu, mem = 192_000, 2_000_000
     for i in range(2):
-        st.upsert_node(NodeSpec.uniform(f"hgx-h100-{i}", MODELS["H100-80GB"], 8, zone="a", rack=f"r{i}", **big))
-    st.upsert_node(NodeSpec.uniform("dgx1-v100-0", MODELS["V100-32GB"], 8, zone="a", rack="r2", **big))
+        st.upsert_node(NodeSpec.uniform(f"hgx-h100-{i}", MODELS["H100-80GB"], 8, zone="a", rack=f"r{i}",
+                                        cpu_milli=cpu, memory_mib=mem))
+    st.upsert_node(NodeSpec.uniform("dgx1-v100-0", MODELS["V100-32GB"], 8, zone="a", rack="r2",
+                                    cpu_milli=cpu, memory_mib=mem))
     a100 = MODELS["A100-80GB"]
     p3, p1 = a100.mig_profile("3g.40gb"), a100.mig_profile("1g.10gb")
     assert p3 is not None and p1 is not None
     gpus = [GpuSpec(0, a100.memory_mib, mig=(MigInstance(p3, 0), MigInstance(p3, 4)))]
     gpus.append(GpuSpec(1, a100.memory_mib, mig=tuple(MigInstance(p1, s) for s in range(7))))
     gpus += [GpuSpec(i, a100.memory_mib) for i in range(2, 8)]
-    st.upsert_node(NodeSpec("a100-mig-0", a100, gpus, zone="b", rack="r3", **big))
+    st.upsert_node(NodeSpec("a100-mig-0", a100, gpus, zone="b", rack="r3", cpu_milli=cpu, memory_mib=mem))
     for i in range(2):
         st.upsert_node(NodeSpec.uniform(f"l4-{i}", MODELS["L4"], 1, zone="b", cpu_milli=16_000, memory_mib=64_000))
     st.upsert_node(NodeSpec("cpu-0", None, cpu_milli=64_000, memory_mib=256_000))

@@ -14,9 +14,9 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+script="$here/$(basename "${BASH_SOURCE[0]}")"
 cd "$here"
 bin="$here/bin"
-mkdir -p "$bin"
 
 GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 if ! [ -x "$GO" ] && ! command -v "$GO" >/dev/null 2>&1; then
@@ -26,6 +26,7 @@ fi
 export GOTOOLCHAIN=local       # never download another toolchain
 export GOFLAGS=-mod=readonly   # go.mod/go.sum are committed and tidy; no vendor/
 export CGO_ENABLED=0           # static binaries, as upstream releases them
+mkdir -p "$bin"
 
 k8s_version="$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' go.mod)"
 etcd_version="$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' etcd/go.mod)"
@@ -40,7 +41,7 @@ stamp="$(
   {
     echo "k8s=$k8s_version etcd=$etcd_version"
     "$GO" version
-    cat go.mod go.sum etcd/go.mod etcd/go.sum "$0"
+    cat go.mod go.sum etcd/go.mod etcd/go.sum "$script"
   } | sha256sum | cut -d' ' -f1
 )"
 

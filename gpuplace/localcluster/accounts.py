@@ -36,13 +36,16 @@ class ServiceAccountCredentials:
 
 async def ensure_namespace(api: client.ApiClient, name: str) -> None:
     try:
-        await client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+        body: Any = {"metadata": {"name": name}}
+        await client.CoreV1Api(api).create_namespace(body)
     except ApiException as exc:
         if exc.status != HTTP_CONFLICT:
             raise
 
 
-async def _create_or_replace(create: Any, replace: Any, read: Any, name: str, body: dict, **ns: str) -> None:
+async def _create_or_replace(
+    create: Any, replace: Any, read: Any, name: str, body: dict[str, Any], **ns: str
+) -> None:
     try:
         await create(body=body, **ns)
     except ApiException as exc:
@@ -76,7 +79,8 @@ async def create_service_account(
     rbac = client.RbacAuthorizationV1Api(api)
     await ensure_namespace(api, namespace)
     try:
-        await core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+        account: Any = {"metadata": {"name": name}}
+        await core.create_namespaced_service_account(namespace, account)
     except ApiException as exc:
         if exc.status != HTTP_CONFLICT:
             raise
@@ -97,7 +101,11 @@ async def create_service_account(
             cluster_name,
             {
                 "metadata": {"name": cluster_name},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_name},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": cluster_name,
+                },
                 "subjects": subject,
             },
         )
@@ -122,9 +130,8 @@ async def create_service_account(
             },
             namespace=namespace,
         )
-    token_request = await core.create_namespaced_service_account_token(
-        name, namespace, {"spec": {"expirationSeconds": token_seconds}}
-    )
+    request: Any = {"spec": {"expirationSeconds": token_seconds}}
+    token_request = await core.create_namespaced_service_account_token(name, namespace, request)
     token = token_request.status.token
     username = f"system:serviceaccount:{namespace}:{name}"
     write_kubeconfig(kubeconfig_path, server=server, ca_file=ca_file, token=token, user=username)
@@ -139,7 +146,7 @@ _WEBHOOK_APIS = {
 }
 
 
-def _with_ca_bundle(manifest: Mapping[str, Any], ca_bundle: bytes | str | None) -> dict:
+def _with_ca_bundle(manifest: Mapping[str, Any], ca_bundle: bytes | str | None) -> dict[str, Any]:
     body = copy.deepcopy(dict(manifest))
     if ca_bundle is None:
         return body

@@ -40,7 +40,12 @@ from kubernetes_asyncio import client, config
 from gpuplace.localcluster import accounts
 from gpuplace.localcluster.binaries import Binaries
 from gpuplace.localcluster.kubeconfig import write_kubeconfig
-from gpuplace.localcluster.pki import CertificateAuthority, CertPair, generate_service_account_key, write_private
+from gpuplace.localcluster.pki import (
+    CertificateAuthority,
+    CertPair,
+    generate_service_account_key,
+    write_private,
+)
 from gpuplace.localcluster.processes import (
     ManagedProcess,
     ProcessStartError,
@@ -398,7 +403,9 @@ class ControlPlane:
             f"--cache-dir={self.workdir / 'kubectl-cache'}",
             *args,
         ]
-        result = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+        result = subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+        )
         if check and result.returncode != 0:
             raise subprocess.CalledProcessError(result.returncode, argv, result.stdout, result.stderr)
         return result

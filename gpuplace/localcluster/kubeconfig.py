@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from gpuplace.localcluster.pki import write_private
 
 
-def kubeconfig_dict(*, server: str, ca_file: Path, token: str, user: str, context: str = "local") -> dict:
+def kubeconfig_dict(
+    *, server: str, ca_file: Path, token: str, user: str, context: str = "local"
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Config",

@@ -38,7 +38,9 @@ class ProcessStartError(RuntimeError):
         self.name = name
         self.log_file = log_file
         self.log_tail = tail(log_file)
-        super().__init__(f"{name}: {reason} (log: {log_file})\n--- last lines of the log ---\n{self.log_tail}")
+        super().__init__(
+            f"{name}: {reason} (log: {log_file})\n--- last lines of the log ---\n{self.log_tail}"
+        )
 
     @property
     def port_clash(self) -> bool:

@@ -17,15 +17,15 @@ class WaitTimeoutError(TimeoutError):
 async def wait_until(
     probe: Callable[[], Awaitable[T]],
     *,
-    timeout: float = 30.0,
+    within: float = 30.0,
     interval: float = 0.2,
     what: str = "condition",
 ) -> T:
-    """Await ``probe()`` until it returns a truthy value, and return that value.
+    """Await ``probe()`` until it returns a truthy value (for at most ``within`` seconds); return it.
 
     Exceptions from the probe count as "not yet"; the last one is chained to the timeout error.
     """
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     last_exc: BaseException | None = None
     last_value: T | None = None
     while True:
@@ -37,6 +37,6 @@ async def wait_until(
             last_exc = exc
         if time.monotonic() >= deadline:
             raise WaitTimeoutError(
-                f"timed out after {timeout:.0f}s waiting for {what} (last value {last_value!r})"
+                f"timed out after {within:.0f}s waiting for {what} (last value {last_value!r})"
             ) from last_exc
         await asyncio.sleep(interval)
