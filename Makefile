@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
 
-.PHONY: venv lint typecheck imports unit test e2e-binaries demo bench clean
+.PHONY: venv lint typecheck imports unit test e2e e2e-binaries localcluster demo bench clean
 
 $(UV):
 	$(PY) -m venv .tools
@@ -39,6 +39,12 @@ test: lint typecheck imports e2e-binaries
 
 unit: venv
 	$(VENV)/bin/pytest -m "not e2e"
+
+e2e: venv e2e-binaries
+	$(VENV)/bin/pytest -m e2e
+
+localcluster: venv e2e-binaries
+	$(VENV)/bin/python -m gpuplace.localcluster
 
 demo: venv e2e-binaries
 	$(VENV)/bin/gpuplace demo $(DEMO_ARGS)

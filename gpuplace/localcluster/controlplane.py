@@ -212,13 +212,13 @@ class ControlPlane:
         peer_url = f"http://127.0.0.1:{peer_port}"
         etcd = [
             str(self.binaries.etcd),
-            "--name=default",
+            "--name=gpuplace-local",
             f"--data-dir={data_dir}",
             f"--listen-client-urls={etcd_url}",
             f"--advertise-client-urls={etcd_url}",
             f"--listen-peer-urls={peer_url}",
             f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=default={peer_url}",
+            f"--initial-cluster=gpuplace-local={peer_url}",
             "--unsafe-no-fsync",  # test data: durability is not needed, fsync is the slow part
             "--log-level=warn",
             *self._etcd_args,
@@ -351,6 +351,8 @@ class ControlPlane:
                 # delegated authn/z so /metrics works with a token; /healthz and /readyz are always allowed
                 f"--authentication-kubeconfig={self.scheduler_kubeconfig}",
                 f"--authorization-kubeconfig={self.scheduler_kubeconfig}",
+                # no front-proxy CA in this cluster: do not look up requestheader config (log noise)
+                "--authentication-skip-lookup=true",
                 "--v=2",
                 *extra_args,
             ]
