@@ -1,0 +1,362 @@
+"""The live cluster model: Node and Pod objects from the API server applied to a `ClusterState`.
+
+What counts, and why:
+- A pod bound to a node and not finished holds resources. If it carries `gpuplace.io/gpus` (gpuplace
+  bound it), it holds exactly those GPUs. A GPU pod bound by anyone else holds GPUs by its totals; which
+  ones is guessed (the choice placer would make, else the emptiest), and guesses yield to exact records:
+  when an exact record collides with a guess, the node's guesses are re-made around it. Pods without
+  GPUs count their cpu/memory, so the model's cpu/memory free matches kube-scheduler's.
+- Terminating pods (deletionTimestamp set) still hold their GPUs until they are gone — forgetting them
+  overcommits the node (HAMi #1458). Succeeded/Failed/deleted pods release at once.
+- A bind's reservation is an allocation under the pod's UID, made before the API calls. The watch
+  confirms it when the pod shows up bound to that node; a deleted pod releases it; one not confirmed
+  within the TTL is checked against the API (scheduler.verbs.bind.sweep) and rolled back if the pod is
+  not bound there. Nothing the scheduler assumed and never bound can leak: without a bind there is no
+  reservation.
+- Restartable: nothing is stored elsewhere. A relist (start, or 410 Gone) replaces the whole picture;
+  pods and nodes missing from the new list are forgotten, except reservations younger than the list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from placement_core import ClusterState, DoubleBookingError, GpuRequest, Placement, placer
+from scheduler.contract import Record, RecordError, decode_record
+from scheduler.nodeinv import NodeInventory, NodeRules, fingerprint, node_inventory
+from scheduler.podreq import PodRequestError, Rules, pod_request
+from scheduler.settings import SchedulerSettings
+from scheduler.wire import Pod
+
+log = logging.getLogger("gpuplace.scheduler.cache")
+TERMINAL = ("Succeeded", "Failed")
+
+
+@dataclass(slots=True)
+class PodRecord:
+    uid: str
+    namespace: str
+    name: str
+    node: str
+    priority: int
+    fp: tuple[Any, ...]
+    req: GpuRequest | None  # None: unreadable request, counted as nothing
+    record: Record | None  # the gpuplace.io/gpus record, when gpuplace placed it
+
+    @property
+    def exact(self) -> bool:
+        return self.record is not None and self.record.node == self.node
+
+
+@dataclass(slots=True)
+class Reservation:
+    uid: str
+    namespace: str
+    name: str
+    node: str
+    placement: Placement
+    created: float
+    inflight: bool = True  # the bind coroutine still owns it (the sweeper leaves it alone)
+
+
+class CacheHooks:
+    """Counters the cache reports to; the metrics module overrides these."""
+
+    def topology_invalid(self, node: str, message: str) -> None:
+        pass
+
+    def oversubscribed(self, node: str, uid: str) -> None:
+        pass
+
+    def reservation_rolled_back(self, why: str) -> None:
+        pass
+
+
+class ClusterCache:
+    def __init__(
+        self,
+        settings: SchedulerSettings,
+        *,
+        hooks: CacheHooks | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.state = ClusterState(max_gpus=settings.max_gpus_per_node, capacity=1024)
+        self.node_rules = NodeRules.from_settings(settings)
+        self.pod_rules = Rules.from_settings(settings)
+        self.hooks = hooks or CacheHooks()
+        self.clock = clock
+        self.nodes: dict[str, NodeInventory] = {}
+        self._node_fp: dict[str, tuple[Any, ...]] = {}
+        self.pods: dict[str, PodRecord] = {}
+        self._by_node: dict[str, set[str]] = {}
+        self.reservations: dict[str, Reservation] = {}
+        self.index_gen = 0  # bumped when the name → row mapping changes
+        self.synced: dict[str, bool] = {"nodes": False, "pods": False}
+        self.last_event: dict[str, float] = {"nodes": 0.0, "pods": 0.0}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # ---- locks ---------------------------------------------------------------------------------
+    def node_lock(self, node: str) -> asyncio.Lock:
+        """The per-node critical section of bind (never one global lock: HAMi #810)."""
+        lock = self._locks.get(node)
+        if lock is None:
+            lock = self._locks[node] = asyncio.Lock()
+        return lock
+
+    @property
+    def ready(self) -> bool:
+        return all(self.synced.values())
+
+    # ---- nodes ---------------------------------------------------------------------------------
+    def apply_node(self, etype: str, node: dict[str, Any], *, from_watch: bool = True) -> None:
+        if from_watch:
+            self.last_event["nodes"] = self.clock()
+        name = str((node.get("metadata") or {}).get("name") or "")
+        if not name:
+            return
+        if etype == "DELETED":
+            self._remove_node(name)
+            return
+        fp = fingerprint(node, self.node_rules)
+        if self._node_fp.get(name) == fp:
+            return
+        inv = node_inventory(node, self.node_rules)
+        if inv.warning:
+            log.warning("%s", inv.warning)
+            self.hooks.topology_invalid(name, inv.warning)
+        new = name not in self.state.index
+        try:
+            self.state.upsert_node(inv.spec)
+        except ValueError as e:  # nodeinv validated it; belt and braces, never crash the watch
+            log.warning("node %s: %s; treating it as GPU-less", name, e)
+            inv = NodeInventory(
+                type(inv.spec)(name, None, [], cpu_milli=inv.spec.cpu_milli, memory_mib=inv.spec.memory_mib),
+                source="none",
+            )
+            self.state.upsert_node(inv.spec)
+        self.nodes[name] = inv
+        self._node_fp[name] = fp
+        if new:
+            self.index_gen += 1
+            for uid in sorted(self._by_node.get(name, ()), key=lambda u: not self.pods[u].exact):
+                self._count(self.pods[uid])
+
+    def _remove_node(self, name: str) -> None:
+        if name in self.state.index:
+            self.state.remove_node(name)  # drops the allocations of its pods; their records stay
+            self.index_gen += 1
+        self.nodes.pop(name, None)
+        self._node_fp.pop(name, None)
+        for uid in [u for u, r in self.reservations.items() if r.node == name]:
+            del self.reservations[uid]
+        lock = self._locks.get(name)
+        if lock is not None and not lock.locked():
+            del self._locks[name]
+
+    def replace_nodes(self, items: Iterable[dict[str, Any]]) -> None:
+        """A full list: nodes absent from it are gone."""
+        items = list(items)
+        seen = {str((n.get("metadata") or {}).get("name") or "") for n in items}
+        for name in [n for n in self.nodes if n not in seen]:
+            self._remove_node(name)
+        for n in items:
+            self.apply_node("ADDED", n)
+        self.synced["nodes"] = True
+
+    # ---- pods ----------------------------------------------------------------------------------
+    def apply_pod(self, etype: str, pod: dict[str, Any]) -> None:
+        self.last_event["pods"] = self.clock()
+        meta = pod.get("metadata") or {}
+        uid = str(meta.get("uid") or "")
+        if not uid:
+            return
+        spec, status = pod.get("spec") or {}, pod.get("status") or {}
+        if etype == "DELETED" or status.get("phase") in TERMINAL:
+            self.forget_pod(uid)
+            return
+        node = spec.get("nodeName") or ""
+        if not node:
+            return  # pending: holds nothing (a bind in flight holds its reservation)
+        fp = (node, (meta.get("annotations") or {}).get(self.pod_rules.keys.gpus))
+        old = self.pods.get(uid)
+        if old is not None and old.fp == fp:
+            return
+        self._record(Pod.model_validate(pod), fp)
+
+    def _record(self, pod: Pod, fp: tuple[Any, ...]) -> None:
+        uid, node = pod.metadata.uid, pod.spec.node_name
+        try:
+            req: GpuRequest | None = pod_request(pod, self.pod_rules)
+        except PodRequestError as e:
+            log.warning("pod %s: %s; counting no resources for it", pod.key, e)
+            req = None
+        record = None
+        raw = pod.metadata.annotations.get(self.pod_rules.keys.gpus)
+        if raw:
+            try:
+                record = decode_record(raw)
+            except RecordError as e:
+                log.warning(
+                    "pod %s: unreadable %s (%s); counting it by totals", pod.key, self.pod_rules.keys.gpus, e
+                )
+        old = self.pods.get(uid)
+        if old is not None and old.node != node:
+            self._by_node.get(old.node, set()).discard(uid)
+        rec = PodRecord(
+            uid, pod.metadata.namespace, pod.metadata.name, node, pod.spec.priority, fp, req, record
+        )
+        self.pods[uid] = rec
+        self._by_node.setdefault(node, set()).add(uid)
+        self._count(rec)
+
+    def _count(self, rec: PodRecord) -> None:
+        """Make the state hold what `rec` says (idempotent)."""
+        if rec.node not in self.state.index:
+            return  # the node is not known yet; counted when it arrives
+        res = self.reservations.get(rec.uid)
+        if res is not None:
+            if res.node == rec.node:  # the watch confirms our own bind
+                del self.reservations[rec.uid]
+                if (
+                    rec.exact
+                    and rec.record is not None
+                    and self.state.allocations.get(rec.uid) == res.placement
+                ):
+                    return
+            else:
+                log.warning(
+                    "pod %s/%s reserved on %s is bound to %s", rec.namespace, rec.name, res.node, rec.node
+                )
+                del self.reservations[rec.uid]
+        placement = self._placement(rec)
+        current = self.state.allocations.get(rec.uid)
+        if current == placement:
+            return
+        if current is not None:
+            self.state.release(rec.uid)
+        try:
+            self.state.allocate(rec.uid, placement)
+        except DoubleBookingError:
+            if rec.exact and self._regroup_guesses(rec.node, rec.uid, placement):
+                return
+            self.state.allocate(rec.uid, placement, check=False)
+            log.warning(
+                "pod %s/%s on %s oversubscribes it (%s)",
+                rec.namespace,
+                rec.name,
+                rec.node,
+                "exact record" if rec.exact else "counted by totals",
+            )
+            self.hooks.oversubscribed(rec.node, rec.uid)
+
+    def _placement(self, rec: PodRecord) -> Placement:
+        cpu = rec.req.cpu_milli if rec.req else 0
+        mem = rec.req.memory_mib if rec.req else 0
+        if rec.exact and rec.record is not None:
+            return rec.record.placement(cpu, mem)
+        if rec.req is None or rec.req.count == 0:
+            return Placement(node=rec.node, cpu_milli=cpu, memory_mib=mem)
+        return placer.choose(self.state, rec.node, rec.req) or self._emptiest(rec.node, rec.req)
+
+    def _emptiest(self, node: str, req: GpuRequest) -> Placement:
+        """Guess for a foreign pod that does not fit by the model: the emptiest GPUs (oversubscribes)."""
+        s, i = self.state, self.state.index[node]
+        base = {"node": node, "cpu_milli": req.cpu_milli, "memory_mib": req.memory_mib}
+        if req.mig_profile is not None:
+            pid = s.mig_names.ids.get(req.mig_profile.replace("+", "."), -2)
+            slots = sorted(
+                (bool(s.mig_used[i, g, k]), g, k)
+                for g in range(s.G)
+                for k in range(s.mig_profile.shape[2])
+                if s.mig_profile[i, g, k] == pid
+            )
+            return Placement(mig=tuple((g, k) for _, g, k in slots[: req.count]), **base)  # type: ignore[arg-type]
+        plain = [g for g in range(s.G) if s.gpu_present[i, g] and not s.gpu_mig[i, g]]
+        plain.sort(key=lambda g: (-int(s.gpu_free_milli[i, g]), g))
+        take = plain[:1] if req.is_share else plain[: req.count]
+        return Placement(gpus=tuple(sorted(take)), milli=req.milli, **base)  # type: ignore[arg-type]
+
+    def _regroup_guesses(self, node: str, uid: str, exact: Placement) -> bool:
+        """Release the node's guessed placements, commit the exact one, re-guess the rest."""
+        guessed = [
+            u
+            for u in self._by_node.get(node, ())
+            if u != uid
+            and u in self.state.allocations
+            and not self.pods[u].exact
+            and (self.pods[u].req or GpuRequest(count=0)).count > 0
+        ]
+        for u in guessed:
+            self.state.release(u)
+        try:
+            self.state.allocate(uid, exact)
+        except DoubleBookingError:
+            ok = False
+        else:
+            ok = True
+        for u in guessed:
+            p = self._placement(self.pods[u])
+            self.state.allocate(u, p, check=False)
+        return ok
+
+    def forget_pod(self, uid: str) -> None:
+        rec = self.pods.pop(uid, None)
+        if rec is not None:
+            self._by_node.get(rec.node, set()).discard(uid)
+        self.reservations.pop(uid, None)
+        self.state.release(uid)
+
+    def replace_pods(self, items: Iterable[dict[str, Any]], *, listed_at: float) -> None:
+        """A full list (taken at `listed_at`): pods absent from it are gone; exact records first."""
+        items = list(items)
+        seen = {str((p.get("metadata") or {}).get("uid") or "") for p in items}
+        for uid in [u for u in self.pods if u not in seen]:
+            self.forget_pod(uid)
+        for uid in [
+            u
+            for u, r in self.reservations.items()
+            if u not in seen and r.created < listed_at and not r.inflight
+        ]:
+            self.forget_pod(uid)
+            self.hooks.reservation_rolled_back("pod gone at relist")
+        key = self.pod_rules.keys.gpus
+        items.sort(key=lambda p: key not in ((p.get("metadata") or {}).get("annotations") or {}))
+        for p in items:
+            self.apply_pod("ADDED", p)
+        self.synced["pods"] = True
+
+    # ---- reservations (called by bind) ---------------------------------------------------------
+    def reserve(self, uid: str, namespace: str, name: str, placement: Placement) -> None:
+        """Allocate for a bind; DoubleBookingError leaves everything unchanged."""
+        self.state.allocate(uid, placement)
+        self.reservations[uid] = Reservation(uid, namespace, name, placement.node, placement, self.clock())
+
+    def bound(self, uid: str) -> None:
+        """The Binding was created: the reservation now waits for the watch (or the sweeper)."""
+        res = self.reservations.get(uid)
+        if res is not None:
+            res.inflight = False
+            res.created = self.clock()
+
+    def rollback(self, uid: str, why: str) -> None:
+        if self.reservations.pop(uid, None) is not None:
+            self.state.release(uid)
+            self.hooks.reservation_rolled_back(why)
+
+    def expired(self) -> list[Reservation]:
+        limit = self.clock() - self.settings.reservation_ttl_seconds
+        return [r for r in self.reservations.values() if not r.inflight and r.created < limit]
+
+    def bound_node(self, uid: str) -> str | None:
+        """The node the pod is bound to as far as the cache knows (record or unconfirmed reservation)."""
+        rec = self.pods.get(uid)
+        if rec is not None:
+            return rec.node
+        res = self.reservations.get(uid)
+        return res.node if res is not None and not res.inflight else None

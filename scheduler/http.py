@@ -1,0 +1,165 @@
+"""The aiohttp adapter: decode → verb → encode, plus /healthz, /readyz and /metrics.
+
+Error mapping (the extender contract, STYLE.md §7):
+- malformed JSON, wrong types, missing fields → 400 with a message (counted per verb);
+- a body over `max_body_bytes` → 413 (aiohttp's client_max_size);
+- filter/bind failures the protocol expects in-band → 200 with `Error`;
+- an exception inside filter → 200 with `Error` (the pod fails this cycle, visibly, and is retried);
+  inside prioritize/preempt → 500, logged (kube-scheduler ignores prioritize errors; preempt has no
+  Error field). The process keeps serving in every case.
+The filter/prioritize fast path recognises a repeated NodeNames list from its raw bytes
+(scheduler.namelists) and validates only the Pod part.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+
+from scheduler.context import ExtenderContext
+from scheduler.namelists import NameList
+from scheduler.verbs.bind import bind
+from scheduler.verbs.filter import FilterOutcome, filter_nodes
+from scheduler.verbs.preempt import preempt
+from scheduler.verbs.prioritize import prioritize
+from scheduler.wire import ExtenderArgs, ExtenderBindingArgs, ExtenderPreemptionArgs, dump
+
+log = logging.getLogger("gpuplace.scheduler.http")
+CTX: web.AppKey[ExtenderContext] = web.AppKey("extender", ExtenderContext)
+JSON = "application/json"
+
+
+class BadRequestError(Exception):
+    pass
+
+
+def _decode(body: bytes, model: type[BaseModel]) -> Any:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise BadRequestError(f"malformed JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise BadRequestError("the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()[:5]
+        )
+        raise BadRequestError(f"invalid {model.__name__}: {problems}") from None
+
+
+def _args_and_names(body: bytes, ctx: ExtenderContext) -> tuple[ExtenderArgs, NameList | None]:
+    """ExtenderArgs, with NodeNames resolved from the byte cache when the list was seen before."""
+    split = ctx.names.split(body)
+    if split is not None:
+        tail, pod_body = split
+        names = ctx.names.lookup_tail(tail)
+        if names is not None:
+            return _decode(pod_body, ExtenderArgs), names
+    args = _decode(body, ExtenderArgs)
+    if args.node_names is not None:
+        return args, ctx.names.for_names(args.node_names, split[0] if split else None)
+    return args, None
+
+
+def _json(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type=JSON)
+
+
+def _timed(
+    verb: str, fn: Callable[[web.Request, ExtenderContext], Awaitable[web.Response]]
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        ctx = request.app[CTX]
+        t0 = time.perf_counter()
+        try:
+            return await fn(request, ctx)
+        except BadRequestError as e:
+            ctx.metrics.bad_requests.labels(verb).inc()
+            return web.Response(status=400, text=str(e))
+        finally:
+            ctx.metrics.latency.labels(verb).observe(time.perf_counter() - t0)
+
+    return handler
+
+
+async def _filter(request: web.Request, ctx: ExtenderContext) -> web.Response:
+    args, names = _args_and_names(await request.read(), ctx)
+    try:
+        outcome = filter_nodes(args, ctx, names=names)
+    except Exception as e:
+        log.exception("filter failed")
+        ctx.metrics.errors.labels("filter").inc()
+        outcome = FilterOutcome(error=f"gpuplace: internal error in filter: {e!r}")
+    return _json(outcome.encode())
+
+
+async def _prioritize(request: web.Request, ctx: ExtenderContext) -> web.Response:
+    args, names = _args_and_names(await request.read(), ctx)
+    try:
+        return _json(prioritize(args, ctx, names=names).encode())
+    except Exception:
+        log.exception("prioritize failed")
+        ctx.metrics.errors.labels("prioritize").inc()
+        return web.Response(status=500, text="prioritize failed; see gpuplace logs")
+
+
+async def _bind(request: web.Request, ctx: ExtenderContext) -> web.Response:
+    args = _decode(await request.read(), ExtenderBindingArgs)
+    result = await bind(args, ctx)
+    if result.error:
+        ctx.metrics.errors.labels("bind").inc()
+    return _json(orjson.dumps(dump(result)))
+
+
+async def _preempt(request: web.Request, ctx: ExtenderContext) -> web.Response:
+    args = _decode(await request.read(), ExtenderPreemptionArgs)
+    try:
+        return _json(orjson.dumps(dump(preempt(args, ctx))))
+    except Exception:
+        log.exception("preempt failed")
+        ctx.metrics.errors.labels("preempt").inc()
+        return web.Response(status=500, text="preempt failed; see gpuplace logs")
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    if ctx.ready:
+        return web.Response(text="ready")
+    what = [k for k, v in ctx.cache.synced.items() if not v] + ([] if ctx.warm else ["kernels"])
+    return web.Response(status=503, text=f"not ready: waiting for {', '.join(what)}")
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    ctx.metrics.refresh(ctx.cache)
+    return web.Response(
+        body=generate_latest(ctx.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+def make_extender_app(ctx: ExtenderContext) -> web.Application:
+    """The extender's aiohttp application (verbs under the url prefix, ops endpoints at the root)."""
+    app = web.Application(client_max_size=ctx.settings.max_body_bytes)
+    app[CTX] = ctx
+    p = ctx.settings.url_prefix
+    app.router.add_post(f"{p}/filter", _timed("filter", _filter))
+    app.router.add_post(f"{p}/prioritize", _timed("prioritize", _prioritize))
+    app.router.add_post(f"{p}/bind", _timed("bind", _bind))
+    app.router.add_post(f"{p}/preempt", _timed("preempt", _preempt))
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    return app

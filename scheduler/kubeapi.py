@@ -1,0 +1,168 @@
+"""The real Kubernetes side: an API client, the raw list/watch source, and the binder.
+
+All calls go through kubernetes_asyncio's generated functions (auth, TLS, proxies, exec plugins from the
+kubeconfig) with `_preload_content=False`: we take the raw JSON and parse it with orjson, skipping the
+generated model classes — faster, and it sidesteps the client's known failure to deserialise the
+pods/binding response (a Status where a V1Binding is expected).
+
+Annotate uses a JSON merge patch that carries `metadata.uid` (a different UID is rejected as an
+immutable-field change, so a pod re-created under the same name is never annotated with a placement
+meant for its predecessor) and, when known, `metadata.resourceVersion` (optimistic concurrency: 409 if
+the pod changed). The Binding carries the UID as its precondition, as kube-scheduler's DefaultBinder does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from scheduler.binder import ApiError, api_error
+from scheduler.watch import GoneError
+
+
+async def make_api_client(kubeconfig: Path | None, context: str | None = None) -> client.ApiClient:
+    """A client from `kubeconfig`, else the in-cluster service account, else ~/.kube/config."""
+    cfg = client.Configuration()
+    if kubeconfig is not None:
+        await config.load_kube_config(config_file=str(kubeconfig), context=context, client_configuration=cfg)
+    else:
+        try:
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            await config.load_kube_config(context=context, client_configuration=cfg)
+    return client.ApiClient(configuration=cfg)
+
+
+async def _json(resp: aiohttp.ClientResponse) -> Any:
+    try:
+        data = await resp.read()
+    finally:
+        resp.release()
+    if not 200 <= resp.status < 300:
+        try:
+            message = orjson.loads(data).get("message", "")
+        except (orjson.JSONDecodeError, AttributeError):
+            message = data[:200].decode(errors="replace")
+        if resp.status == 410:
+            raise GoneError(message)
+        raise api_error(resp.status, message)
+    return orjson.loads(data) if data else None
+
+
+def _wrap(e: ApiException) -> Exception:
+    if e.status == 410:
+        return GoneError(str(e.reason))
+    return api_error(int(e.status or 0), str(e.reason))
+
+
+class KubeSource:
+    """Raw LIST pages and WATCH streams of nodes and pods (all namespaces)."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.core = client.CoreV1Api(api)
+
+    def _fn(self, kind: str) -> Any:
+        return self.core.list_node if kind == "nodes" else self.core.list_pod_for_all_namespaces
+
+    async def list(self, kind: str, *, limit: int, continue_token: str | None) -> dict[str, Any]:
+        kw: dict[str, Any] = {"limit": limit, "_preload_content": False}
+        if continue_token:
+            kw["_continue"] = continue_token
+        try:
+            resp = await self._fn(kind)(**kw)
+        except ApiException as e:
+            raise _wrap(e) from None
+        out: dict[str, Any] = await _json(resp)
+        return out
+
+    async def watch(
+        self, kind: str, *, resource_version: str, timeout_seconds: int
+    ) -> AsyncIterator[dict[str, Any]]:
+        try:
+            resp = await self._fn(kind)(
+                watch=True,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=timeout_seconds,
+                _preload_content=False,
+                _request_timeout=timeout_seconds + 30,
+            )
+        except ApiException as e:
+            raise _wrap(e) from None
+        try:
+            if resp.status != 200:
+                await _json(resp)  # raises
+            while True:
+                line = await resp.content.readline()
+                if not line:
+                    return
+                if line.strip():
+                    yield orjson.loads(line)
+        finally:
+            resp.release()
+
+
+class KubeBinder:
+    def __init__(self, api: client.ApiClient, *, timeout: float = 10.0) -> None:
+        self.core = client.CoreV1Api(api)
+        self.timeout = timeout
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            resp = await asyncio.wait_for(coro, self.timeout)
+        except ApiException as e:
+            raise _wrap(e) from None
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise ApiError(0, f"API call failed: {e!r}") from None
+        return await _json(resp)
+
+    async def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            pod: dict[str, Any] = await self._call(
+                self.core.read_namespaced_pod(name, namespace, _preload_content=False)
+            )
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+        return pod
+
+    async def annotate(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        uid: str,
+        resource_version: str | None,
+        annotations: dict[str, str],
+    ) -> None:
+        meta: dict[str, Any] = {"uid": uid, "annotations": annotations}
+        if resource_version:
+            meta["resourceVersion"] = resource_version
+        await self._call(
+            self.core.patch_namespaced_pod(  # type: ignore[call-arg]
+                name,
+                namespace,
+                {"metadata": meta},
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+            )
+        )
+
+    async def bind(self, namespace: str, name: str, *, uid: str, node: str) -> None:
+        body: Any = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name, "namespace": namespace, "uid": uid},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
+        await self._call(
+            self.core.create_namespaced_pod_binding(name, namespace, body, _preload_content=False)
+        )

@@ -1,0 +1,98 @@
+"""Wire the extender together: context, reflectors feeding the cache, the reservation sweeper, warm-up.
+
+Why a separate module: `gpuplace serve` (the app layer) decides where the API client comes from and
+which ports to open; everything that belongs to running the extender itself — which loops run, in
+what order readiness is reached — is here, so tests can run the same wiring against a fake Source
+and a MemoryBinder. Background work follows aiohttp's cleanup_ctx pattern: start on startup, cancel
+and await on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from placement_core import placer
+from scheduler.context import ExtenderContext
+from scheduler.http import CTX
+from scheduler.verbs.bind import sweep
+from scheduler.watch import Reflector, Source
+
+log = logging.getLogger("gpuplace.scheduler")
+
+
+def reflectors(ctx: ExtenderContext, source: Source) -> list[Reflector]:
+    """Nodes first, then pods: a pod's node is usually known when the pod is applied (either order
+    is correct — pods on unknown nodes are counted when the node arrives)."""
+    cache, ws, m = ctx.cache, ctx.settings.watch, ctx.metrics
+
+    def restart(kind: str) -> Any:
+        return lambda why: m.watch_restarts.labels(kind, why).inc()
+
+    return [
+        Reflector(
+            "nodes",
+            source,
+            on_list=lambda items, _t: cache.replace_nodes(items),
+            on_event=cache.apply_node,
+            settings=ws,
+            on_restart=restart("nodes"),
+        ),
+        Reflector(
+            "pods",
+            source,
+            on_list=lambda items, t: cache.replace_pods(items, listed_at=t),
+            on_event=cache.apply_pod,
+            settings=ws,
+            on_restart=restart("pods"),
+        ),
+    ]
+
+
+async def warm_up(ctx: ExtenderContext) -> None:
+    """Compile or load the Numba kernels off the event loop (seconds on a cold cache)."""
+    await asyncio.get_running_loop().run_in_executor(None, placer.warmup)
+    ctx.warm = True
+    log.info("placement kernels warm")
+
+
+async def sweep_forever(ctx: ExtenderContext) -> None:
+    period = max(1.0, ctx.settings.reservation_ttl_seconds / 4)
+    while True:
+        await asyncio.sleep(period)
+        try:
+            rolled = await sweep(ctx)
+            if rolled:
+                log.warning("rolled back %d unconfirmed reservations", rolled)
+        except Exception:
+            log.exception("reservation sweep failed")
+
+
+def attach_background(app: web.Application, source: Source | None) -> None:
+    """Run warm-up, the two reflectors (when `source` is given) and the sweeper with the app."""
+
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        ctx = app[CTX]
+        tasks = [
+            asyncio.create_task(warm_up(ctx), name="warmup"),
+            asyncio.create_task(sweep_forever(ctx), name="sweeper"),
+        ]
+        if source is not None:
+            tasks += [asyncio.create_task(r.run(), name=f"watch-{r.kind}") for r in reflectors(ctx, source)]
+        else:
+            ctx.cache.synced = dict.fromkeys(
+                ctx.cache.synced, True
+            )  # nothing to sync from (tests, benchmarks)
+        yield
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+    app.cleanup_ctx.append(background)

@@ -1,0 +1,160 @@
+"""Settings of the scheduler extender: every knob, its default, and its validation, in one model.
+
+Why a plain pydantic model (not BaseSettings): the application layer (gpuplace.config) owns the YAML
+file and the environment and embeds this model as its `scheduler:` section, so a test can build one
+directly and the same value can come from YAML or `GPUPLACE_SCHEDULER__…` variables. Frozen: the
+service precomputes lookups from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from scheduler.policy import DEFAULT_POLICY, POLICIES
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsFiles(_Section):
+    """Serve HTTPS (set `enableHTTPS` and `tlsConfig` in the scheduler's extender entry too)."""
+
+    cert_file: Path = Field(description="PEM certificate chain.")
+    key_file: Path = Field(description="PEM private key.")
+
+
+class WatchSettings(_Section):
+    timeout_seconds: int = Field(
+        default=300, ge=10, le=3600, description="Server-side watch timeout before a re-watch. Default 300."
+    )
+    backoff_initial_seconds: float = Field(
+        default=0.5, gt=0, description="First retry delay after an API error. Default 0.5."
+    )
+    backoff_max_seconds: float = Field(
+        default=30.0, gt=0, description="Retry delay cap (doubling, jittered). Default 30."
+    )
+    page_size: int = Field(default=2000, ge=50, description="Items per LIST page at (re)list. Default 2000.")
+
+
+class Shape(_Section):
+    """A request shape used to call free GPUs 'stranded' (free, but no common shape fits the node)."""
+
+    count: int = Field(default=1, ge=1, le=64)
+    milli: int = Field(default=1000, ge=1, le=1000)
+    cpu_milli: int = Field(default=0, ge=0)
+    memory_mib: int = Field(default=0, ge=0)
+    nvlink_required: bool = False
+
+
+class MetricsSettings(_Section):
+    per_node_max_nodes: int = Field(
+        default=500,
+        ge=0,
+        description="Export per-node GPU gauges only while the cluster has "
+        "at most this many GPU nodes (bounds label cardinality). Default 500.",
+    )
+    refresh_seconds: float = Field(
+        default=10.0, gt=0, description="Recompute cluster gauges at most this often. Default 10."
+    )
+    stranded_shapes: tuple[Shape, ...] = Field(
+        default=(Shape(count=1, milli=1000, cpu_milli=1000, memory_mib=4096),),
+        description="Request shapes; free GPUs on a node where none fits count as stranded. Default: one GPU "
+        "with 1 CPU and 4 GiB.",
+    )
+
+
+class SchedulerSettings(_Section):
+    """The `scheduler:` section of the gpuplace config."""
+
+    enabled: bool = Field(default=True, description="Serve the extender. Default true.")
+    host: str = Field(default="0.0.0.0", description="Listen address. Default 0.0.0.0.")
+    port: int = Field(
+        default=8888, ge=1, le=65535, description="Listen port (extender and /metrics). Default 8888."
+    )
+    tls: TlsFiles | None = Field(
+        default=None, description="HTTPS files; plain HTTP when absent. Default none."
+    )
+    url_prefix: str = Field(
+        default="/scheduler",
+        description="Path prefix of the verbs (the extender's urlPrefix path). Default /scheduler.",
+    )
+    policy: str = Field(
+        default=DEFAULT_POLICY,
+        description=f"Scoring policy, one of {sorted(POLICIES)}. Default {DEFAULT_POLICY}.",
+    )
+    topology_weight: float = Field(
+        default=0.5, ge=0, le=10, description="Weight of the NVLink-island term in scores. Default 0.5."
+    )
+    default_nvlink: Literal["required", "preferred", "none"] = Field(
+        default="preferred",
+        description="NVLink need of multi-GPU pods without a gpuplace.io/nvlink annotation. "
+        "Default preferred.",
+    )
+    gpu_resource: str = Field(
+        default="nvidia.com/gpu", description="Whole-GPU resource. Default nvidia.com/gpu."
+    )
+    mig_resource_prefix: str = Field(
+        default="nvidia.com/mig-",
+        description="MIG resource prefix (mixed strategy). Default nvidia.com/mig-.",
+    )
+    annotation_prefix: str = Field(
+        default="gpuplace.io/", description="Prefix of gpuplace's annotations. Default gpuplace.io/."
+    )
+    zone_label: str = Field(default="topology.kubernetes.io/zone", description="Node label naming the zone.")
+    rack_label: str = Field(default="gpuplace.io/rack", description="Node label naming the rack.")
+    max_gpus_per_node: int = Field(
+        default=16, ge=1, le=64, description="GPUs per node the model holds. Default 16."
+    )
+    max_body_bytes: int = Field(
+        default=64 << 20,
+        ge=1 << 20,
+        description="Largest request body; full-Nodes mode sends ~7 KB per node. Default 64 MiB.",
+    )
+    reservation_ttl_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="A bind's reservation that the pod watch has "
+        "not confirmed after this long is checked against the API and "
+        "rolled back if the pod is not bound there. Default 120.",
+    )
+    bind_timeout_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="Budget for the annotate+bind API calls; keep it "
+        "below the extender httpTimeout. Default 20.",
+    )
+    watch: WatchSettings = Field(default_factory=WatchSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    @field_validator("policy")
+    @classmethod
+    def _known_policy(cls, v: str) -> str:
+        if v not in POLICIES:
+            raise ValueError(f"unknown policy {v!r}; choose from {', '.join(sorted(POLICIES))}")
+        return v
+
+    @field_validator("url_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("url_prefix must start with '/'")
+        return v.rstrip("/")
+
+    @field_validator("annotation_prefix")
+    @classmethod
+    def _annotation_prefix(cls, v: str) -> str:
+        if not v.endswith("/"):
+            raise ValueError("annotation_prefix must end with '/' (e.g. gpuplace.io/)")
+        return v
+
+    @model_validator(mode="after")
+    def _files_exist(self) -> SchedulerSettings:
+        if self.tls is not None:
+            for f in (self.tls.cert_file, self.tls.key_file):
+                if not f.is_file():
+                    raise ValueError(f"TLS file {f} does not exist")
+        return self

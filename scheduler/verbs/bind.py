@@ -1,0 +1,231 @@
+"""bind: choose the exact GPUs, reserve them, write them on the pod, create the Binding — or undo.
+
+Order, under the chosen node's lock (one asyncio.Lock per node; binds to different nodes never wait
+for each other, the HAMi #810 failure mode):
+1. re-validate the pod on that node against the live model and choose the GPUs (placer.choose) — the
+   cluster may have changed since filter;
+2. reserve: allocate them in the ClusterState under the pod's UID (DoubleBookingError is impossible
+   by construction, and still caught);
+3. PATCH the pod's annotations (`gpuplace.io/gpus`, `gpuplace.io/gpu-uuids`) with its UID and
+   resourceVersion as preconditions; a stale resourceVersion (409) is re-read and retried once;
+4. POST pods/binding with the UID precondition.
+Any failure after 2 releases the reservation and returns `Error` (HAMi #2308: bind failures not
+rolled back). The lock spans the API calls on purpose: a node's reservations and their annotations are
+then written in one order, and a rollback can never race a later bind's choice on the same node; the
+cost is bounded (a node takes at most as many binds as it has GPUs).
+
+Idempotent per UID: a retry while the first call is in flight awaits that call's result; a retry for
+a pod already bound (or reserved and bound) to the same node succeeds without allocating again; a
+409 "already assigned" from the Binding is success when the pod is on the requested node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from placement_core import DoubleBookingError, Placement, explain, placer
+from scheduler.binder import ApiError, ConflictError
+from scheduler.context import ExtenderContext
+from scheduler.contract import encode_record
+from scheduler.podreq import PodRequestError
+from scheduler.wire import ExtenderBindingArgs, ExtenderBindingResult, Pod
+
+log = logging.getLogger("gpuplace.scheduler.bind")
+
+
+class BindFailedError(Exception):
+    pass
+
+
+async def bind(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderBindingResult:
+    """The bind verb; errors are returned in-band (`Error`), never raised."""
+    uid = args.pod_uid
+    running = ctx.binds_inflight.get(uid)
+    if running is not None:
+        if running[0] != args.node:
+            return _fail(args, f"a bind of this pod to {running[0]} is in progress")
+        return await asyncio.shield(running[1])
+    fut: asyncio.Future[ExtenderBindingResult] = asyncio.get_running_loop().create_future()
+    ctx.binds_inflight[uid] = (args.node, fut)
+    outcome, result = "failed", ExtenderBindingResult(error="gpuplace: bind cancelled")
+    try:
+        result, outcome = await _bind(args, ctx)
+    except Exception as e:  # never let a bind take the handler down
+        log.exception("bind %s/%s", args.pod_namespace, args.pod_name)
+        result = ExtenderBindingResult(error=f"gpuplace: internal error: {e!r}")
+    finally:
+        del ctx.binds_inflight[uid]
+        if not fut.done():  # also when cancelled: waiters get an answer, never hang
+            fut.set_result(result)
+    ctx.metrics.binds.labels(outcome).inc()
+    return result
+
+
+def _fail(args: ExtenderBindingArgs, why: str) -> ExtenderBindingResult:
+    log.info("bind %s/%s to %s failed: %s", args.pod_namespace, args.pod_name, args.node, why)
+    return ExtenderBindingResult(
+        error=f"gpuplace: cannot bind {args.pod_namespace}/{args.pod_name} to {args.node}: {why}"
+    )
+
+
+async def _pod_for(args: ExtenderBindingArgs, ctx: ExtenderContext) -> tuple[Pod | None, str]:
+    """The pod (filter's copy, else from the API) and why not when it cannot be used."""
+    pod = ctx.recent_pods.get(args.pod_uid)
+    if (
+        pod is not None
+        and pod.metadata.name == args.pod_name
+        and pod.metadata.namespace == args.pod_namespace
+    ):
+        return pod, ""
+    raw = await ctx.binder.get_pod(args.pod_namespace, args.pod_name)
+    if raw is None:
+        return None, "pod not found"
+    pod = Pod.model_validate(raw)
+    if pod.metadata.uid != args.pod_uid:
+        return None, f"pod UID is {pod.metadata.uid}, not {args.pod_uid} (re-created)"
+    return pod, ""
+
+
+async def _bind(args: ExtenderBindingArgs, ctx: ExtenderContext) -> tuple[ExtenderBindingResult, str]:
+    """(result, metric label: ok | idempotent | failed)."""
+    res = await _attempt(args, ctx)
+    if isinstance(res, str):
+        return ExtenderBindingResult(), res
+    return res, "failed" if res.error else "ok"
+
+
+async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderBindingResult | str:
+    uid, node, cache = args.pod_uid, args.node, ctx.cache
+    already = cache.bound_node(uid)
+    if already is not None:
+        if already == node:
+            return "idempotent"
+        return _fail(args, f"pod is already bound to {already}")
+    pod, why = await _pod_for(args, ctx)
+    if pod is None:
+        return _fail(args, why)
+    if pod.spec.node_name:
+        if pod.spec.node_name == node:
+            return "idempotent"
+        return _fail(args, f"pod is already bound to {pod.spec.node_name}")
+    try:
+        req = ctx.requests.get(pod)
+    except PodRequestError as e:
+        return _fail(args, str(e))
+    async with cache.node_lock(node):
+        if cache.bound_node(uid) == node:  # the watch confirmed it while we waited
+            return "idempotent"
+        placement = placer.choose(cache.state, node, req)
+        if placement is None:
+            return _fail(args, _why_not(ctx, node, req))
+        try:
+            cache.reserve(uid, args.pod_namespace, args.pod_name, placement)
+        except (DoubleBookingError, KeyError) as e:
+            return _fail(args, f"reservation failed: {e}")
+        try:
+            await asyncio.wait_for(_write(args, ctx, pod, placement), ctx.settings.bind_timeout_seconds)
+        except (ApiError, BindFailedError, TimeoutError) as e:
+            lost_answer = isinstance(e, TimeoutError) or (isinstance(e, ApiError) and not 0 < e.status < 500)
+            if not (lost_answer and await _landed(ctx, args)):
+                cache.rollback(uid, "bind failed")
+                return _fail(args, str(e) or type(e).__name__)
+        except BaseException:
+            cache.rollback(uid, "bind failed")
+            raise
+        cache.bound(uid)
+    log.info("bound %s/%s to %s: %s", args.pod_namespace, args.pod_name, node, placement)
+    return ExtenderBindingResult()
+
+
+async def _landed(ctx: ExtenderContext, args: ExtenderBindingArgs) -> bool:
+    """After a timeout or 5xx the API server may still have bound the pod: look before rolling back,
+    or the GPUs would be handed out again while the pod runs on them."""
+    try:
+        raw = await asyncio.wait_for(ctx.binder.get_pod(args.pod_namespace, args.pod_name), 2.0)
+    except (ApiError, TimeoutError):
+        return False
+    meta, spec = (raw or {}).get("metadata") or {}, (raw or {}).get("spec") or {}
+    return meta.get("uid") == args.pod_uid and spec.get("nodeName") == args.node
+
+
+def _why_not(ctx: ExtenderContext, node: str, req: Any) -> str:
+    state = ctx.cache.state
+    row = state.index.get(node)
+    if row is None:
+        return "node is unknown to gpuplace"
+    reason, detail = placer.evaluate(state, req, rows=slice(row, row + 1))
+    models = ", ".join(sorted(req.models)) if req.models else "any"
+    return "no longer fits: " + explain(
+        int(reason[0]),
+        int(detail[0]),
+        what=req.describe(),
+        count=req.count,
+        milli=req.milli,
+        min_memory_mib=req.min_memory_mib,
+        mig_profile=req.mig_profile,
+        models=models,
+    )
+
+
+async def _write(args: ExtenderBindingArgs, ctx: ExtenderContext, pod: Pod, placement: Placement) -> None:
+    inv = ctx.cache.nodes.get(args.node)
+    uuids = inv.uuids_for(placement.gpus, placement.mig) if inv is not None else []
+    keys = ctx.requests.rules.keys
+    annotations = {keys.gpus: encode_record(placement, uuids)}
+    if uuids:
+        annotations[keys.gpu_uuids] = ",".join(uuids)
+    ns, name, uid = args.pod_namespace, args.pod_name, args.pod_uid
+    try:
+        await ctx.binder.annotate(
+            ns, name, uid=uid, resource_version=pod.metadata.resource_version or None, annotations=annotations
+        )
+    except ConflictError:
+        fresh = await ctx.binder.get_pod(ns, name)
+        if fresh is None or (fresh.get("metadata") or {}).get("uid") != uid:
+            raise BindFailedError("pod was deleted or re-created during bind") from None
+        if (fresh.get("spec") or {}).get("nodeName"):
+            raise BindFailedError(f"pod was bound to {fresh['spec']['nodeName']} meanwhile") from None
+        await ctx.binder.annotate(
+            ns,
+            name,
+            uid=uid,
+            resource_version=fresh["metadata"].get("resourceVersion"),
+            annotations=annotations,
+        )
+    try:
+        await ctx.binder.bind(ns, name, uid=uid, node=args.node)
+    except ConflictError:
+        fresh = await ctx.binder.get_pod(ns, name)
+        on = (fresh or {}).get("spec", {}).get("nodeName")
+        if fresh is None or fresh["metadata"].get("uid") != uid or on != args.node:
+            raise
+
+
+async def sweep(ctx: ExtenderContext) -> int:
+    """Settle reservations the watch has not confirmed within the TTL: keep those the API server shows
+    bound to their node, roll back the rest (pod deleted, re-created, bound elsewhere). Returns rollbacks."""
+    cache, n = ctx.cache, 0
+    for r in cache.expired():
+        try:
+            raw = await ctx.binder.get_pod(r.namespace, r.name)
+        except ApiError as e:
+            log.warning("reservation check of %s/%s failed: %s", r.namespace, r.name, e)
+            continue
+        if cache.reservations.get(r.uid) is not r:
+            continue  # settled while we asked
+        meta, spec = (raw or {}).get("metadata") or {}, (raw or {}).get("spec") or {}
+        phase = ((raw or {}).get("status") or {}).get("phase")
+        if (
+            raw is not None
+            and meta.get("uid") == r.uid
+            and spec.get("nodeName") == r.node
+            and phase not in ("Succeeded", "Failed")
+        ):
+            cache.apply_pod("MODIFIED", raw)
+            cache.reservations.pop(r.uid, None)
+        else:
+            cache.rollback(r.uid, "unconfirmed")
+            n += 1
+    return n

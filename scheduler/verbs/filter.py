@@ -1,0 +1,141 @@
+"""filter: which of the offered nodes can take the pod now, and a sentence for each one that cannot.
+
+One placement_core kernel call evaluates every node of the cluster; the offered nodes are picked out by
+row. Rejections that no preemption can fix (wrong model, too few GPUs in total, MIG profile absent,
+no NVLink island big enough) go to `FailedAndUnresolvableNodes`, so kube-scheduler does not evict pods
+for nothing; the rest (busy GPUs, CPU, memory) go to `FailedNodes`. Every rejected node gets a reason:
+a node missing from both maps would leave kube-scheduler guessing.
+
+The result is encoded from byte fragments (scheduler.namelists): one sentence per distinct
+(reason, detail) pair, joined with the node names' precomputed JSON — no per-node Python objects beyond
+what numpy's object arrays concatenate in C.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from placement_core import GpuRequest, Reason, explain
+from scheduler.context import ExtenderContext
+from scheduler.namelists import NameList
+from scheduler.podreq import PodRequestError
+from scheduler.wire import ExtenderArgs, ExtenderFilterResult
+
+_UNRESOLVABLE_MAX = int(Reason.CPU)  # codes 1..7 are unresolvable (Reason.unresolvable)
+
+
+@dataclass
+class FilterOutcome:
+    """A filter result as arrays and byte fragments; `encode` is the wire form, `to_wire` the model."""
+
+    names: NameList | None = None
+    ok: npt.NDArray[np.bool_] | None = None
+    array_json: bytes = b"null"
+    failed_json: bytes = b"{}"
+    unresolvable_json: bytes = b"{}"
+    node_items: list[dict[str, Any]] | None = None
+    error: str = ""
+
+    def encode(self) -> bytes:
+        if self.node_items is not None and self.ok is not None:
+            kept = [n for n, good in zip(self.node_items, self.ok.tolist(), strict=True) if good]
+            nodes = orjson.dumps({"items": kept})
+            names = b"null"
+        else:
+            nodes, names = b"null", self.array_json
+        return (
+            b'{"Nodes":'
+            + nodes
+            + b',"NodeNames":'
+            + names
+            + b',"FailedNodes":'
+            + self.failed_json
+            + b',"FailedAndUnresolvableNodes":'
+            + self.unresolvable_json
+            + b',"Error":'
+            + orjson.dumps(self.error)
+            + b"}"
+        )
+
+    def to_wire(self) -> ExtenderFilterResult:
+        return ExtenderFilterResult.model_validate_json(self.encode())
+
+
+def _sentences(req: GpuRequest, codes: npt.NDArray[np.int64]) -> list[bytes]:
+    """The map-value fragment `":"<sentence>","` per distinct (reason << 32 | detail) code."""
+    models = ", ".join(sorted(req.models)) if req.models else "any"
+    out = []
+    for code in codes.tolist():
+        reason, detail = code >> 32, code & 0xFFFFFFFF
+        detail = detail - (1 << 32) if detail >= 1 << 31 else detail  # back to the signed int32
+        text = explain(
+            reason,
+            detail,
+            what=req.describe(),
+            count=req.count,
+            milli=req.milli,
+            min_memory_mib=req.min_memory_mib,
+            mig_profile=req.mig_profile,
+            models=models,
+        )
+        out.append(b'":' + orjson.dumps(text) + b',"')
+    return out
+
+
+def _failed_maps(
+    req: GpuRequest, names: NameList, reason: npt.NDArray[np.int8], detail: npt.NDArray[np.int64]
+) -> tuple[bytes, bytes]:
+    """(FailedNodes, FailedAndUnresolvableNodes) as JSON: one sentence per distinct (reason, detail)."""
+    fail = np.nonzero(reason != 0)[0]
+    if not len(fail):
+        return b"{}", b"{}"
+    codes = (reason[fail].astype(np.int64) << 32) | (detail[fail].astype(np.int64) & 0xFFFFFFFF)
+    uniq, inv = np.unique(codes, return_inverse=True)
+    frags = np.empty(len(uniq), object)
+    frags[:] = _sentences(req, uniq)
+    unres = ((uniq >> 32) > 0) & ((uniq >> 32) < _UNRESOLVABLE_MAX)
+    u = unres[inv]
+    texts = frags[inv]
+    return names.json_map(fail[~u], texts[~u]), names.json_map(fail[u], texts[u])
+
+
+def filter_nodes(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | None = None) -> FilterOutcome:
+    """The filter verb. `names` short-cuts NodeNames when the HTTP layer recognised the list already."""
+    pod = args.pod
+    ctx.recent_pods.put(pod)
+    try:
+        req = ctx.requests.get(pod)
+    except PodRequestError as e:
+        ctx.metrics.errors.labels("filter").inc()
+        return FilterOutcome(error=f"gpuplace: pod {pod.key}: {e}")
+    node_items = None
+    if names is None:
+        if args.node_names is not None:
+            names = ctx.names.for_names(args.node_names)
+        elif args.nodes is not None:
+            node_items = args.nodes.items
+            for item in node_items:  # full-Nodes mode: the Nodes sent are at least as fresh as ours
+                ctx.cache.apply_node("MODIFIED", item, from_watch=False)
+            names = ctx.names.for_names([str((n.get("metadata") or {}).get("name", "")) for n in node_items])
+        else:
+            names = NameList.of([])
+    cache = ctx.cache
+    rows = names.resolve(cache.state.index, cache.index_gen)
+    reason_all, detail_all = ctx.evaluate(req)
+    known = rows >= 0
+    safe = np.where(known, rows, 0)
+    reason = np.where(known, reason_all[safe], np.int8(Reason.UNSCHEDULABLE)).astype(np.int8)
+    detail = np.where(known, detail_all[safe], 0).astype(np.int64)
+    ok = reason == 0
+    if not ok.all():
+        ctx.metrics.count_rejections(reason)
+    failed, unresolvable = _failed_maps(req, names, reason, detail)
+    array_json = names.json_array(ok)
+    if node_items is None:
+        ctx.names.register_output(names, ok, array_json)
+    return FilterOutcome(names, ok, array_json, failed, unresolvable, node_items)

@@ -1,0 +1,117 @@
+"""A tiny in-process kube-apiserver for nodes and pods: LIST (paged), WATCH (chunked JSON lines with
+bookmarks), GET, merge-PATCH and pods/binding — enough to run `gpuplace serve` end to end in a test."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+class FakeApiServer:
+    def __init__(self) -> None:
+        self.rv = 1
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {"nodes": {}, "pods": {}}
+        self.queues: dict[str, list[asyncio.Queue[dict[str, Any]]]] = {"nodes": [], "pods": []}
+        self.requests: list[tuple[str, str]] = []
+
+    def put(self, kind: str, obj: dict[str, Any], etype: str = "ADDED") -> dict[str, Any]:
+        self.rv += 1
+        obj = copy.deepcopy(obj)
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        key = f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+        if etype == "DELETED":
+            self.objects[kind].pop(key, None)
+        else:
+            self.objects[kind][key] = obj
+        for q in self.queues[kind]:
+            q.put_nowait({"type": etype, "object": obj})
+        return obj
+
+    async def _collection(self, request: web.Request) -> web.StreamResponse:
+        kind = request.match_info["kind"]
+        self.requests.append((request.method, str(request.rel_url)))
+        if request.query.get("watch") in ("true", "True", "1"):
+            resp = web.StreamResponse()
+            await resp.prepare(request)
+            q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+            self.queues[kind].append(q)
+            try:
+                await resp.write(
+                    orjson.dumps(
+                        {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": str(self.rv)}}}
+                    )
+                    + b"\n"
+                )
+                while True:
+                    await resp.write(orjson.dumps(await q.get()) + b"\n")
+            finally:
+                self.queues[kind].remove(q)
+        items = list(self.objects[kind].values())
+        return web.json_response(
+            {"kind": "List", "metadata": {"resourceVersion": str(self.rv)}, "items": items}
+        )
+
+    def _pod(self, request: web.Request) -> dict[str, Any]:
+        key = f"{request.match_info['ns']}/{request.match_info['name']}"
+        pod = self.objects["pods"].get(key)
+        if pod is None:
+            raise web.HTTPNotFound(
+                text='{"kind":"Status","code":404,"message":"not found"}', content_type="application/json"
+            )
+        return pod
+
+    async def _get(self, request: web.Request) -> web.Response:
+        return web.json_response(self._pod(request))
+
+    async def _patch(self, request: web.Request) -> web.Response:
+        pod = copy.deepcopy(self._pod(request))
+        patch = await request.json()
+        meta = patch.get("metadata", {})
+        self.requests.append(("PATCH", request.headers.get("Content-Type", "")))
+        if meta.get("uid") not in (None, pod["metadata"]["uid"]):
+            raise web.HTTPUnprocessableEntity(text='{"message":"metadata.uid: field is immutable"}')
+        if meta.get("resourceVersion") not in (None, pod["metadata"]["resourceVersion"]):
+            raise web.HTTPConflict(text='{"message":"the object has been modified"}')
+        pod["metadata"].setdefault("annotations", {}).update(meta.get("annotations", {}))
+        return web.json_response(self.put("pods", pod, "MODIFIED"))
+
+    async def _bind(self, request: web.Request) -> web.Response:
+        pod = copy.deepcopy(self._pod(request))
+        binding = await request.json()
+        self.requests.append(("BIND", orjson.dumps(binding).decode()))
+        if binding["metadata"].get("uid") != pod["metadata"]["uid"]:
+            raise web.HTTPConflict(text='{"message":"Precondition failed"}')
+        if pod["spec"].get("nodeName"):
+            raise web.HTTPConflict(text='{"message":"already assigned"}')
+        pod["spec"]["nodeName"] = binding["target"]["name"]
+        self.put("pods", pod, "MODIFIED")
+        return web.json_response({"kind": "Status", "status": "Success", "code": 201}, status=201)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/api/v1/{kind:nodes|pods}", self._collection)
+        app.router.add_get("/api/v1/namespaces/{ns}/pods/{name}", self._get)
+        app.router.add_patch("/api/v1/namespaces/{ns}/pods/{name}", self._patch)
+        app.router.add_post("/api/v1/namespaces/{ns}/pods/{name}/binding", self._bind)
+        return app
+
+
+def write_kubeconfig(path: Path, server: str) -> Path:
+    path.write_text(
+        orjson.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "t",
+                "clusters": [{"name": "t", "cluster": {"server": server}}],
+                "users": [{"name": "t", "user": {"token": "test"}}],
+                "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}],
+            }
+        ).decode()
+    )
+    return path

@@ -1,0 +1,224 @@
+"""Each verb as a plain function over an ExtenderContext (no HTTP)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from placement_core import Placement
+from scheduler.binder import ApiError, ConflictError
+from scheduler.context import ExtenderContext
+from scheduler.verbs.bind import bind, sweep
+from scheduler.verbs.filter import filter_nodes
+from scheduler.verbs.preempt import preempt
+from scheduler.verbs.prioritize import normalise, prioritize
+from scheduler.wire import ExtenderArgs, ExtenderBindingArgs, ExtenderPreemptionArgs
+from tests.scheduler import objects as o
+from tests.scheduler.conftest import binder_of, make_ctx
+
+ALL = ["h0", "h1", "v0", "a0", "c0"]
+
+
+def args(p: dict[str, Any], names: list[str] = ALL) -> ExtenderArgs:
+    return ExtenderArgs.model_validate(o.extender_args(p, names=names))
+
+
+def bind_args(p: dict[str, Any], node: str) -> ExtenderBindingArgs:
+    m = p["metadata"]
+    return ExtenderBindingArgs.model_validate(
+        {"PodName": m["name"], "PodNamespace": m["namespace"], "PodUID": m["uid"], "Node": node}
+    )
+
+
+def test_filter_splits_resolvable_from_unresolvable(cluster: ExtenderContext) -> None:
+    r = filter_nodes(args(o.pod("p", gpus=4), [*ALL, "ghost"]), cluster).to_wire()
+    assert r.node_names == ["h1", "v0", "a0"]
+    assert r.failed_nodes == {"h0": "needs 4 free GPUs; 2 free here"}
+    assert set(r.failed_and_unresolvable_nodes) == {"c0", "ghost"}
+    assert r.error == ""
+    assert orjson.loads(filter_nodes(args(o.pod("p", gpus=4)), cluster).encode())["Nodes"] is None
+
+
+def test_filter_models_mig_nvlink(cluster: ExtenderContext) -> None:
+    r = filter_nodes(args(o.pod("p", mig="3g.40gb")), cluster).to_wire()
+    assert r.node_names == ["a0"] and "MIG 3g.40gb" in r.failed_and_unresolvable_nodes["h1"]
+    r = filter_nodes(
+        args(o.pod("p", gpus=1, annotations={"gpuplace.io/gpu-models": "V100-32GB"})), cluster
+    ).to_wire()
+    assert (
+        r.node_names == ["v0"]
+        and r.failed_and_unresolvable_nodes["h1"] == "GPU model is not one of V100-32GB"
+    )
+    r = filter_nodes(
+        args(o.pod("p", gpus=8, annotations={"gpuplace.io/nvlink": "required"})), cluster
+    ).to_wire()
+    assert r.node_names == ["h1", "v0"]  # DGX-1's cube-mesh is one NVLink island of 8
+
+
+def test_filter_bad_pod_is_an_in_band_error(cluster: ExtenderContext) -> None:
+    r = filter_nodes(args(o.pod("p", gpus=1, annotations={"gpuplace.io/gpu-milli": "x"})), cluster).to_wire()
+    assert "gpu-milli" in r.error and r.node_names is None
+
+
+def test_filter_full_nodes_mode_takes_node_facts_from_the_request(cluster: ExtenderContext) -> None:
+    new = o.node("fresh", product="NVIDIA-L4", gpus=1, memory_mib=23034)
+    a = ExtenderArgs.model_validate(o.extender_args(o.pod("p", gpus=1), nodes=[new, o.node("h0")]))
+    out = filter_nodes(a, cluster)
+    body = orjson.loads(out.encode())
+    assert body["NodeNames"] is None and [n["metadata"]["name"] for n in body["Nodes"]["items"]] == [
+        "fresh",
+        "h0",
+    ]
+
+
+def test_prioritize_prefers_packing_and_topology(cluster: ExtenderContext) -> None:
+    r = prioritize(args(o.pod("p", gpus=2), ["h0", "h1", "c0"]), cluster).to_wire()
+    scores = {h.host: h.score for h in r}
+    assert scores == {"h0": 10, "h1": 0, "c0": 0}
+    assert normalise(__import__("numpy").array([1.0, 1.0, -float("inf")])).tolist() == [10, 10, 0]
+
+
+def test_prioritize_json_matches_the_model(cluster: ExtenderContext) -> None:
+    out = prioritize(args(o.pod("p", gpus=1)), cluster)
+    assert orjson.loads(out.encode()) == [h.model_dump(by_alias=True) for h in out.to_wire()]
+
+
+async def test_bind_writes_the_record_then_binds_and_is_idempotent(cluster: ExtenderContext) -> None:
+    p = binder_of(cluster).add(o.pod("p", gpus=2, annotations={"gpuplace.io/nvlink": "required"}))
+    filter_nodes(args(p), cluster)
+    assert (await bind(bind_args(p, "h1"), cluster)).error == ""
+    stored = binder_of(cluster).pods[("default", "p")]
+    assert stored["spec"]["nodeName"] == "h1"
+    assert orjson.loads(stored["metadata"]["annotations"]["gpuplace.io/gpus"])["gpus"] == [0, 1]
+    version = cluster.cache.state.version
+    assert (await bind(bind_args(p, "h1"), cluster)).error == ""  # retried by the scheduler
+    assert cluster.cache.state.version == version
+    assert "already bound to h1" in (await bind(bind_args(p, "h0"), cluster)).error
+    assert cluster.cache.state.check_invariants() == []
+
+
+async def test_bind_failures_roll_back(cluster: ExtenderContext) -> None:
+    b = binder_of(cluster)
+    p = b.add(o.pod("p", gpus=8))
+    b.fail["bind"] = ApiError(500, "etcd is sad")
+    r = await bind(bind_args(p, "h1"), cluster)
+    assert "etcd is sad" in r.error and cluster.cache.reservations == {}
+    assert cluster.cache.state.gpu_free_milli[cluster.cache.state.index["h1"], :8].tolist() == [1000] * 8
+    del b.fail["bind"]
+    assert "no longer fits" in (await bind(bind_args(p, "h0"), cluster)).error
+    ghost = o.pod("ghost", gpus=1)
+    assert "not found" in (await bind(bind_args(ghost, "h1"), cluster)).error
+    recreated = b.add(o.pod("p2", gpus=1))
+    stale = {**recreated, "metadata": {**recreated["metadata"], "uid": "old-uid"}}
+    assert "re-created" in (await bind(bind_args(stale, "h1"), cluster)).error
+    assert cluster.metrics.binds.labels("failed")._value.get() == 4
+
+
+async def test_bind_retries_a_stale_resource_version_once(cluster: ExtenderContext) -> None:
+    b = binder_of(cluster)
+    p = b.add(o.pod("p", gpus=1))
+    filter_nodes(args(p), cluster)  # remembers this resourceVersion
+    b.pods[("default", "p")]["metadata"]["resourceVersion"] = "999999"  # the pod changed since
+    assert (await bind(bind_args(p, "h1"), cluster)).error == ""
+    assert [c[0] for c in b.calls] == ["annotate", "get", "annotate", "bind"]
+
+
+async def test_bind_conflict_on_binding_is_success_when_on_that_node(cluster: ExtenderContext) -> None:
+    b = binder_of(cluster)
+    p = b.add(o.pod("p", gpus=1))
+    real_bind = b.bind
+
+    async def bind_then_conflict(namespace: str, name: str, *, uid: str, node: str) -> None:
+        await real_bind(namespace, name, uid=uid, node=node)
+        raise ConflictError(409, "already assigned")
+
+    b.bind = bind_then_conflict  # type: ignore[method-assign]
+    assert (await bind(bind_args(p, "h1"), cluster)).error == ""
+
+
+async def test_unconfirmed_reservations_are_swept(cluster: ExtenderContext) -> None:
+    b = binder_of(cluster)
+    b.on_change = None  # no watch: nothing confirms
+    kept = b.add(o.pod("kept", gpus=1))
+    lost = b.add(o.pod("lost", gpus=1))
+    assert (await bind(bind_args(kept, "h1"), cluster)).error == ""
+    assert (await bind(bind_args(lost, "h1"), cluster)).error == ""
+    b.delete("default", "lost")
+    assert await sweep(cluster) == 0  # not expired yet
+    cluster.cache.clock = lambda: 1e9
+    assert await sweep(cluster) == 1
+    assert list(cluster.cache.reservations) == [] and kept["metadata"]["uid"] in cluster.cache.pods
+    assert sum(f == 0 for f in cluster.cache.state.gpu_free_milli[cluster.cache.state.index["h1"], :8]) == 1
+
+
+def preempt_args(p: dict[str, Any], victims: dict[str, list[str]]) -> ExtenderPreemptionArgs:
+    return ExtenderPreemptionArgs.model_validate(
+        {
+            "Pod": p,
+            "NodeNameToMetaVictims": {
+                n: {"Pods": [{"UID": u} for u in uids], "NumPDBViolations": 1} for n, uids in victims.items()
+            },
+        }
+    )
+
+
+def test_preempt_returns_the_minimal_set_and_drops_useless_nodes() -> None:
+    def placed(name: str, node: str, gpus: tuple[int, ...], prio: int) -> dict[str, Any]:
+        from scheduler.contract import encode_record
+
+        rec = encode_record(Placement(node=node, gpus=gpus), [])
+        return o.pod(
+            name, gpus=len(gpus), node_name=node, priority=prio, annotations={"gpuplace.io/gpus": rec}
+        )
+
+    pods = [
+        placed("big", "n0", (0, 1, 2, 3), 1),
+        placed("s1", "n0", (4, 5), 0),
+        placed("s2", "n0", (6, 7), 0),
+        placed("x", "v", tuple(range(8)), 0),
+    ]
+    ctx = make_ctx(
+        [
+            o.node("n0"),
+            o.node("v", product="Tesla-V100-SXM2-32GB"),
+            o.node("c", product="", gpus=0),
+            o.node("free"),
+        ],
+        pods,
+    )
+    uid = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods}
+    want = o.pod("want", gpus=4, annotations={"gpuplace.io/nvlink": "required"})
+    r = preempt(
+        preempt_args(want, {"n0": [uid["big"], uid["s1"], uid["s2"]], "c": [], "free": [], "v": []}), ctx
+    )
+    out = {n: [p.uid for p in mv.pods] for n, mv in r.node_name_to_meta_victims.items()}
+    # n0: evicting s1+s2 (priority 0) frees 4 NVSwitch GPUs; big (priority 1) is spared
+    assert out == {"n0": sorted([uid["s1"], uid["s2"]]), "free": []}
+    assert r.node_name_to_meta_victims["n0"].num_pdb_violations == 1
+    assert ctx.cache.state.check_invariants() == [] and len(ctx.cache.state.allocations) == 4
+    # fewest victims within one priority: one 4-GPU pod beats two 2-GPU pods
+    second = [
+        placed("big", "n0", (0, 1, 2, 3), 0),
+        placed("s1", "n0", (4, 5), 0),
+        placed("s2", "n0", (6, 7), 0),
+    ]
+    uid = {p["metadata"]["name"]: p["metadata"]["uid"] for p in second}
+    r = preempt(
+        preempt_args(o.pod("w", gpus=4), {"n0": list(uid.values())}), make_ctx([o.node("n0")], second)
+    )
+    assert [p.uid for p in r.node_name_to_meta_victims["n0"].pods] == [uid["big"]]
+
+
+async def test_a_lost_answer_is_checked_before_rolling_back(cluster: ExtenderContext) -> None:
+    b = binder_of(cluster)
+    p = b.add(o.pod("p", gpus=8))
+    real_bind = b.bind
+
+    async def bind_then_timeout(namespace: str, name: str, *, uid: str, node: str) -> None:
+        await real_bind(namespace, name, uid=uid, node=node)
+        raise ApiError(0, "connection reset")  # the Binding was created; its answer was lost
+
+    b.bind = bind_then_timeout  # type: ignore[method-assign]
+    assert (await bind(bind_args(p, "h1"), cluster)).error == ""
+    assert p["metadata"]["uid"] in cluster.cache.state.allocations
