@@ -1,12 +1,28 @@
-"""`gpuplace demo`: build an example GPU cluster, place a sample workload, print the placement table.
+"""`gpuplace demo`: a real cluster on this machine, gpuplace placing a sample workload, the placement table.
 
-`--offline` (the default until the local control plane exists) runs placement_core alone, in-process: the
-same evaluate → score → choose path the extender's filter/prioritize/bind take, without Kubernetes.
+Default (live): builds upstream kube-apiserver / kube-scheduler v1.36.3 and etcd from the Go module
+proxy if needed (deploy/local/build.sh; minutes the first time, instant afterwards), starts them on
+loopback with 16 fake GPU nodes (HGX H100, DGX-1 V100, A100 with MIG, L4, CPU-only), starts
+`gpuplace serve` (extender + webhook, its own ServiceAccount) and kube-scheduler with gpuplace as its
+extender, submits the sample workload (gpuplace.localcluster.showcase), prints where every pod went
+— node, GPUs chosen, whether they form one NVLink island, and why the pending ones wait — and keeps
+the cluster up for `kubectl` until Ctrl-C (`--once`: exit after the table).
+
+`--offline` runs placement_core alone, in-process: the same evaluate → score → choose path the
+extender's filter/prioritize/bind take, without Kubernetes.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from types import FrameType
 
 from rich.console import Console
 from rich.table import Table
@@ -105,10 +121,104 @@ def _reasons(st: ClusterState, req: GpuRequest, reason, detail) -> str:  # type:
     return "; ".join(f"{len(v)} node(s): {k}" for k, v in seen.items())
 
 
-def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="gpuplace demo", description=__doc__)
-    ap.add_argument("--offline", action="store_true", default=True, help="placement_core only, no Kubernetes")
-    ap.add_argument("--policy", default="most_allocated", choices=[p.name.lower() for p in Policy])
-    args = ap.parse_args(argv)
-    Console(width=200).print(run_offline(Policy[args.policy.upper()]))
+def build_binaries(console: Console) -> bool:
+    """deploy/local/build.sh with its progress on the terminal; False (and a message) when it fails."""
+    from gpuplace.localcluster import binaries
+
+    if os.environ.get(binaries.ENV_BIN_DIR):
+        return binaries.present()  # the user's own binaries: nothing to build
+    if binaries.present():
+        console.print("[dim]checking the local Kubernetes binaries (deploy/local/bin)...[/dim]")
+    else:
+        console.print(
+            "[bold]Building kube-apiserver, kube-scheduler, kubectl v1.36.3 and etcd from the Go module proxy "
+            "into deploy/local/bin[/bold] — the first build takes about 5 minutes on 2 cores; later runs start "
+            "at once."
+        )
+    result = subprocess.run(["bash", str(binaries.build_script())], stdout=sys.stderr, check=False)
+    if result.returncode != 0:
+        console.print(f"[red]deploy/local/build.sh failed (status {result.returncode}); see its output above.[/red]")
+        return False
+    return True
+
+
+def run_live(*, once: bool, policy: str | None, console: Console) -> int:
+    from gpuplace.localcluster import ControlPlane
+    from gpuplace.localcluster.fake_nodes import create_demo_cluster
+    from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
+    from gpuplace.localcluster.showcase import (
+        NAMESPACE,
+        node_table,
+        placement_table,
+        sample_workload,
+        snapshot,
+        submit,
+    )
+
+    if not build_binaries(console):
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    started = time.monotonic()
+    settings = {"scheduler": {"policy": policy}} if policy else {}
+    console.print("starting etcd and kube-apiserver...")
+    with ControlPlane() as cp:
+        console.print(f"control plane up: {cp.server} (logs: {cp.workdir / 'logs'})")
+
+        async def nodes() -> list[str]:
+            async with cp.api_client() as api:
+                return await create_demo_cluster(api)
+
+        names = asyncio.run(nodes())
+        console.print(f"created {len(names)} fake nodes (GFD labels, gpuplace.io/gpu-topology annotations)")
+        with GpuplaceServer(cp, settings=settings) as gp:
+            console.print(f"gpuplace serving: extender {gp.extender_url}, webhook {gp.webhook_base}/mutate "
+                          f"(as {gp.credentials.username if gp.credentials else '?'})")
+            cp.start_scheduler(gp.scheduler_config(), name="kube-scheduler")
+            console.print("kube-scheduler up with gpuplace as extender (filter, prioritize, bind, preempt)")
+            items = sample_workload()
+
+            async def work() -> Table:
+                async with cp.api_client() as api:
+                    await submit(api, items)
+                    snap = await snapshot(api, items)
+                    console.print(node_table(snap))
+                    return placement_table(snap, f"gpuplace placements in namespace {NAMESPACE!r}")
+
+            console.print(f"submitting {sum(len(i.pod_names) for i in items)} pods...")
+            console.print(asyncio.run(work()))
+            console.print(f"[dim]ready in {time.monotonic() - started:.0f}s[/dim]")
+            if once:
+                return 0
+            console.print(f"\nexport KUBECONFIG={cp.admin_kubeconfig}\n"
+                          f"{cp.binaries.kubectl} get pods -n {NAMESPACE} -o wide\n"
+                          "Ctrl-C stops the cluster and removes its files.")
+            try:
+                while not stop.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
+                pass
+            console.print("stopping...")
     return 0
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="gpuplace demo", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--offline", action="store_true", help="placement_core only, no Kubernetes")
+    ap.add_argument("--once", action="store_true", help="exit after printing the table (live demo)")
+    ap.add_argument("--policy", default=None,
+                    help="scoring policy: most-allocated (default), least-allocated, best-fit")
+    args = ap.parse_args(argv)
+    console = Console(width=max(Console().width, 160))
+    if args.offline:
+        policy = (args.policy or "most-allocated").replace("-", "_").upper()
+        if policy not in Policy.__members__:
+            ap.error(f"--policy: choose from {', '.join(p.name.lower().replace('_', '-') for p in Policy)}")
+        console.print(run_offline(Policy[policy]))
+        return 0
+    return run_live(once=args.once, policy=args.policy, console=console)

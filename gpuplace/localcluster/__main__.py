@@ -2,13 +2,15 @@
 
 Starts etcd, kube-apiserver and upstream kube-scheduler (default profile, unless
 ``--no-scheduler``), creates the 16 fake demo nodes, prints the admin kubeconfig path, and
-waits. Everything is stopped and removed on Ctrl-C or SIGTERM.
+waits. With ``--gpuplace``, ``gpuplace serve`` runs too (webhook registered) and kube-scheduler
+has it as extender. Everything is stopped and removed on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 import threading
@@ -16,12 +18,14 @@ from types import FrameType
 
 from gpuplace.localcluster.controlplane import ControlPlane
 from gpuplace.localcluster.fake_nodes import create_demo_cluster
+from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpuplace.localcluster", description=__doc__)
     parser.add_argument("--no-scheduler", action="store_true", help="do not start kube-scheduler")
     parser.add_argument("--no-nodes", action="store_true", help="do not create the demo nodes")
+    parser.add_argument("--gpuplace", action="store_true", help="run gpuplace (extender + webhook) as well")
     args = parser.parse_args(argv)
 
     stop = threading.Event()
@@ -31,9 +35,13 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with ControlPlane() as cp:
+    with ControlPlane() as cp, contextlib.ExitStack() as stack:
+        gp = stack.enter_context(GpuplaceServer(cp)) if args.gpuplace else None
+        if gp is not None:
+            print(f"gpuplace: extender {gp.extender_url}, webhook {gp.webhook_base}; log {gp.log_file}",
+                  file=sys.stderr)
         if not args.no_scheduler:
-            cp.start_scheduler()
+            cp.start_scheduler(gp.scheduler_config() if gp else None)
         if not args.no_nodes:
 
             async def nodes() -> list[str]:

@@ -130,6 +130,29 @@ async def create_service_account(
             },
             namespace=namespace,
         )
+    return await service_account_token(
+        api,
+        namespace=namespace,
+        name=name,
+        server=server,
+        ca_file=ca_file,
+        kubeconfig_path=kubeconfig_path,
+        token_seconds=token_seconds,
+    )
+
+
+async def service_account_token(
+    api: client.ApiClient,
+    *,
+    namespace: str,
+    name: str,
+    server: str,
+    ca_file: Path,
+    kubeconfig_path: Path,
+    token_seconds: int = 24 * 3600,
+) -> ServiceAccountCredentials:
+    """Mint a token for an existing ServiceAccount (TokenRequest API) and write a kubeconfig for it."""
+    core = client.CoreV1Api(api)
     request: Any = {"spec": {"expirationSeconds": token_seconds}}
     token_request = await core.create_namespaced_service_account_token(name, namespace, request)
     token = token_request.status.token

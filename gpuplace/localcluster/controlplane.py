@@ -279,7 +279,7 @@ class ControlPlane:
         name: str,
         argv: Sequence[str],
         *,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | None] | None = None,
         cwd: Path | None = None,
         ready_url: str | None = None,
         ready_timeout: float = 60.0,

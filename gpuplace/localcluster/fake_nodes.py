@@ -9,8 +9,10 @@ Labels follow GPU Feature Discovery: ``nvidia.com/gpu.product`` / ``.memory`` (M
 ``nvidia.com/gpu.count`` counts the whole GPUs (those exposed as ``nvidia.com/gpu``) and every MIG
 profile gets ``nvidia.com/mig-<profile>.count`` / ``.memory`` and a resource
 ``nvidia.com/mig-<profile>``. GPU nodes carry the taint ``nvidia.com/gpu=present:NoSchedule``
-(the toleration gpuplace's webhook adds). The ``gpuplace.io/gpu-topology`` annotation is an
-opaque dict here (its schema belongs to gpuplace's inventory code) and is stored as JSON.
+(the toleration gpuplace's webhook adds). The ``gpuplace.io/gpu-topology`` annotation (schema:
+:mod:`scheduler.topology_doc`) is optional: :func:`topology_document` writes one from the preset
+(deterministic GPU and MIG UUIDs, MIG layout, and the NVLink matrix of the server type from
+:mod:`placement_core.topology`); without it gpuplace falls back to the labels and the product's preset.
 
 Presets are plain data (:data:`PRESETS`); :func:`demo_cluster` describes a mixed 16-node cluster.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +29,9 @@ from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from placement_core import resolve_product
+from placement_core.topology import preset as link_preset
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT_KEY = "nvidia.com/gpu"
@@ -121,6 +127,17 @@ PRESETS: dict[str, NodePreset] = {
         ),
         mig_memory_mib=_A100_80GB_MIG_MIB,
     ),
+    # 8x A40 PCIe with NVLink bridges joining pairs (0-1, 2-3, ...): no NVLink island above 2 GPUs.
+    "a40-pairs": NodePreset(
+        key="a40-pairs",
+        cpu="128",
+        memory="1000Gi",
+        gpu_product="NVIDIA-A40",
+        gpu_memory_mib=46068,
+        gpu_count=8,
+        gpu_family="ampere",
+        gpu_machine="A40-8x-bridged",
+    ),
     "l4": NodePreset(
         key="l4",
         cpu="16",
@@ -163,6 +180,59 @@ def gpu_labels(preset: NodePreset, *, clique: str | None = None) -> dict[str, st
     return labels
 
 
+_UUID_NAMESPACE = uuid.UUID("6f1f8a52-9c43-4d38-9a37-4a0b5c1de001")
+
+
+def _uuid(prefix: str, *parts: object) -> str:
+    return f"{prefix}-{uuid.uuid5(_UUID_NAMESPACE, '/'.join(map(str, parts)))}"
+
+
+def topology_document(node_name: str, preset: NodePreset | str) -> dict[str, Any] | None:
+    """A ``gpuplace.io/gpu-topology`` v1 document for a fake node of ``preset`` (None for CPU nodes).
+
+    GPU and MIG UUIDs are derived from the node name (stable across runs), MIG instances are laid
+    out at the lowest valid memory slices in the order of ``mig_layout``, and ``links`` is the
+    NVLink matrix placement_core assumes for the product (NVSwitch all-to-all for HGX H100/A100,
+    hybrid cube-mesh for DGX-1 V100, bridge pairs for A40, none for L4).
+    """
+    p = PRESETS[preset] if isinstance(preset, str) else preset
+    if not p.is_gpu:
+        return None
+    assert p.gpu_product is not None
+    model = resolve_product(p.gpu_product, p.gpu_memory_mib).model
+    gpus: list[dict[str, Any]] = []
+    for index in range(p.gpu_count):
+        gpu: dict[str, Any] = {
+            "index": index,
+            "uuid": _uuid("GPU", node_name, index),
+            "model": p.gpu_product,
+            "memoryMiB": p.gpu_memory_mib,
+            "healthy": True,
+        }
+        devices = p.mig_layout[index] if p.mig_layout else ()
+        if devices:
+            gpu["mig"] = _mig_entries(node_name, index, devices, model)
+        gpus.append(gpu)
+    links = link_preset(model.nvlink, p.gpu_count, model.name)
+    return {"version": 1, "gpus": gpus, "links": links.astype(int).tolist()}
+
+
+def _mig_entries(node_name: str, gpu: int, devices: tuple[str, ...], model: Any) -> list[dict[str, Any]]:
+    used = 0  # bit mask of occupied memory slices
+    out = []
+    for slot, name in enumerate(devices):
+        profile = model.mig_profile(name)
+        if profile is None:
+            raise ValueError(f"{model.name} has no MIG profile {name!r}")
+        block = (1 << profile.size) - 1
+        start = next((s for s in profile.starts if not used & (block << s)), None)
+        if start is None:
+            raise ValueError(f"MIG layout {devices} does not fit one {model.name}")
+        used |= block << start
+        out.append({"profile": name, "start": start, "uuid": _uuid("MIG", node_name, gpu, slot)})
+    return out
+
+
 def node_resources(preset: NodePreset) -> dict[str, str]:
     resources = {
         "cpu": preset.cpu,
@@ -184,12 +254,15 @@ def node_manifest(
     zone: str | None = None,
     rack: str | None = None,
     clique: str | None = None,
-    topology: Mapping[str, Any] | None = None,
+    topology: Mapping[str, Any] | bool | None = None,
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
     taint_gpu_nodes: bool = True,
 ) -> dict[str, Any]:
-    """A complete v1 Node dict (spec and status) for ``preset``."""
+    """A complete v1 Node dict (spec and status) for ``preset``.
+
+    ``topology``: a ``gpuplace.io/gpu-topology`` document, or True for :func:`topology_document`.
+    """
     p = PRESETS[preset] if isinstance(preset, str) else preset
     all_labels = {
         "kubernetes.io/hostname": name,
@@ -205,7 +278,9 @@ def node_manifest(
         all_labels[RACK_LABEL] = rack
     all_labels.update(labels or {})
     all_annotations = dict(annotations or {})
-    if topology is not None:
+    if topology is True:
+        topology = topology_document(name, p)
+    if isinstance(topology, Mapping):
         all_annotations[TOPOLOGY_ANNOTATION] = json.dumps(topology, sort_keys=True, separators=(",", ":"))
     taints = []
     if p.is_gpu and taint_gpu_nodes:
@@ -291,11 +366,12 @@ async def delete_nodes(api: client.ApiClient, names: Iterable[str]) -> None:
                 raise
 
 
-def demo_cluster(prefix: str = "") -> list[dict[str, Any]]:
+def demo_cluster(prefix: str = "", *, topology: bool = True) -> list[dict[str, Any]]:
     """Manifests of a mixed 16-node cluster over two zones and four racks.
 
     zone-a: rack a1 = 4x HGX H100 sharing one NVLink clique label, rack a2 = 2x A100-80GB MIG
     (mixed) + 2x L4; zone-b: rack b1 = 2x DGX-1 V100 + 2x L4, rack b2 = 4 CPU-only nodes.
+    GPU nodes carry a ``gpuplace.io/gpu-topology`` annotation unless ``topology=False``.
     """
     layout: list[tuple[str, str, str, str, str | None]] = [
         *(
@@ -309,7 +385,7 @@ def demo_cluster(prefix: str = "") -> list[dict[str, Any]]:
         *((f"cpu-{i}", "cpu", "zone-b", "b2", None) for i in range(4)),
     ]
     return [
-        node_manifest(f"{prefix}{name}", preset, zone=zone, rack=rack, clique=clique)
+        node_manifest(f"{prefix}{name}", preset, zone=zone, rack=rack, clique=clique, topology=topology)
         for name, preset, zone, rack, clique in layout
     ]
 

@@ -113,13 +113,17 @@ def spawn(
     argv: Sequence[str],
     *,
     log_file: Path,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str | None] | None = None,
     cwd: Path | None = None,
 ) -> ManagedProcess:
+    """Start ``argv`` in its own session, output to ``log_file``. ``env`` values of None remove a variable."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     full_env = dict(os.environ)
-    if env:
-        full_env.update(env)
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
     with log_file.open("ab") as log:
         log.write(f"+ {' '.join(argv)}\n".encode())
         log.flush()

@@ -11,6 +11,11 @@ use ``namespace`` (fresh per test; its pods are deleted with grace period 0 afte
 nodes with ``node_factory`` (deleted afterwards), and run at most one scheduler for the default
 ``schedulerName`` at a time (``default_scheduler`` is module-scoped; stop it before starting an
 extender-configured one with ``control_plane.start_scheduler(config)``).
+
+gpuplace itself (``gpuplace serve``: extender + webhook, its own ServiceAccount, the webhook
+registered from deploy/) is the module-scoped ``gpuplace`` fixture; ``gpuplace_scheduler`` is
+kube-scheduler with gpuplace as its extender (module-scoped too: never combine it with
+``default_scheduler`` in one module). Tests add lines to the end-of-run summary with ``e2e_report``.
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from gpuplace.localcluster import ControlPlane, ManagedProcess, binaries
 from gpuplace.localcluster.fake_nodes import create_node, delete_nodes, node_manifest
+from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
 
 HERE = Path(__file__).parent
 NodeFactory = Callable[..., Awaitable[str]]
+_REPORT: list[str] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,6 +51,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if HERE in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.e2e)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _REPORT:
+        terminalreporter.section("gpuplace e2e measurements")
+        for line in _REPORT:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def e2e_report() -> Callable[[str], None]:
+    """Add a line to the summary printed at the end of the run (measurements worth quoting)."""
+    return _REPORT.append
 
 
 def _truthy(name: str) -> bool:
@@ -78,6 +98,21 @@ def control_plane(local_binaries: binaries.Binaries) -> Iterator[ControlPlane]:
 def default_scheduler(control_plane: ControlPlane) -> Iterator[ManagedProcess]:
     """Upstream kube-scheduler with the default profile (no extender)."""
     process = control_plane.start_scheduler(name="kube-scheduler-default")
+    yield process
+    control_plane.stop_process(process.name)
+
+
+@pytest.fixture(scope="module")
+def gpuplace(control_plane: ControlPlane) -> Iterator[GpuplaceServer]:
+    """``gpuplace serve`` with its ServiceAccount and webhook registration from deploy/ (module-scoped)."""
+    with GpuplaceServer(control_plane) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def gpuplace_scheduler(control_plane: ControlPlane, gpuplace: GpuplaceServer) -> Iterator[ManagedProcess]:
+    """Upstream kube-scheduler with gpuplace registered as its extender (deploy/scheduler's entry)."""
+    process = control_plane.start_scheduler(gpuplace.scheduler_config(), name="kube-scheduler-gpuplace")
     yield process
     control_plane.stop_process(process.name)
 

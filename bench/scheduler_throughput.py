@@ -1,0 +1,320 @@
+"""Scheduling throughput of upstream kube-scheduler with and without gpuplace, in one run.
+
+Real kube-apiserver + etcd + kube-scheduler v1.36.3 on loopback (gpuplace.localcluster), 1,000 fake
+GPU nodes (600 HGX H100, 200 DGX-1 V100, 100 A100 with MIG, 100 L4), 2,000 GPU pods (1, 2 or 4 whole
+GPUs, a few NVLink-required, some MIG 1g.10gb; one seeded sequence used by every run). Each run:
+1. the pods are created while no scheduler runs (they queue up; the gpuplace webhook is registered in
+   every run, so every run schedules identical, mutated pods);
+2. kube-scheduler starts and schedules them; a watch records when each pod gets its node;
+3. throughput = pods bound / (last binding − first binding); then the scheduler stops and the pods
+   are deleted, so every run starts from empty nodes.
+Runs: kube-scheduler alone with its defaults (adaptive percentageOfNodesToScore: 42% of 1,000 nodes),
+kube-scheduler alone scoring every node (percentageOfNodesToScore 100, what deploy/scheduler's
+configuration sets so that filter sees every node), kube-scheduler with gpuplace as extender exactly as
+deploy/scheduler configures it (filter, prioritize, bind over HTTPS, nodeCacheCapable, 100%), and the
+same with the default node sampling (separates the cost of scoring every node from the extender's).
+Every run uses
+clientConnection qps/burst 5000 so kube-scheduler's own client rate limit (default 50 QPS, which would
+cap the runs where kube-scheduler binds, not gpuplace) does not decide the result. Goal: gpuplace ≥ 0.8×
+kube-scheduler alone. The gpuplace run is audited afterwards: no GPU may be double-booked.
+
+    .venv/bin/python bench/scheduler_throughput.py [--nodes 1000] [--pods 2000] [--runs alone,alone-100,gpuplace]
+
+Everything runs on this machine: apiserver, etcd, scheduler, gpuplace and this client share its cores,
+so absolute numbers depend on the machine and its load; the ratio measured in one run is the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client
+from rich.console import Console
+from rich.table import Table
+
+from gpuplace.localcluster import ControlPlane, audit, binaries
+from gpuplace.localcluster.fake_nodes import create_node, node_manifest
+from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
+from gpuplace.localcluster.processes import probe
+from gpuplace.localcluster.waiting import wait_until
+from gpuplace.localcluster.workload import pending_reason, pod_manifest
+from scheduler.kubeapi import KubeSource
+
+NODE_MIX = (("hgx-h100", 0.6), ("dgx1-v100", 0.2), ("a100-80gb-mig", 0.1), ("l4", 0.1))
+CLIENT = {"qps": 5000, "burst": 5000}
+CONCURRENCY = 24
+RESULTS = Path(__file__).parent / "results" / "scheduler_throughput.json"
+
+
+@dataclass
+class RunResult:
+    name: str
+    description: str
+    pods: int
+    bound: int = 0
+    seconds: float = 0.0  # first → last binding
+    pods_per_second: float = 0.0
+    to_first_bind: float = 0.0  # scheduler start → first binding
+    extender_ms: dict[str, float] = field(default_factory=dict)  # verb → mean latency inside gpuplace
+    interval_p50_ms: float = 0.0
+    interval_p99_ms: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+
+def node_manifests(n: int) -> list[dict[str, Any]]:
+    out = []
+    counts = [round(n * share) for _, share in NODE_MIX]
+    counts[0] += n - sum(counts)
+    for (preset, _), count in zip(NODE_MIX, counts, strict=True):
+        out += [node_manifest(f"{preset}-{i:04d}", preset, topology=True, zone=f"zone-{i % 4}",
+                              rack=f"rack-{i % 50}") for i in range(count)]  # fmt: skip
+    return out
+
+
+def pod_sequence(n: int, seed: int = 7) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    pods = []
+    for i in range(n):
+        roll = rng.random()
+        name = f"p-{i:05d}"
+        if roll < 0.08:
+            pods.append(pod_manifest(name, gpus=rng.choice((1, 2)), mig="1g.10gb", cpu="1", memory="4Gi"))
+            continue
+        gpus = 1 if roll < 0.6 else (2 if roll < 0.85 else 4)
+        notes = {"gpuplace.io/nvlink": "required"} if gpus == 4 else None
+        pods.append(pod_manifest(name, gpus=gpus, cpu=str(2 * gpus), memory=f"{16 * gpus}Gi", annotations=notes))
+    return pods
+
+
+async def bounded(coros: list[Any], limit: int = CONCURRENCY) -> None:
+    sem = asyncio.Semaphore(limit)
+
+    async def one(c: Any) -> None:
+        async with sem:
+            await c
+
+    await asyncio.gather(*(one(c) for c in coros))
+
+
+class BindWatch:
+    """Records the monotonic time at which each pod of a namespace first shows a nodeName."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.api, self.namespace = api, namespace
+        self.times: dict[str, float] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        core = client.CoreV1Api(self.api)
+        page = await core.list_namespaced_pod(self.namespace, limit=1)
+        rv = page.metadata.resource_version
+        self.task = asyncio.create_task(self._run(rv))
+
+    async def _run(self, rv: str) -> None:
+        source = KubeSource(self.api)
+        while True:
+            async for event in source.watch("pods", resource_version=rv, timeout_seconds=600):
+                obj = event.get("object") or {}
+                meta = obj.get("metadata") or {}
+                rv = meta.get("resourceVersion") or rv
+                if meta.get("namespace") != self.namespace:
+                    continue
+                if (obj.get("spec") or {}).get("nodeName") and meta["name"] not in self.times:
+                    self.times[meta["name"]] = time.monotonic()
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+
+def extender_latency(gp: GpuplaceServer | None) -> dict[str, tuple[float, float]]:
+    """verb → (request count, seconds summed) from gpuplace's /metrics histogram."""
+    if gp is None:
+        return {}
+    status, body = probe(f"{gp.extender_base}/metrics", ca_file=gp.cp.ca_file, timeout=10)
+    out: dict[str, list[float]] = {}
+    for line in body.splitlines() if status == 200 else []:
+        for suffix, slot in (("_count", 0), ("_sum", 1)):
+            head = f"gpuplace_extender_request_seconds{suffix}{{"
+            if line.startswith(head):
+                verb = line.split('verb="', 1)[1].split('"', 1)[0]
+                out.setdefault(verb, [0.0, 0.0])[slot] = float(line.rsplit(" ", 1)[1])
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+async def create_nodes(cp: ControlPlane, n: int) -> None:
+    async with cp.api_client() as api:
+        await bounded([create_node(api, m) for m in node_manifests(n)])
+
+
+async def one_run(cp: ControlPlane, name: str, description: str, scheduler_config: dict[str, Any],
+                  pods: list[dict[str, Any]], console: Console, *, stall: float = 60.0,
+                  gp: GpuplaceServer | None = None) -> RunResult:
+    namespace = f"bench-{name}"
+    result = RunResult(name, description, len(pods))
+    async with cp.api_client() as api:
+        core = client.CoreV1Api(api)
+        ns: Any = {"metadata": {"name": namespace}}
+        await core.create_namespace(ns)
+        t = time.monotonic()
+        await bounded([core.create_namespaced_pod(namespace, p) for p in pods])  # type: ignore[arg-type]
+        console.print(f"  [{name}] created {len(pods)} pods in {time.monotonic() - t:.1f}s; starting kube-scheduler")
+        before = extender_latency(gp)
+        watch = BindWatch(api, namespace)
+        await watch.start()
+        started = time.monotonic()
+        config = {**scheduler_config, "clientConnection": dict(CLIENT)}
+        process = await asyncio.to_thread(cp.start_scheduler, config, name=f"kube-scheduler-{name}")
+        try:
+            last_progress, last_count = time.monotonic(), 0
+            while len(watch.times) < len(pods):
+                await asyncio.sleep(0.5)
+                if len(watch.times) != last_count:
+                    last_progress, last_count = time.monotonic(), len(watch.times)
+                elif time.monotonic() - last_progress > stall:
+                    waiting = next(p["metadata"]["name"] for p in pods if p["metadata"]["name"] not in watch.times)
+                    why = await pending_reason(api, namespace, waiting)
+                    console.print(f"  [{name}] [red]no progress for {stall:.0f}s at {last_count} bound; "
+                                  f"{waiting}: {why.text if why else 'no reason recorded'}[/red]")
+                    break
+        finally:
+            await asyncio.to_thread(cp.stop_process, process.name)
+            await watch.stop()
+        after = extender_latency(gp)
+        for verb, (n, total) in after.items():
+            n0, t0 = before.get(verb, (0.0, 0.0))
+            if n > n0:
+                result.extender_ms[verb] = round(1000 * (total - t0) / (n - n0), 2)
+        times = sorted(watch.times.values())
+        result.bound = len(times)
+        if len(times) >= 2:
+            result.seconds = times[-1] - times[0]
+            result.pods_per_second = (len(times) - 1) / result.seconds if result.seconds else 0.0
+            result.to_first_bind = times[0] - started
+            gaps = [1000 * (b - a) for a, b in itertools.pairwise(times)]
+            result.interval_p50_ms = statistics.median(gaps)
+            result.interval_p99_ms = statistics.quantiles(gaps, n=100)[98] if len(gaps) >= 100 else max(gaps)
+        raw_pods = await audit.list_raw(api, "pods", namespace=namespace)
+        verdict = audit.audit(raw_pods, await audit.list_raw(api, "nodes"), require_records=gp is not None)
+        result.problems = verdict.problems[:20]
+        await core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
+        await wait_until(lambda: _empty(core, namespace), within=120, what=f"pods of {namespace} deleted")
+        console.print(f"  [{name}] {result.bound}/{len(pods)} bound, {result.pods_per_second:.1f} pods/s, "
+                      f"audit: {'ok' if verdict.ok else f'{len(verdict.problems)} problems'}")
+    return result
+
+
+async def _empty(core: client.CoreV1Api, namespace: str) -> bool:
+    return not (await core.list_namespaced_pod(namespace, limit=1)).items
+
+
+def _kind(r: RunResult) -> str:
+    return r.name.rsplit("-", 1)[0]
+
+
+def table(results: list[RunResult]) -> Table:
+    """One row per run; "vs alone" divides by the kube-scheduler-alone run of the same round."""
+    t = Table(title="kube-scheduler throughput: same nodes, same pods, one control plane")
+    for col in ("run", "round", "pods bound", "seconds", "pods/s", "vs alone", "gap p50 ms", "gap p99 ms",
+                "gpuplace ms filter/prio/bind", "double-booked"):
+        t.add_column(col, justify="left" if col == "run" else "right")
+    for r in results:
+        round_ = r.name.rsplit("-", 1)[1]
+        base = next((b for b in results if b.name == f"alone-{round_}"), None)
+        ratio = f"{r.pods_per_second / base.pods_per_second:.2f}" if base and base.pods_per_second else "-"
+        ext = "/".join(f"{r.extender_ms.get(v, 0):.1f}" for v in ("filter", "prioritize", "bind")) \
+            if r.extender_ms else "-"
+        t.add_row(r.description, round_, f"{r.bound}/{r.pods}", f"{r.seconds:.1f}", f"{r.pods_per_second:.1f}",
+                  ratio, f"{r.interval_p50_ms:.1f}", f"{r.interval_p99_ms:.1f}", ext,
+                  "none" if not r.problems else str(len(r.problems)))
+    return t
+
+
+def summary(results: list[RunResult]) -> dict[str, float]:
+    """Median pods/s per run kind, and the gpuplace / alone ratio of the medians."""
+    kinds: dict[str, list[float]] = {}
+    for r in results:
+        kinds.setdefault(_kind(r), []).append(r.pods_per_second)
+    out = {f"{k}_pods_per_second": statistics.median(v) for k, v in kinds.items()}
+    if out.get("alone_pods_per_second") and "gpuplace_pods_per_second" in out:
+        out["ratio_gpuplace_vs_alone"] = out["gpuplace_pods_per_second"] / out["alone_pods_per_second"]
+    if out.get("alone-100_pods_per_second") and "gpuplace_pods_per_second" in out:
+        out["ratio_gpuplace_vs_alone_100"] = out["gpuplace_pods_per_second"] / out["alone-100_pods_per_second"]
+    return out
+
+
+async def main_async(args: argparse.Namespace, console: Console) -> list[RunResult]:
+    pods = pod_sequence(args.pods)
+    results: list[RunResult] = []
+    with ControlPlane() as cp:
+        console.print(f"control plane {cp.server}; creating {args.nodes} nodes...")
+        t = time.monotonic()
+        await create_nodes(cp, args.nodes)
+        console.print(f"  {args.nodes} nodes in {time.monotonic() - t:.1f}s")
+        gp = await asyncio.to_thread(GpuplaceServer(cp, extender_https=not args.http).start)
+        try:
+            runs = {
+                "alone": ("kube-scheduler alone (defaults)", {}),
+                "alone-100": ("kube-scheduler alone, percentageOfNodesToScore 100",
+                              {"percentageOfNodesToScore": 100}),
+                "gpuplace": ("kube-scheduler + gpuplace extender", gp.scheduler_config()),
+                "gpuplace-sampled": ("kube-scheduler + gpuplace, default percentageOfNodesToScore",
+                                     {k: v for k, v in gp.scheduler_config().items()
+                                      if k != "percentageOfNodesToScore"}),
+            }  # fmt: skip
+            for round_, name in ((r, n) for r in range(args.repeat) for n in args.runs.split(",")):
+                description, config = runs[name]
+                results.append(await one_run(cp, f"{name}-{round_}", description, config, pods, console,
+                                             gp=gp if name.startswith("gpuplace") else None))  # fmt: skip
+        finally:
+            await asyncio.to_thread(gp.close)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nodes", type=int, default=1000)
+    ap.add_argument("--pods", type=int, default=2000)
+    ap.add_argument("--runs", default="alone,alone-100,gpuplace,gpuplace-sampled",
+                    help="comma list of: alone, alone-100, gpuplace, gpuplace-sampled")
+    ap.add_argument("--repeat", type=int, default=1, help="cycle through the runs this many times")
+    ap.add_argument("--http", action="store_true", help="extender over plain HTTP instead of HTTPS")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    console = Console(width=max(Console().width, 140))
+    if not binaries.present():
+        console.print("building the local Kubernetes binaries (deploy/local/build.sh; minutes the first time)...")
+        if binaries.build().returncode != 0:
+            console.print("[red]deploy/local/build.sh failed[/red]")
+            return 1
+    started = time.monotonic()
+    results = asyncio.run(main_async(args, console))
+    console.print(table(results))
+    medians = summary(results)
+    console.print("medians: " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()))
+    load = os.getloadavg()
+    console.print(f"wall time {time.monotonic() - started:.0f}s; load average {load[0]:.1f} on {os.cpu_count()} cores")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"nodes": args.nodes, "pods": args.pods, "extender_https": not args.http,
+                                    "cpus": os.cpu_count(), "load_average": load, "summary": medians,
+                                    "runs": [asdict(r) for r in results]}, indent=2) + "\n")  # fmt: skip
+    console.print(f"saved {args.out}")
+    return 0 if all(not r.problems for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

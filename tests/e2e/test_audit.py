@@ -1,0 +1,66 @@
+"""The audit the e2e tests rely on really catches double booking (no cluster needed).
+
+The e2e verdict "no GPU double-booked" is only worth something if the checker fails on the cases it
+claims to catch; these tests feed it hand-made pods and nodes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from gpuplace.localcluster import audit
+from gpuplace.localcluster.fake_nodes import node_manifest
+
+pytestmark = pytest.mark.e2e
+
+
+def bound(name: str, node: str, *, gpus: int = 0, mig: str | None = None, record: dict[str, Any] | None = None
+          ) -> dict[str, Any]:
+    resource = f"nvidia.com/mig-{mig}" if mig else "nvidia.com/gpu"
+    annotations = {"gpuplace.io/gpus": json.dumps({"v": 1, "node": node, **(record or {})})} if record else {}
+    return {
+        "metadata": {"name": name, "namespace": "t", "annotations": annotations},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"limits": {resource: str(gpus)}}}]},
+        "status": {"phase": "Pending"},
+    }
+
+
+NODES = [node_manifest("h", "hgx-h100", topology=True), node_manifest("m", "a100-80gb-mig", topology=True)]
+
+
+def test_clean_placements_pass() -> None:
+    pods = [
+        bound("a", "h", gpus=2, record={"gpus": [0, 1]}),
+        bound("b", "h", gpus=1, record={"gpus": [2]}),
+        bound("c", "m", gpus=1, mig="3g.40gb", record={"mig": [[0, 0]]}),
+        bound("d", "m", gpus=2, mig="1g.10gb", record={"mig": [[2, 0], [2, 1]]}),
+    ]
+    result = audit.audit(pods, NODES)
+    assert result.ok, result.problems
+    assert (result.gpu_pods, result.with_record) == (4, 4)
+    assert audit.usage(pods, NODES) == {"h": (3, 8), "m": (3, 22)}
+    assert audit.partially_used(audit.usage(pods, NODES)) == ["h", "m"]
+
+
+@pytest.mark.parametrize(
+    ("pods", "problem"),
+    [
+        ([bound("a", "h", gpus=2, record={"gpus": [0, 1]}), bound("b", "h", gpus=1, record={"gpus": [1]})],
+         "GPU 1 given to t/a and t/b"),
+        ([bound("a", "h", gpus=1, record={"gpus": [0], "milli": 600}),
+          bound("b", "h", gpus=1, record={"gpus": [0], "milli": 600})], "shared beyond 1000m"),
+        ([bound("a", "m", gpus=1, mig="3g.40gb", record={"mig": [[0, 1]]}),
+          bound("b", "m", gpus=1, mig="3g.40gb", record={"mig": [[0, 1]]})], "GPU 0 slot 1 given to t/a and t/b"),
+        ([bound("a", "m", gpus=1, mig="3g.40gb", record={"mig": [[2, 0]]})], "asks 3g.40gb, got 1g.10gb"),
+        ([bound("a", "m", gpus=1, record={"gpus": [0]})], "GPU 0 of m is not a whole GPU"),
+        ([bound("a", "h", gpus=2, record={"gpus": [3]})], "asks 2 GPUs, record has [3]"),
+        ([bound("a", "h", gpus=1)], "no gpuplace.io/gpus record"),
+        ([bound("a", "h", gpus=9, record={"gpus": list(range(8))})], "9 nvidia.com/gpu bound, allocatable 8"),
+    ],
+)  # fmt: skip
+def test_double_booking_and_bad_records_are_caught(pods: list[dict[str, Any]], problem: str) -> None:
+    result = audit.audit(pods, NODES)
+    assert any(problem in p for p in result.problems), result.problems
