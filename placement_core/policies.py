@@ -1,28 +1,31 @@
 """Node-scoring policies over all nodes: FGD, the published baselines, Kubernetes' two, and gpuplace's.
 
-Every policy answers, for one request and one node: a score (higher is better, −inf = infeasible) and,
-for a fractional share, which GPU on that node it would take (−1 otherwise; whole-GPU sets are chosen by
-the GPU-set chooser). Scores are in kube-scheduler units (0–100) for the published policies, so that
-`quantize=True` reproduces the integer scores their reference implementation compares (FGD's simulator,
-alibaba/kubernetes-scheduler-simulator, breaks equal integer scores by node order). Definitions, from
-the FGD paper (USENIX ATC'23, §6.1) and that simulator's plugins:
+Every policy answers, for one request and one node: a score (higher is better, −inf = infeasible) and, for
+a fractional share, which GPU on that node it would take (−1 otherwise; whole-GPU sets are chosen by the
+GPU-set chooser). Published policies score in kube-scheduler units (0–100): with `quantize=True` a score is
+truncated to the integer their reference implementation compares (FGD's simulator,
+alibaba/kubernetes-scheduler-simulator, then breaks equal scores by a random node order) — this matters:
+FGD with exact scores allocates ~1.4 points less on the openb trace. Definitions (FGD paper §6.1 and that
+simulator's plugins):
 
-- RANDOM: uniform over feasible nodes (the caller supplies one uniform draw `u` per node); a random
-  fitting GPU for shares.
-- BEST_FIT: 100·(1 − ½·(cpu_free − cpu)/max_cpu − ½·(gpu_free − gpu)/max_gpu), after placement.
-- DOT_PROD (Tetris): 100·(1 − ½·(node_free · request)) on [cpu, gpu] vectors normalised by the
-  largest node — aligns requests with what is free, fills nodes.
-- GPU_PACKING: prefer shared GPUs (100 − free% of the GPUs used/10, ≥ 50), then partly-used nodes
+- RANDOM: uniform over feasible nodes (the caller supplies one uniform draw `u` per node); a random fitting
+  GPU for shares.
+- BEST_FIT: 100·(1 − ½·(cpu_free − cpu)/max_cpu − ½·(gpu_free − gpu)/max_gpu) — least left over wins.
+- DOT_PROD (Tetris): 100·(1 − ½·(free · request)), [cpu, gpu] vectors normalised by the largest node.
+- GPU_PACKING: shared GPUs first (100 − free % of the GPUs used / 10, ≥ 50), then partly used nodes
   (50 − whole GPUs taken, ≥ 33), then empty nodes (33 − free GPUs).
-- GPU_CLUSTERING: prefer nodes that only host pods of the same kind (share / k-GPU): 75–100, nodes with
-  that kind among others 50–75, empty nodes 25–50, other nodes 0–25; within a band, fuller is better.
-- FGD: 100·sigmoid(ΔF/1000), ΔF = node fragmentation before − after placing the pod
-  (`placement_core.fragmentation`); shares go to the GPU with the largest ΔF.
-- MOST_ALLOCATED / LEAST_ALLOCATED: Kubernetes NodeResourcesFit strategies over cpu, memory and GPU
-  milli (weight 1 each): mean of requested-after/allocatable (or its complement) × 100.
-- GPUPLACE (default): see `gpuplace_node`.
-Shares under every policy except FGD, RANDOM and GPUPLACE take the tightest GPU that fits (the reference
-simulator's "best" GPU selection). The readable definitions are in `placement_core._policy_twins`.
+- GPU_CLUSTERING: nodes hosting only pods of the same kind (share / k-GPU) 75–100, with that kind among
+  others 50–75, empty 25–50, others 0–25; fuller is better inside a band. CPU-only pods score 0 everywhere.
+- FGD: 100·sigmoid(ΔF/1000), ΔF = node fragmentation before − after placing (placement_core.fragmentation);
+  a share takes the GPU with the largest score (lowest index on ties).
+- MOST_ALLOCATED / LEAST_ALLOCATED: Kubernetes NodeResourcesFit over cpu, memory and GPU milli, weight 1
+  each: mean of requested-after / allocatable (or its complement) × 100.
+- GPUPLACE, the default (see `gpuplace_node`): W_FRAG·ΔF/1000 with a memory-aware typical-pod distribution,
+  plus the CPU, memory and GPU fractions the node keeps free after placement (whole-node jobs: the reverse,
+  the smallest node that fits), minus RESERVE_PENALTY on the empty 8-GPU nodes held back for 8-GPU jobs
+  (`reserve_plan` sizes that reserve per node class from the 8-GPU jobs' share of the GPU demand).
+Other policies put shares on the tightest GPU that fits (the reference's "best" GPU selection).
+The readable definitions are the twins in `placement_core._policy_twins`.
 """
 
 from __future__ import annotations
@@ -37,9 +40,13 @@ import numpy.typing as npt
 from numba import njit
 
 from placement_core.fragmentation import node_frag
+from placement_core.workload import BIG_JOB_GPUS, BigJob, TypicalPods
 
 WHOLE = 1000
 NEG_INF = -np.inf
+W_FRAG = 4.0  # gpuplace: score per GPU (1000 milli) of fragmentation removed
+W_CPU, W_MEM, W_GPU = 1.0, 2.0, 2.0  # gpuplace: weight of each resource fraction left free on the node
+RESERVE_PENALTY = 10.0  # gpuplace: cost of placing a smaller pod on a reserved empty 8-GPU node
 
 
 class Policy(enum.IntEnum):
@@ -67,11 +74,17 @@ class Policy(enum.IntEnum):
 
 
 _LABELS = {
-    Policy.RANDOM: "Random", Policy.BEST_FIT: "BestFit", Policy.DOT_PROD: "DotProd",
-    Policy.GPU_PACKING: "GpuPacking", Policy.GPU_CLUSTERING: "GpuClustering", Policy.FGD: "FGD",
-    Policy.MOST_ALLOCATED: "MostAllocated", Policy.LEAST_ALLOCATED: "LeastAllocated",
+    Policy.RANDOM: "Random",
+    Policy.BEST_FIT: "BestFit",
+    Policy.DOT_PROD: "DotProd",
+    Policy.GPU_PACKING: "GpuPacking",
+    Policy.GPU_CLUSTERING: "GpuClustering",
+    Policy.FGD: "FGD",
+    Policy.MOST_ALLOCATED: "MostAllocated",
+    Policy.LEAST_ALLOCATED: "LeastAllocated",
     Policy.GPUPLACE: "gpuplace",
 }
+_RANDOM, _BEST_FIT, _DOT_PROD, _GPU_PACKING, _GPU_CLUSTERING, _FGD, _MOST, _LEAST, _GPUPLACE = range(9)
 
 
 def kind_of(count: int, milli: int) -> int:
@@ -81,10 +94,11 @@ def kind_of(count: int, milli: int) -> int:
     return 0 if milli < WHOLE else count
 
 
-# ---- per-node building blocks (usable from other kernels, e.g. the simulator's replay loop) -------------
+# ---- per-node building blocks (also called from the simulator's replay loop) ---------------------------
+
 
 @njit(cache=True, nogil=True)
-def fits(free, present, cpu_free, mem_free, model, cpu, mem, count, milli, allowed):  # type: ignore[no-untyped-def]
+def fits(free, present, cpu_free, mem_free, model, cpu, mem, count, milli, allowed):
     """Can the node take the request now (CPU, memory, GPU model, and GPUs with enough free milli)?"""
     if cpu_free < cpu or mem_free < mem:
         return False
@@ -100,7 +114,7 @@ def fits(free, present, cpu_free, mem_free, model, cpu, mem, count, milli, allow
 
 
 @njit(cache=True, nogil=True)
-def gpu_free_total(free, present):  # type: ignore[no-untyped-def]
+def gpu_free_total(free, present):
     total = 0
     for g in range(free.shape[0]):
         if present[g] and free[g] > 0:
@@ -109,7 +123,16 @@ def gpu_free_total(free, present):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def tightest_gpu(free, present, milli):  # type: ignore[no-untyped-def]
+def gpu_capacity(present):
+    total = 0
+    for g in range(present.shape[0]):
+        if present[g]:
+            total += WHOLE
+    return total
+
+
+@njit(cache=True, nogil=True)
+def tightest_gpu(free, present, milli):
     """The GPU with the least free milli that still fits `milli` (lowest index on ties), or −1."""
     best = -1
     for g in range(free.shape[0]):
@@ -119,7 +142,7 @@ def tightest_gpu(free, present, milli):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def random_gpu(free, present, milli, u):  # type: ignore[no-untyped-def]
+def random_gpu(free, present, milli, u):
     """The ⌊u·k⌋-th of the k GPUs that fit `milli`, in index order, or −1."""
     k = 0
     for g in range(free.shape[0]):
@@ -137,15 +160,14 @@ def random_gpu(free, present, milli, u):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def fgd_value(delta):  # type: ignore[no-untyped-def]
+def fgd_value(delta):
     """FGD's node score for a fragmentation change ΔF (milli-GPU): 100·sigmoid(ΔF/1000)."""
     return 100.0 / (1.0 + math.exp(-delta / 1000.0))
 
 
 @njit(cache=True, nogil=True)
-def frag_after_whole(free, present, cpu_free, model, cpu, count, tp_cpu, tp_count, tp_milli, tp_allowed,  # type: ignore[no-untyped-def]
-                     tp_weight):
-    """Fragmentation after taking `count` whole GPUs (any fully free ones: F only sees the multiset)."""
+def take_whole(free, present, count):
+    """A copy of `free` with `count` fully free GPUs taken (which ones does not matter to F)."""
     work = free.copy()
     need = count
     for g in range(work.shape[0]):
@@ -154,48 +176,234 @@ def frag_after_whole(free, present, cpu_free, model, cpu, count, tp_cpu, tp_coun
         if present[g] and work[g] >= WHOLE:
             work[g] -= WHOLE
             need -= 1
-    return node_frag(work, present, cpu_free - cpu, model, tp_cpu, tp_count, tp_milli, tp_allowed, tp_weight)
+    return work
 
 
 @njit(cache=True, nogil=True)
-def fgd_node(free, present, cpu_free, model, frag_before, cpu, count, milli, tp_cpu, tp_count, tp_milli,  # type: ignore[no-untyped-def]
-             tp_allowed, tp_weight, quantize):
+def _best_share(
+    free,
+    present,
+    cpu_free,
+    mem_free,
+    model,
+    frag_before,
+    cpu,
+    mem,
+    milli,
+    tp_cpu,
+    tp_mem,
+    tp_count,
+    tp_milli,
+    tp_allowed,
+    tp_weight,
+    scale,
+    fgd_quantize,
+):
+    """The share GPU with the largest ΔF-based score (lowest index on ties) and that score.
+
+    scale > 0: score = scale·ΔF/1000 (gpuplace); scale == 0: FGD's 100·sigmoid, floored if fgd_quantize.
+    """
+    best = NEG_INF
+    best_g = -1
+    work = free.copy()
+    for g in range(free.shape[0]):
+        if not present[g] or free[g] < milli:
+            continue
+        seen = False  # GPUs with equal free milli give equal results: keep the lowest index
+        for h in range(g):
+            if present[h] and free[h] == free[g]:
+                seen = True
+                break
+        if seen:
+            continue
+        work[g] -= milli
+        after = node_frag(
+            work,
+            present,
+            cpu_free - cpu,
+            mem_free - mem,
+            model,
+            tp_cpu,
+            tp_mem,
+            tp_count,
+            tp_milli,
+            tp_allowed,
+            tp_weight,
+        )
+        work[g] += milli
+        if scale > 0:
+            s = scale * (frag_before - after) / WHOLE
+        else:
+            s = fgd_value(frag_before - after)
+            if fgd_quantize:
+                s = float(math.floor(s))
+        if s > best:
+            best = s
+            best_g = g
+    return best, best_g
+
+
+@njit(cache=True, nogil=True)
+def fgd_node(
+    free,
+    present,
+    cpu_free,
+    mem_free,
+    model,
+    frag_before,
+    cpu,
+    mem,
+    count,
+    milli,
+    tp_cpu,
+    tp_mem,
+    tp_count,
+    tp_milli,
+    tp_allowed,
+    tp_weight,
+    quantize,
+):
     """(score, share GPU) for FGD on one feasible node; `frag_before` = node_frag of the node now."""
     if count == 1 and milli < WHOLE:
-        best = NEG_INF
-        best_g = -1
-        work = free.copy()
-        for g in range(free.shape[0]):
-            if not present[g] or free[g] < milli:
-                continue
-            seen = False  # GPUs with equal free milli give equal results; the lowest index is kept
-            for h in range(g):
-                if present[h] and free[h] == free[g]:
-                    seen = True
-                    break
-            if seen:
-                continue
-            work[g] -= milli
-            after = node_frag(work, present, cpu_free - cpu, model, tp_cpu, tp_count, tp_milli, tp_allowed,
-                              tp_weight)
-            work[g] += milli
-            s = fgd_value(frag_before - after)
-            if quantize:
-                s = math.floor(s)
-            if s > best:
-                best = s
-                best_g = g
-        return best, best_g
-    after = frag_after_whole(free, present, cpu_free, model, cpu, count, tp_cpu, tp_count, tp_milli, tp_allowed,
-                             tp_weight)
+        return _best_share(
+            free,
+            present,
+            cpu_free,
+            mem_free,
+            model,
+            frag_before,
+            cpu,
+            mem,
+            milli,
+            tp_cpu,
+            tp_mem,
+            tp_count,
+            tp_milli,
+            tp_allowed,
+            tp_weight,
+            0.0,
+            quantize,
+        )
+    work = take_whole(free, present, count)
+    after = node_frag(
+        work,
+        present,
+        cpu_free - cpu,
+        mem_free - mem,
+        model,
+        tp_cpu,
+        tp_mem,
+        tp_count,
+        tp_milli,
+        tp_allowed,
+        tp_weight,
+    )
     s = fgd_value(frag_before - after)
     if quantize:
-        s = math.floor(s)
+        s = float(math.floor(s))
     return s, -1
 
 
 @njit(cache=True, nogil=True)
-def gpu_packing_value(free, present, count, milli):  # type: ignore[no-untyped-def]
+def spread_value(free, present, cpu_free, mem_free, cpu_total, mem_total, cpu, mem, count, milli):
+    """gpuplace's spreading term: weighted fractions of CPU, memory and GPU the node keeps free after placing."""
+    v = 0.0
+    if cpu_total > 0:
+        v += W_CPU * (cpu_free - cpu) / cpu_total
+    if mem_total > 0:
+        v += W_MEM * (mem_free - mem) / mem_total
+    cap = gpu_capacity(present)
+    if cap > 0:
+        v += W_GPU * (gpu_free_total(free, present) - count * milli) / cap
+    return v
+
+
+@njit(cache=True, nogil=True)
+def gpuplace_node(
+    free,
+    present,
+    cpu_free,
+    mem_free,
+    cpu_total,
+    mem_total,
+    model,
+    frag_before,
+    cpu,
+    mem,
+    count,
+    milli,
+    tp_cpu,
+    tp_mem,
+    tp_count,
+    tp_milli,
+    tp_allowed,
+    tp_weight,
+):
+    """(score, share GPU) for gpuplace's default policy on one feasible node.
+
+    score = W_FRAG·ΔF/1000 + spread. ΔF is FGD's fragmentation removed by the placement, measured against a
+    typical-pod distribution that includes memory; it is kept exact (FGD's 0–100 integer hides differences
+    below ~40 milli-GPU and lets a random node order decide). The spread term — CPU, memory and GPU fractions
+    the node keeps free after placing — stands in for that randomness deterministically: among placements
+    that fragment alike it prefers the node with the most headroom left, so CPU and memory do not run out
+    next to free GPUs, and a pod that would take a large part of a small node goes to a bigger one.
+    A whole-node job (≥ BIG_JOB_GPUS GPUs) takes the reverse — the node it fills best — so the big nodes
+    (e.g. 128 cores) stay for the jobs that only fit there.
+    """
+    spread = spread_value(free, present, cpu_free, mem_free, cpu_total, mem_total, cpu, mem, count, milli)
+    if count >= BIG_JOB_GPUS:
+        spread = -spread
+    if count == 1 and milli < WHOLE:
+        s, g = _best_share(
+            free,
+            present,
+            cpu_free,
+            mem_free,
+            model,
+            frag_before,
+            cpu,
+            mem,
+            milli,
+            tp_cpu,
+            tp_mem,
+            tp_count,
+            tp_milli,
+            tp_allowed,
+            tp_weight,
+            W_FRAG,
+            False,
+        )
+        return s + spread, g
+    work = take_whole(free, present, count)
+    after = node_frag(
+        work,
+        present,
+        cpu_free - cpu,
+        mem_free - mem,
+        model,
+        tp_cpu,
+        tp_mem,
+        tp_count,
+        tp_milli,
+        tp_allowed,
+        tp_weight,
+    )
+    return W_FRAG * (frag_before - after) / WHOLE + spread, -1
+
+
+@njit(cache=True, nogil=True)
+def is_empty_big(free, present, cpu_free, cpu_total, big_gpus):
+    """An untouched node with at least `big_gpus` GPUs (a candidate for the 8-GPU reserve)."""
+    if cpu_free != cpu_total or gpu_capacity(present) < big_gpus * WHOLE:
+        return False
+    for g in range(free.shape[0]):  # noqa: SIM110 - a plain loop compiles in Numba
+        if present[g] and free[g] < WHOLE:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def gpu_packing_value(free, present, count, milli):
     """GpuPacking's integer score (FGD reference `getPackingScore`); 0 for CPU-only pods."""
     if count == 0:
         return 0.0
@@ -228,7 +436,7 @@ def gpu_packing_value(free, present, count, milli):  # type: ignore[no-untyped-d
 
 
 @njit(cache=True, nogil=True)
-def gpu_clustering_value(free, present, kinds, count, milli, max_gpu_milli, quantize):  # type: ignore[no-untyped-def]
+def gpu_clustering_value(free, present, kinds, count, milli, max_gpu_milli, quantize):
     """GpuClustering's score: a band by the kinds of pods already on the node, fuller is better within it."""
     if count == 0:
         return 0.0
@@ -238,14 +446,14 @@ def gpu_clustering_value(free, present, kinds, count, milli, max_gpu_milli, quan
         if kinds[k] > 0:
             n_kinds += 1
     used = max_gpu_milli - gpu_free_total(free, present)
-    fill = (25 * used) // max_gpu_milli if quantize else 25.0 * used / max_gpu_milli
+    fill = float((25 * used) // max_gpu_milli) if quantize else 25.0 * used / max_gpu_milli
     if kinds[kind] > 0:
         return fill + (75.0 if n_kinds == 1 else 50.0)
     return fill + (25.0 if n_kinds == 0 else 0.0)
 
 
 @njit(cache=True, nogil=True)
-def _allocated_part(cap, req, most, quantize):  # type: ignore[no-untyped-def]
+def _allocated_part(cap, req, most, quantize):
     if cap <= 0:
         return 0.0
     req = min(req, cap)
@@ -255,28 +463,403 @@ def _allocated_part(cap, req, most, quantize):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def allocated_value(free, present, cpu_free, mem_free, cpu_total, mem_total, cpu, mem, count, milli, most,  # type: ignore[no-untyped-def]
-                    quantize):
+def allocated_value(
+    free,
+    present,
+    cpu_free,
+    mem_free,
+    cpu_total,
+    mem_total,
+    cpu,
+    mem,
+    count,
+    milli,
+    most,
+    quantize,
+):
     """Kubernetes MostAllocated (most=True) / LeastAllocated over cpu, memory and GPU milli, weight 1 each."""
-    gpu_cap = 0
-    for g in range(free.shape[0]):
-        if present[g]:
-            gpu_cap += WHOLE
-    gpu_req = gpu_cap - gpu_free_total(free, present) + count * milli
-    total = (_allocated_part(cpu_total, cpu_total - cpu_free + cpu, most, quantize)
-             + _allocated_part(mem_total, mem_total - mem_free + mem, most, quantize)
-             + _allocated_part(gpu_cap, gpu_req, most, quantize))
-    return math.floor(total / 3) if quantize else total / 3
+    cap = gpu_capacity(present)
+    gpu_req = cap - gpu_free_total(free, present) + count * milli
+    total = (
+        _allocated_part(cpu_total, cpu_total - cpu_free + cpu, most, quantize)
+        + _allocated_part(mem_total, mem_total - mem_free + mem, most, quantize)
+        + _allocated_part(cap, gpu_req, most, quantize)
+    )
+    return float(math.floor(total / 3)) if quantize else total / 3
 
 
 @njit(cache=True, nogil=True)
-def best_fit_value(free, present, cpu_free, cpu, count, milli, max_cpu, max_gpu_milli):  # type: ignore[no-untyped-def]
-    left = 0.5 * (cpu_free - cpu) / max_cpu + 0.5 * (gpu_free_total(free, present) - count * milli) / max_gpu_milli
+def best_fit_value(free, present, cpu_free, cpu, count, milli, max_cpu, max_gpu_milli):
+    left = (
+        0.5 * (cpu_free - cpu) / max_cpu
+        + 0.5 * (gpu_free_total(free, present) - count * milli) / max_gpu_milli
+    )
     return 100.0 * (1.0 - left)
 
 
 @njit(cache=True, nogil=True)
-def dot_prod_value(free, present, cpu_free, cpu, count, milli, max_cpu, max_gpu_milli):  # type: ignore[no-untyped-def]
-    dot = (cpu_free / max_cpu) * (cpu / max_cpu) + (gpu_free_total(free, present) / max_gpu_milli) * (
-        count * milli / max_gpu_milli)
+def dot_prod_value(free, present, cpu_free, cpu, count, milli, max_cpu, max_gpu_milli):
+    node_gpu = gpu_free_total(free, present) / max_gpu_milli
+    dot = (cpu_free / max_cpu) * (cpu / max_cpu) + node_gpu * (count * milli / max_gpu_milli)
     return 100.0 * (1.0 - dot / 2.0)
+
+
+@njit(cache=True, nogil=True)
+def node_score(
+    policy,
+    free,
+    present,
+    cpu_free,
+    mem_free,
+    cpu_total,
+    mem_total,
+    model,
+    kinds,
+    frag_before,
+    cpu,
+    mem,
+    count,
+    milli,
+    allowed,
+    tp_cpu,
+    tp_mem,
+    tp_count,
+    tp_milli,
+    tp_allowed,
+    tp_weight,
+    max_cpu,
+    max_gpu_milli,
+    quantize,
+    u,
+):
+    """(score, share GPU) of `policy` for one node; (−inf, −1) when the node cannot take the request.
+
+    `frag_before` is the node's current fragmentation if known, else NaN (then computed here when needed).
+    `u` is a uniform draw in [0, 1), used only by RANDOM. gpuplace's reserve is not included (see
+    `reserved_nodes`): it depends on the whole cluster, not on this node alone.
+    """
+    if not fits(free, present, cpu_free, mem_free, model, cpu, mem, count, milli, allowed):
+        return NEG_INF, -1
+    share = count == 1 and milli < WHOLE
+    if policy == _FGD or policy == _GPUPLACE:  # noqa: PLR1714, SIM109 - plain comparisons for Numba
+        if math.isnan(frag_before):
+            frag_before = node_frag(
+                free,
+                present,
+                cpu_free,
+                mem_free,
+                model,
+                tp_cpu,
+                tp_mem,
+                tp_count,
+                tp_milli,
+                tp_allowed,
+                tp_weight,
+            )
+        if policy == _FGD:
+            return fgd_node(
+                free,
+                present,
+                cpu_free,
+                mem_free,
+                model,
+                frag_before,
+                cpu,
+                mem,
+                count,
+                milli,
+                tp_cpu,
+                tp_mem,
+                tp_count,
+                tp_milli,
+                tp_allowed,
+                tp_weight,
+                quantize,
+            )
+        return gpuplace_node(
+            free,
+            present,
+            cpu_free,
+            mem_free,
+            cpu_total,
+            mem_total,
+            model,
+            frag_before,
+            cpu,
+            mem,
+            count,
+            milli,
+            tp_cpu,
+            tp_mem,
+            tp_count,
+            tp_milli,
+            tp_allowed,
+            tp_weight,
+        )
+    if policy == _RANDOM:
+        g = random_gpu(free, present, milli, (u * 1048576.0) % 1.0) if share else -1
+        return u, g
+    g = tightest_gpu(free, present, milli) if share else -1
+    if policy == _BEST_FIT:
+        s = best_fit_value(free, present, cpu_free, cpu, count, milli, max_cpu, max_gpu_milli)
+    elif policy == _DOT_PROD:
+        s = dot_prod_value(free, present, cpu_free, cpu, count, milli, max_cpu, max_gpu_milli)
+    elif policy == _GPU_PACKING:
+        s = gpu_packing_value(free, present, count, milli)
+    elif policy == _GPU_CLUSTERING:
+        s = gpu_clustering_value(free, present, kinds, count, milli, max_gpu_milli, quantize)
+    else:
+        s = allocated_value(
+            free,
+            present,
+            cpu_free,
+            mem_free,
+            cpu_total,
+            mem_total,
+            cpu,
+            mem,
+            count,
+            milli,
+            policy == _MOST,
+            quantize,
+        )
+    if quantize:
+        s = float(math.trunc(s))
+    return s, g
+
+
+@njit(cache=True, nogil=True)
+def score_all(
+    policy,
+    gpu_free_milli,
+    gpu_present,
+    node_cpu_free,
+    node_mem_free,
+    node_cpu_total,
+    node_mem_total,
+    node_model,
+    node_kinds,
+    cpu,
+    mem,
+    count,
+    milli,
+    allowed,
+    tp_cpu,
+    tp_mem,
+    tp_count,
+    tp_milli,
+    tp_allowed,
+    tp_weight,
+    max_cpu,
+    max_gpu_milli,
+    quantize,
+    reserved,
+    big_gpus,
+    u,
+):
+    """(float64[N] scores, int32[N] share GPU) of `policy` for every node; `u` is float64[N] (RANDOM).
+
+    gpuplace only: RESERVE_PENALTY is subtracted from feasible `reserved[N]` nodes for pods needing fewer than
+    `big_gpus` GPUs (`reserved_nodes` computes the mask).
+    """
+    n = gpu_free_milli.shape[0]
+    scores = np.empty(n, np.float64)
+    gpus = np.empty(n, np.int32)
+    for i in range(n):
+        s, g = node_score(
+            policy,
+            gpu_free_milli[i],
+            gpu_present[i],
+            node_cpu_free[i],
+            node_mem_free[i],
+            node_cpu_total[i],
+            node_mem_total[i],
+            node_model[i],
+            node_kinds[i],
+            math.nan,
+            cpu,
+            mem,
+            count,
+            milli,
+            allowed,
+            tp_cpu,
+            tp_mem,
+            tp_count,
+            tp_milli,
+            tp_allowed,
+            tp_weight,
+            max_cpu,
+            max_gpu_milli,
+            quantize,
+            u[i],
+        )
+        if policy == _GPUPLACE and reserved[i] and count < big_gpus and s > NEG_INF:
+            s -= RESERVE_PENALTY
+        scores[i] = s
+        gpus[i] = g
+    return scores, gpus
+
+
+# ---- Python entry point ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One pod: `gpu_milli` per GPU (1000 = whole GPUs; < 1000 = a share, count 1); `allowed` bool[M]."""
+
+    cpu_milli: int
+    memory_mib: int
+    gpu_count: int
+    gpu_milli: int
+    allowed: npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Scoring inputs besides the node arrays: the typical pods compiled against the model ids, the largest
+    node's CPU and GPU milli (BestFit/DotProd normalisation), the integer-score switch, and the big jobs
+    gpuplace keeps empty nodes for."""
+
+    tp_cpu: npt.NDArray[np.int64]
+    tp_mem: npt.NDArray[np.int64]
+    tp_count: npt.NDArray[np.int32]
+    tp_milli: npt.NDArray[np.int32]
+    tp_allowed: npt.NDArray[np.bool_]
+    tp_weight: npt.NDArray[np.float64]
+    max_cpu: int
+    max_gpu_milli: int
+    quantize: bool = False
+    big_jobs: tuple[BigJob, ...] = ()
+    big_gpus: int = BIG_JOB_GPUS
+
+    @classmethod
+    def build(
+        cls,
+        typical: TypicalPods,
+        model_names: list[str] | tuple[str, ...],
+        gpu_present: npt.NDArray[np.bool_],
+        node_cpu_total: npt.NDArray[np.int64],
+        *,
+        quantize: bool = False,
+    ) -> Context:
+        """A context for a cluster, with BestFit/DotProd normalisers taken from its largest node."""
+        return cls(
+            *typical.arrays(model_names),
+            max_cpu=max(1, int(node_cpu_total.max(initial=0))),
+            max_gpu_milli=max(WHOLE, int(gpu_present.sum(axis=1).max(initial=0)) * WHOLE),
+            quantize=quantize,
+            big_jobs=typical.big_jobs,
+        )
+
+    def typical_args(
+        self,
+    ) -> tuple[
+        npt.NDArray[np.int64],
+        npt.NDArray[np.int64],
+        npt.NDArray[np.int32],
+        npt.NDArray[np.int32],
+        npt.NDArray[np.bool_],
+        npt.NDArray[np.float64],
+    ]:
+        return self.tp_cpu, self.tp_mem, self.tp_count, self.tp_milli, self.tp_allowed, self.tp_weight
+
+
+def reserve_plan(
+    big_jobs: tuple[BigJob, ...],
+    gpu_present: npt.NDArray[np.bool_],
+    node_cpu_total: npt.NDArray[np.int64],
+    node_mem_total: npt.NDArray[np.int64],
+    node_model: npt.NDArray[np.int32],
+    big_gpus: int = BIG_JOB_GPUS,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+    """(node_class[N], class_reserve[C]): how many empty nodes gpuplace keeps per class of big nodes.
+
+    Nodes with ≥ `big_gpus` GPUs are grouped by (model, GPUs, CPU, memory); other rows get class −1. Each big
+    job shape needs share × (number of big nodes) whole nodes — its part of the GPU demand, in nodes; that
+    need is spread over the classes able to host it (enough GPUs, CPU and memory), in proportion to their
+    size. So a 120-core job's need lands on the 128-core nodes only, and the reserve tracks the workload.
+    """
+    gpus = gpu_present.sum(axis=1)
+    keys: dict[tuple[int, int, int, int], int] = {}
+    node_class = np.full(len(gpus), -1, np.int32)
+    for n in np.nonzero(gpus >= big_gpus)[0]:
+        key = (int(node_model[n]), int(gpus[n]), int(node_cpu_total[n]), int(node_mem_total[n]))
+        node_class[n] = keys.setdefault(key, len(keys))
+    sizes = np.bincount(node_class[node_class >= 0], minlength=len(keys))
+    need = np.zeros(len(keys))
+    for job in big_jobs:
+        hosts = [
+            k
+            for (_, g, cpu, mem), k in keys.items()
+            if g >= job.gpu_count and cpu >= job.cpu_milli and mem >= job.memory_mib
+        ]
+        room = sum(int(sizes[k]) for k in hosts)
+        for k in hosts:
+            need[k] += job.share * int(sizes.sum()) * sizes[k] / room
+    return node_class, np.round(need).astype(np.int64)
+
+
+def reserved_nodes(s: Any, ctx: Context, n: int | None = None) -> npt.NDArray[np.bool_]:
+    """bool[N]: the empty big nodes gpuplace currently holds back (their class has ≤ its reserve empty)."""
+    rows = s.gpu_free_milli.shape[0] if n is None else n
+    node_class, reserve = reserve_plan(
+        ctx.big_jobs,
+        s.gpu_present[:rows],
+        s.node_cpu_total[:rows],
+        s.node_mem_total[:rows],
+        s.node_model[:rows],
+        ctx.big_gpus,
+    )
+    present = s.gpu_present[:rows]
+    untouched = np.asarray(s.node_cpu_free[:rows] == s.node_cpu_total[:rows], np.bool_)
+    all_free = np.all(~present | (s.gpu_free_milli[:rows] >= WHOLE), axis=1)
+    empty: npt.NDArray[np.bool_] = untouched & all_free & (node_class >= 0)
+    if not empty.any():
+        return empty
+    per_class = np.bincount(node_class[empty], minlength=len(reserve))
+    k = np.maximum(node_class, 0)
+    held: npt.NDArray[np.bool_] = empty & (per_class[k] <= reserve[k])
+    return held
+
+
+def score_nodes(
+    policy: Policy,
+    s: Any,
+    req: Request,
+    ctx: Context,
+    *,
+    n: int | None = None,
+    node_kinds: npt.NDArray[np.int32] | None = None,
+    u: npt.NDArray[np.float64] | None = None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int32]]:
+    """Scores and share GPUs of every node row `[:n]` of `s` — a ClusterState or anything with its arrays
+    (gpu_free_milli, gpu_present, node_cpu_free, node_mem_free, node_cpu_total, node_mem_total, node_model).
+    `node_kinds[N, K]` counts pods per kind on each node (GpuClustering only; zeros if omitted)."""
+    rows = s.gpu_free_milli.shape[0] if n is None else n
+    G = s.gpu_free_milli.shape[1]
+    kinds = np.zeros((rows, G + 1), np.int32) if node_kinds is None else node_kinds[:rows]
+    draws = np.zeros(rows) if u is None else u[:rows]
+    reserved = reserved_nodes(s, ctx, rows) if policy == Policy.GPUPLACE else np.zeros(rows, np.bool_)
+    return score_all(  # type: ignore[no-any-return]
+        int(policy),
+        s.gpu_free_milli[:rows],
+        s.gpu_present[:rows],
+        s.node_cpu_free[:rows],
+        s.node_mem_free[:rows],
+        s.node_cpu_total[:rows],
+        s.node_mem_total[:rows],
+        s.node_model[:rows],
+        kinds,
+        req.cpu_milli,
+        req.memory_mib,
+        req.gpu_count,
+        req.gpu_milli,
+        req.allowed,
+        *ctx.typical_args(),
+        ctx.max_cpu,
+        ctx.max_gpu_milli,
+        ctx.quantize,
+        reserved,
+        ctx.big_gpus,
+        draws,
+    )
