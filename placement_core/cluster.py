@@ -72,6 +72,7 @@ class ClusterState:
         self.allocations: dict[str, Placement] = {}
         self._node_pods: dict[int, set[str]] = {}
         self.version = 0  # bumped on every change; lets callers cache derived data
+        self.hw_version = 0  # bumped only when node hardware changes (add, update, remove)
         self._alloc_arrays(capacity)
 
     # ---- storage -------------------------------------------------------------------------------
@@ -187,6 +188,7 @@ class ClusterState:
         for uid in sorted(self._node_pods.get(row, ())):
             self._apply(row, self.allocations[uid], sign=1, check=False)
         self.version += 1
+        self.hw_version += 1
         return row
 
     def remove_node(self, name: str) -> None:
@@ -203,6 +205,7 @@ class ClusterState:
         self.names[row] = ""
         self._free_rows.append(row)
         self.version += 1
+        self.hw_version += 1
 
     def _reset_usage(self, row: int) -> None:
         self.node_cpu_free[row] = self.node_cpu_total[row]

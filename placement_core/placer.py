@@ -90,7 +90,7 @@ def evaluate(
     n = len(cols[0])
     reason = np.zeros(n, np.int8)
     detail = np.zeros(n, np.int32)
-    feasibility_kernel(
+    feasibility_kernel(  # type: ignore[call-arg]  # numba's Dispatcher stub rejects a *list splat
         *cols,
         n,
         c.model_ok,

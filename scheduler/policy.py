@@ -1,9 +1,19 @@
 """Policy name (from the config) → scoring function over all nodes.
 
-Why a registry of plain functions: prioritize must not know which policy it runs, and a new policy
-(placement_core.policies: FGD and gpuplace's default, once its entry point settles) is one more line in
-`POLICIES`. Every function has the shape of `placer.score`: raw float per row, higher is better, −inf
-where `reason` says infeasible; prioritize normalises to kube-scheduler's 0..10.
+Why a registry of plain functions: prioritize must not know which policy it runs. Every function has
+the shape of `placer.score`: raw float per row, higher is better, −inf where `reason` says infeasible;
+prioritize normalises to kube-scheduler's 0..10.
+
+- `gpuplace` (default): gpuplace's fragmentation-aware policy (placement_core.policies, the one that
+  beats FGD on the Alibaba trace — bench/simulate.py), plus the NVLink topology term.
+- `fgd`: FGD (USENIX ATC'23) re-implemented in placement_core.policies, plus the topology term.
+- `most-allocated` / `least-allocated` / `best-fit`: placement_core.scoring's simple policies.
+For the fragmentation-aware policies the topology decides first for multi-GPU pods: the node whose
+smallest free NVLink island holding the k GPUs is tightest (k/s highest) wins, and the policy's score
+(rescaled to [0, 1] over the feasible nodes) orders nodes of equal fit. Lexicographic on purpose: the
+trace-tuned policy spreads among placements that fragment alike (bench/results/summary.md), which on its
+own would break an empty 8-GPU island for a 2-GPU pod while a 2-GPU hole waits elsewhere. Shares, single
+GPUs and MIG follow the policy alone. `topology_weight: 0` turns the island rule off.
 """
 
 from __future__ import annotations
@@ -14,6 +24,8 @@ import numpy as np
 import numpy.typing as npt
 
 from placement_core import ClusterState, GpuRequest, Policy, placer
+from placement_core.policies import Policy as FragPolicy
+from placement_core.scorer import PolicyScorer, island_fit
 
 ScoreFn = Callable[[ClusterState, GpuRequest, npt.NDArray[np.int8]], npt.NDArray[np.float64]]
 
@@ -28,15 +40,36 @@ def _placer(policy: Policy) -> Callable[[float], ScoreFn]:
     return make
 
 
-# name → factory(topology_weight) → ScoreFn. The default is most-allocated + topology until
-# placement_core.policies exposes a ClusterState-level entry point; then add e.g.
-#   "gpuplace": lambda w: policies_adapter(PolicyId.GPUPLACE, w),
+def _fragmentation_aware(policy: FragPolicy) -> Callable[[float], ScoreFn]:
+    def make(topology_weight: float) -> ScoreFn:
+        scorer = PolicyScorer(policy)
+
+        def fn(state: ClusterState, req: GpuRequest, reason: npt.NDArray[np.int8]) -> npt.NDArray[np.float64]:
+            raw = scorer(state, req, reason)
+            feasible = np.isfinite(raw)
+            if not feasible.any():
+                return raw
+            lo, hi = raw[feasible].min(), raw[feasible].max()
+            out = np.full(len(raw), -np.inf)
+            out[feasible] = (raw[feasible] - lo) / (hi - lo) if hi > lo else 1.0
+            if topology_weight > 0 and req.count > 1 and not req.is_share and req.mig_profile is None:
+                out = out + ISLAND_FIRST * island_fit(state, req, reason)
+            return out
+
+        return fn
+
+    return make
+
+
 POLICIES: dict[str, Callable[[float], ScoreFn]] = {
+    "gpuplace": _fragmentation_aware(FragPolicy.GPUPLACE),
+    "fgd": _fragmentation_aware(FragPolicy.FGD),
     "most-allocated": _placer(Policy.MOST_ALLOCATED),
     "least-allocated": _placer(Policy.LEAST_ALLOCATED),
     "best-fit": _placer(Policy.BEST_FIT),
 }
-DEFAULT_POLICY = "most-allocated"
+DEFAULT_POLICY = "gpuplace"
+ISLAND_FIRST = 10.0  # island fit k/s ∈ (0, 1] × 10 dominates the policy's [0, 1]
 
 
 def scoring_function(name: str, topology_weight: float) -> ScoreFn:

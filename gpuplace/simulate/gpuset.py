@@ -10,9 +10,7 @@ placement_core.islands uses.
 
 Two choosers: `first_free` takes the lowest-index fully free GPUs (what FGD's reference simulator and the
 published baselines do), `connected_set` keeps a k-GPU pod on one NVLink island whenever the node has a
-free one. It is a stand-in until placement_core.gpuset.choose_gpus exists: smallest free island that fits
-(big islands stay whole for big jobs), then, grown greedily from each start GPU, the set with the most
-NVLink links inside it (lowest start index on ties).
+free one, using placement_core.gpuset.choose_gpus_kernel (the chooser bind uses).
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from placement_core.gpuset import choose_gpus_kernel
 from placement_core.topology import all_to_all, dgx1_v100
 
 WHOLE = 1000
@@ -62,87 +61,15 @@ def first_free(free, present, count, out):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def _components(links, members, comp):  # type: ignore[no-untyped-def]
-    """comp[g] = component id of member g (−1 otherwise); returns the number of components."""
-    G = members.shape[0]
-    stack = np.empty(G, np.int64)
-    for g in range(G):
-        comp[g] = -1
-    c = 0
-    for s in range(G):
-        if members[s] and comp[s] < 0:
-            comp[s] = c
-            top = 0
-            stack[0] = s
-            while top >= 0:
-                u = stack[top]
-                top -= 1
-                for v in range(G):
-                    if members[v] and comp[v] < 0 and links[u, v] > 0:
-                        comp[v] = c
-                        top += 1
-                        stack[top] = v
-            c += 1
-    return c
-
-
-@njit(cache=True, nogil=True)
 def connected_set(free, present, links, count, out):  # type: ignore[no-untyped-def]
-    """Mark `count` fully free GPUs forming one NVLink island if possible (else lowest-index ones)."""
+    """Mark in `out` the GPUs placement_core's chooser picks (the extender's bind uses the same kernel):
+    an NVLink-connected set when the node has one, most links inside, biggest island left intact."""
     G = free.shape[0]
-    members = np.zeros(G, np.bool_)
+    zeros_mem = np.zeros(G, np.int32)
+    no_mig = np.zeros(G, np.bool_)
+    chosen = choose_gpus_kernel(present, present, zeros_mem, free, no_mig, links, count, 0, False)
     for g in range(G):
-        members[g] = present[g] and free[g] >= WHOLE
-    comp = np.empty(G, np.int64)
-    nc = _components(links, members, comp)
-    best_c = -1
-    best_size = G + 1
-    for c in range(nc):
-        size = 0
-        for g in range(G):
-            if comp[g] == c:
-                size += 1
-        if count <= size < best_size:
-            best_c = c
-            best_size = size
-    if best_c < 0:
-        return first_free(free, present, count, out)
-    cand = np.zeros(G, np.bool_)
-    best_links = -(2**62)
-    for start in range(G):
-        if comp[start] != best_c:
-            continue
-        for g in range(G):
-            cand[g] = False
-        cand[start] = True
-        for _ in range(count - 1):
-            pick = -1
-            pick_links = -1
-            for v in range(G):
-                if comp[v] != best_c or cand[v]:
-                    continue
-                lk = 0
-                adjacent = False
-                for w in range(G):
-                    if cand[w] and links[v, w] > 0:
-                        lk += links[v, w]
-                        adjacent = True
-                if adjacent and lk > pick_links:
-                    pick = v
-                    pick_links = lk
-            cand[pick] = True  # the island is connected, so a neighbour always exists
-        inner = 0
-        for v in range(G):
-            for w in range(v + 1, G):
-                if cand[v] and cand[w]:
-                    inner += links[v, w]
-        if count == 1:  # a single GPU: take the least connected one, keep the well-linked ones together
-            inner = 0
-            for w in range(G):
-                if members[w] and w != start:
-                    inner -= links[start, w]
-        if inner > best_links:
-            best_links = inner
-            for g in range(G):
-                out[g] = cand[g]
-    return count
+        out[g] = False
+    for j in range(chosen.shape[0]):
+        out[chosen[j]] = True
+    return chosen.shape[0]

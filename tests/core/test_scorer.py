@@ -1,0 +1,30 @@
+"""PolicyScorer's caches (hardware context, per-row fragmentation) never change its answers."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from placement_core import placer
+from placement_core.policies import Policy
+from placement_core.scorer import PolicyScorer
+
+from .strategies import clusters, requests
+
+
+@settings(max_examples=60, deadline=None)
+@given(clusters(), st.lists(requests(), min_size=1, max_size=4), st.sampled_from([Policy.GPUPLACE, Policy.FGD]))
+def test_cached_scores_equal_fresh_scores_across_allocations(state, reqs, policy) -> None:  # type: ignore[no-untyped-def]
+    warm = PolicyScorer(policy)
+    for k, req in enumerate(reqs):
+        reason, _ = placer.evaluate(state, req)
+        cached = warm(state, req, reason)
+        fresh = PolicyScorer(policy)(state, req, reason)
+        np.testing.assert_array_equal(cached, fresh)
+        assert np.isneginf(cached[reason != 0]).all()
+        best = int(np.argmax(cached)) if np.isfinite(cached).any() else None
+        if best is not None:  # change one row, so the next round exercises the per-row cache
+            p = placer.choose(state, state.names[best], req)
+            if p is not None:
+                state.allocate(f"scored-{k}", p)
