@@ -6,7 +6,9 @@ UV := .tools/bin/uv
 VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
-export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
+# Numba's cache does not notice when a kernel's callee in another module changes; keying the cache dir on
+# the kernel sources makes a stale compiled kernel impossible.
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache/$(shell cat placement_core/*.py gpuplace/simulate/*.py 2>/dev/null | sha1sum | cut -c1-12)
 
 .PHONY: venv lint typecheck imports unit test e2e e2e-binaries localcluster demo bench clean
 
@@ -48,6 +50,15 @@ localcluster: venv e2e-binaries
 
 demo: venv e2e-binaries
 	$(VENV)/bin/gpuplace demo $(DEMO_ARGS)
+
+## Benchmarks (each prints a table; see the issue notes for the figures): placement_core kernels,
+## extender HTTP load, trace replay (all policies, all traces), webhook latency, scheduler throughput.
+bench: venv e2e-binaries
+	$(VENV)/bin/python bench/core_bench.py
+	$(VENV)/bin/python bench/extender_load.py
+	$(VENV)/bin/python bench/simulate.py --all
+	$(VENV)/bin/python bench/webhook_latency.py
+	$(VENV)/bin/python bench/scheduler_throughput.py
 
 clean:
 	rm -rf $(VENV) .tools .numba_cache .pytest_cache .mypy_cache .ruff_cache
