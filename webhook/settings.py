@@ -1,0 +1,158 @@
+"""Settings of the mutating admission webhook.
+
+Why a plain pydantic model and not a BaseSettings: the application layer owns the configuration file and
+the environment (one `gpuplace` config for extender and webhook); it embeds `WebhookSettings` as a field,
+so the same value can be written in YAML, set from environment variables, or built in a test.
+
+Every field says its default. The model is frozen: the engine precomputes a few lookups from it, and a
+settings object that changed under a running webhook would make those stale.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class GpuToleration(BaseModel):
+    """The toleration added to GPU pods (Kubernetes `core/v1.Toleration`, snake_case field names).
+
+    Default: `{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}`, the taint NVIDIA's GPU
+    Operator documentation and most GPU clusters put on GPU nodes.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = Field(default="nvidia.com/gpu", description="Taint key to tolerate. Default `nvidia.com/gpu`.")
+    operator: Literal["Exists", "Equal"] = Field(
+        default="Exists", description="`Exists` (any value) or `Equal` (exactly `value`). Default `Exists`."
+    )
+    value: str = Field(
+        default="", description="Taint value; only meaningful with operator Equal. Default empty."
+    )
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = Field(
+        default="NoSchedule",
+        description="Taint effect to tolerate; empty tolerates every effect. Default `NoSchedule`.",
+    )
+    toleration_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description="Only for effect NoExecute: how long the pod stays after the taint. Default none.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GpuToleration:
+        if self.operator == "Exists" and self.value:
+            raise ValueError("a toleration with operator Exists must not have a value")
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError("toleration_seconds is only valid with effect NoExecute")
+        return self
+
+    def as_kubernetes(self) -> dict[str, object]:
+        """The toleration as it appears in a pod spec (camelCase, empty fields omitted)."""
+        out: dict[str, object] = {"key": self.key, "operator": self.operator}
+        if self.value:
+            out["value"] = self.value
+        if self.effect:
+            out["effect"] = self.effect
+        if self.toleration_seconds is not None:
+            out["tolerationSeconds"] = self.toleration_seconds
+        return out
+
+
+class SchedulerRouting(BaseModel):
+    """Send GPU pods to gpuplace's own kube-scheduler profile.
+
+    For the deployment mode where gpuplace runs beside a second kube-scheduler instead of being an
+    extender of the default one. Off by default: routing is a cluster-wide decision an operator takes.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=False, description="Set `spec.schedulerName` on GPU pods. Default off.")
+    scheduler_name: str = Field(
+        default="gpuplace-scheduler",
+        min_length=1,
+        description="The profile GPU pods are routed to. Default `gpuplace-scheduler`.",
+    )
+    replace: tuple[str, ...] = Field(
+        default=("", "default-scheduler"),
+        description="schedulerName values treated as 'left at the default' and replaced; any other value was "
+        "chosen by someone and is kept. Default: empty and `default-scheduler`.",
+    )
+
+
+class WebhookSettings(BaseModel):
+    """Everything the admission webhook decides by. Embedded by the app layer in the top-level config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gpu_resource: str = Field(
+        default="nvidia.com/gpu", description="Whole-GPU resource name. Default `nvidia.com/gpu`."
+    )
+    mig_resource_prefix: str = Field(
+        default="nvidia.com/mig-",
+        description="Prefix of MIG resources under the mixed strategy (`nvidia.com/mig-1g.10gb`, ...). "
+        "Empty disables. Default `nvidia.com/mig-`.",
+    )
+    extra_resources: tuple[str, ...] = Field(
+        default=(),
+        description="Further resource names that make a pod a GPU pod (e.g. `nvidia.com/gpu.shared`). "
+        "Add them to the MutatingWebhookConfiguration's matchConditions too. Default none.",
+    )
+    toleration: GpuToleration | None = Field(
+        default=GpuToleration(),
+        description="Toleration added to GPU pods lacking an equivalent one; null disables the rule. "
+        "Default `nvidia.com/gpu` Exists NoSchedule.",
+    )
+    routing: SchedulerRouting = Field(
+        default=SchedulerRouting(), description="Scheduler routing. Default off."
+    )
+    annotation_prefix: str = Field(
+        default="gpuplace.io/",
+        description="Prefix of gpuplace's own annotations (`<prefix>gang-name`). Default `gpuplace.io/`.",
+    )
+    gang_label: str = Field(
+        default="scheduling.x-k8s.io/pod-group",
+        description="Label naming a pod's gang (scheduler-plugins' convention, read by gpuplace's scheduler). "
+        "Default `scheduling.x-k8s.io/pod-group`.",
+    )
+    gang_size_annotation: str = Field(
+        default="gpuplace.io/gang-size",
+        description="Annotation with the gang's size. Default `gpuplace.io/gang-size`.",
+    )
+    owner_cache_ttl_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a looked-up owner object (Job, JobSet, ...) is reused. Default 30 s.",
+    )
+    owner_lookup_timeout_seconds: float = Field(
+        default=1.5,
+        gt=0,
+        description="Timeout of one owner lookup; keep two of them under the webhook's timeoutSeconds (5). "
+        "Default 1.5 s.",
+    )
+    max_review_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Largest AdmissionReview body accepted; a pod is at most ~1.5 MiB in etcd. Default 4 MiB.",
+    )
+
+    @property
+    def gang_name_annotation(self) -> str:
+        """`<annotation_prefix>gang-name`: an explicit gang name set by the user."""
+        return f"{self.annotation_prefix}gang-name"
+
+    @functools.cached_property
+    def managed_names(self) -> frozenset[str]:
+        """Exact managed resource names (the prefix is checked separately)."""
+        return frozenset((self.gpu_resource, *self.extra_resources))
+
+    def is_managed(self, resource: str) -> bool:
+        """Whether a resource name makes a pod a GPU pod."""
+        if resource in self.managed_names:
+            return True
+        prefix = self.mig_resource_prefix
+        return bool(prefix) and resource.startswith(prefix)
