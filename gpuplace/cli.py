@@ -13,6 +13,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("gpuplace.demo", "build an example cluster and show where gpuplace places a sample workload"),
     "serve": ("gpuplace.serve", "run the scheduler extender and the admission webhook"),
     "simulate": ("gpuplace.simulate.cli", "replay a GPU cluster trace under a placement policy"),
+    "certs": ("gpuplace.certs", "make a development CA and webhook serving certificate"),
 }
 
 
