@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from placement_core import MODELS, GpuModel, GpuSpec, MigInstance, MigProfile, NodeSpec, resolve_product
+from placement_core.quantity import QuantityError, count, cpu_milli, memory_mib
 from scheduler.contract import Keys
-from scheduler.quantity import QuantityError, count, cpu_milli, memory_mib
 from scheduler.settings import SchedulerSettings
 from scheduler.topology_doc import TopologyDoc, parse_topology
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from placement_core import MODELS, GpuRequest, NvlinkNeed, resolve_product
+from placement_core.quantity import QuantityError, parse_quantity
 from scheduler.contract import Keys
-from scheduler.quantity import QuantityError, parse_quantity
 from scheduler.settings import SchedulerSettings
 from scheduler.wire import Container, Pod
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from placement_core.quantity import same_quantity
 from webhook.errors import MalformedReviewError
-from webhook.quantity import same_quantity
 from webhook.resources import iter_containers
 from webhook.rules import Findings, container_label
 from webhook.settings import WebhookSettings

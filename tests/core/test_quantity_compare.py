@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kubernetes.utils import parse_quantity as reference
 
-from webhook.quantity import parse_quantity, same_quantity
+from placement_core.quantity import parse_quantity, same_quantity
 
 suffixes = st.sampled_from(
     ["", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "e3", "E-2", "e0"]

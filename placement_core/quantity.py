@@ -1,5 +1,8 @@
 """Kubernetes resource quantities ("100m", "1.5", "64Gi", "2e3") as exact decimals.
 
+In placement_core (pure string arithmetic, standard library only) because both the extender and the webhook
+need it and neither may import the other.
+
 Why hand-written: the only maintained parser is `kubernetes.utils.parse_quantity` in the synchronous
 client, which is a test dependency only; the service must not pull in a second Kubernetes client for
 twenty lines. This one follows apimachinery's grammar strictly (rejects "1K", "1.5.2", " 1"), and a
@@ -64,3 +67,13 @@ def count(value: str | int | float) -> int:
     if q < 0 or q != q.to_integral_value():
         raise QuantityError(f"extended resources must be whole numbers, got {value!r}")
     return int(q)
+
+
+def same_quantity(left: object, right: object) -> bool:
+    """Whether two quantity values are equal ("1" == "1000m"); unparseable values compare by their text."""
+    try:
+        return parse_quantity(left if isinstance(left, int | float | str) else str(left)) == parse_quantity(
+            right if isinstance(right, int | float | str) else str(right)
+        )
+    except ValueError:
+        return str(left) == str(right)

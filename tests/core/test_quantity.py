@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kubernetes.utils import parse_quantity as reference
 
-from scheduler.quantity import QuantityError, count, cpu_milli, memory_mib, parse_quantity
+from placement_core.quantity import QuantityError, count, cpu_milli, memory_mib, parse_quantity
 
 digits = st.text("0123456789", min_size=1, max_size=8)
 number = st.one_of(
