@@ -364,3 +364,43 @@ def score_all_twin(
             s -= RESERVE_PENALTY  # a held-back empty 8-GPU node: only whole-node jobs take it freely
         scores[i], gpus[i] = s, g
     return scores, gpus
+
+
+def group_states_twin(
+    gpu_free_milli: Arr,
+    gpu_present: Arr,
+    node_cpu_free: Arr,
+    node_mem_free: Arr,
+    node_cpu_total: Arr,
+    node_mem_total: Arr,
+    node_model: Arr,
+) -> tuple[Arr, Arr]:
+    """Same as `policies.group_states`: rows whose FGD/gpuplace score cannot differ share a group.
+
+    A node's state is the sorted free milli of its GPUs (their order does not matter, unless a GPU has more
+    than 1000 free: then `take_whole`'s choice does, and the state keeps slot order), its free and total
+    CPU and memory, and its model. Groups are numbered by first row; `first[k]` is group k's first row.
+    """
+    seen: dict[tuple[Any, ...], int] = {}
+    group = []
+    for i in range(gpu_free_milli.shape[0]):
+        gpus = _gpus(gpu_free_milli[i], gpu_present[i])
+        values = [int(gpu_free_milli[i, g]) for g in gpus]
+        if any(v > WHOLE for v in values):
+            state: tuple[Any, ...] = (
+                "slots",
+                tuple(int(v) if p else None for v, p in zip(gpu_free_milli[i], gpu_present[i], strict=True)),
+            )
+        else:
+            state = ("sorted", tuple(sorted(values)))
+        key = (
+            state,
+            int(node_cpu_free[i]),
+            int(node_mem_free[i]),
+            int(node_cpu_total[i]),
+            int(node_mem_total[i]),
+            int(node_model[i]),
+        )
+        group.append(seen.setdefault(key, len(seen)))
+    first = [group.index(k) for k in range(len(seen))]
+    return np.array(group, np.int32), np.array(first, np.int64)

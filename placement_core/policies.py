@@ -628,6 +628,348 @@ def node_score(
     return s, g
 
 
+# ---- memoised scoring for the fragmentation-aware policies ------------------------------------------------
+# FGD's and gpuplace's score of a node depends only on its state: the multiset of its GPUs' free milli (GPU
+# order does not matter: every term sums over GPUs, and `take_whole` empties GPUs with exactly 1000 free),
+# its free and total CPU and memory, and its model. Real clusters hold thousands of nodes in a few hundred
+# states, so `score_all` scores each distinct state once. Only the share GPU depends on the order: it is
+# the lowest-index GPU whose free milli is among the values with the best ΔF (`_share_ties`).
+
+_NO_GPU = np.iinfo(np.int64).max  # key filler for absent GPU slots (sorts after every value)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cx(a, b):
+    return min(a, b), max(a, b)
+
+
+@njit(cache=True, nogil=True)
+def state_key(free, present, cpu_free, mem_free, cpu_total, mem_total, model, key):
+    """Write a node's state into `key` (int64[G + 6]) and return a hash of it.
+
+    key = [order, GPU free milli (G), cpu_free, mem_free, cpu_total, mem_total, model]. order 0: the GPUs'
+    values ascending, absent slots as `_NO_GPU` (last); order 1 (a GPU has > 1000 free, so which GPUs
+    `take_whole` empties matters): the values slot by slot.
+    """
+    G = free.shape[0]
+    over = False
+    for g in range(G):
+        v = np.int64(free[g]) if present[g] else _NO_GPU
+        if present[g] and v > WHOLE:
+            over = True
+        key[g + 1] = v
+    if not over and G == 8:  # an optimal 19-comparator sorting network, branch-free
+        a0, a1, a2, a3 = key[1], key[2], key[3], key[4]
+        a4, a5, a6, a7 = key[5], key[6], key[7], key[8]
+        a0, a2 = _cx(a0, a2)
+        a1, a3 = _cx(a1, a3)
+        a4, a6 = _cx(a4, a6)
+        a5, a7 = _cx(a5, a7)
+        a0, a4 = _cx(a0, a4)
+        a1, a5 = _cx(a1, a5)
+        a2, a6 = _cx(a2, a6)
+        a3, a7 = _cx(a3, a7)
+        a0, a1 = _cx(a0, a1)
+        a2, a3 = _cx(a2, a3)
+        a4, a5 = _cx(a4, a5)
+        a6, a7 = _cx(a6, a7)
+        a2, a4 = _cx(a2, a4)
+        a3, a5 = _cx(a3, a5)
+        a1, a4 = _cx(a1, a4)
+        a3, a6 = _cx(a3, a6)
+        a1, a2 = _cx(a1, a2)
+        a3, a4 = _cx(a3, a4)
+        a5, a6 = _cx(a5, a6)
+        key[1], key[2], key[3], key[4] = a0, a1, a2, a3
+        key[5], key[6], key[7], key[8] = a4, a5, a6, a7
+    elif not over:  # insertion sort
+        for g in range(1, G):
+            v = key[g + 1]
+            j = g
+            while j > 0 and key[j] > v:
+                key[j + 1] = key[j]
+                j -= 1
+            key[j + 1] = v
+    key[0] = 1 if over else 0
+    key[G + 1] = cpu_free
+    key[G + 2] = mem_free
+    key[G + 3] = cpu_total
+    key[G + 4] = mem_total
+    key[G + 5] = model
+    h = np.uint64(0)
+    for c in range(G + 6):
+        h = (h + np.uint64(key[c])) * np.uint64(0x9E3779B97F4A7C15)
+    h ^= h >> np.uint64(32)
+    return np.int64(h)
+
+
+@njit(cache=True, nogil=True)
+def group_states(
+    gpu_free_milli, gpu_present, node_cpu_free, node_mem_free, node_cpu_total, node_mem_total, node_model
+):
+    """(group int32[N], first int64[K]): rows with equal `state_key` share a group; groups are numbered in
+    order of their first row, `first[k]` is that row."""
+    n, G = gpu_free_milli.shape
+    L = G + 6
+    size = 1
+    while size < 2 * n:
+        size *= 2
+    mask = size - 1
+    table = np.full(size, -1, np.int64)  # open addressing, linear probing: slot → group
+    group = np.empty(n, np.int32)
+    first = np.empty(n, np.int64)
+    keys = np.empty((min(n, 64), L), np.int64)  # one key per group, grown on demand
+    cur = np.empty(L, np.int64)
+    k = 0
+    for i in range(n):
+        h = state_key(
+            gpu_free_milli[i],
+            gpu_present[i],
+            node_cpu_free[i],
+            node_mem_free[i],
+            node_cpu_total[i],
+            node_mem_total[i],
+            node_model[i],
+            cur,
+        )
+        j = h & mask
+        while True:
+            gid = table[j]
+            if gid < 0:
+                if k == keys.shape[0]:
+                    grown = np.empty((2 * k, L), np.int64)
+                    grown[:k] = keys
+                    keys = grown
+                keys[k] = cur
+                table[j] = k
+                first[k] = i
+                group[i] = k
+                k += 1
+                break
+            same = True
+            for c in range(L):
+                if keys[gid, c] != cur[c]:
+                    same = False
+                    break
+            if same:
+                group[i] = gid
+                break
+            j = (j + 1) & mask
+    return group, first[:k].copy()
+
+
+@njit(cache=True, nogil=True)
+def _share_ties(
+    free,
+    present,
+    cpu_free,
+    mem_free,
+    model,
+    frag_before,
+    cpu,
+    mem,
+    milli,
+    tp_cpu,
+    tp_mem,
+    tp_count,
+    tp_milli,
+    tp_allowed,
+    tp_weight,
+    scale,
+    fgd_quantize,
+    ties,
+):
+    """Write into `ties` the free-milli values whose GPU gets `_best_share`'s best score; return how many.
+
+    `_best_share` keeps the first GPU (in index order) with the best score, so on any node with this state
+    its GPU is the lowest-index one whose free milli is among `ties`.
+    """
+    G = free.shape[0]
+    vals = np.empty(G, np.int64)
+    vs = np.empty(G, np.float64)
+    m = 0
+    best = NEG_INF
+    work = free.copy()
+    for g in range(G):
+        if not present[g] or free[g] < milli:
+            continue
+        seen = False
+        for h in range(g):
+            if present[h] and free[h] == free[g]:
+                seen = True
+                break
+        if seen:
+            continue
+        work[g] -= milli
+        after = node_frag(
+            work,
+            present,
+            cpu_free - cpu,
+            mem_free - mem,
+            model,
+            tp_cpu,
+            tp_mem,
+            tp_count,
+            tp_milli,
+            tp_allowed,
+            tp_weight,
+        )
+        work[g] += milli
+        if scale > 0:
+            s = scale * (frag_before - after) / WHOLE
+        else:
+            s = fgd_value(frag_before - after)
+            if fgd_quantize:
+                s = float(math.floor(s))
+        vals[m] = free[g]
+        vs[m] = s
+        m += 1
+        if s > best:  # noqa: PLR1730 - as `_best_share` compares (a NaN never wins)
+            best = s
+    n_ties = 0
+    if best > NEG_INF:
+        for j in range(m):
+            if vs[j] == best:
+                ties[n_ties] = vals[j]
+                n_ties += 1
+    return n_ties
+
+
+@njit(cache=True, nogil=True)
+def _score_grouped(
+    policy,
+    gpu_free_milli,
+    gpu_present,
+    node_cpu_free,
+    node_mem_free,
+    node_cpu_total,
+    node_mem_total,
+    node_model,
+    node_kinds,
+    cpu,
+    mem,
+    count,
+    milli,
+    allowed,
+    tp_cpu,
+    tp_mem,
+    tp_count,
+    tp_milli,
+    tp_allowed,
+    tp_weight,
+    max_cpu,
+    max_gpu_milli,
+    quantize,
+    reserved,
+    big_gpus,
+    u,
+):
+    """`score_all` for FGD and gpuplace: `node_score` once per distinct state (`group_states`)."""
+    n, G = gpu_free_milli.shape
+    group, first = group_states(
+        gpu_free_milli, gpu_present, node_cpu_free, node_mem_free, node_cpu_total, node_mem_total, node_model
+    )
+    K = first.shape[0]
+    share = count == 1 and milli < WHOLE
+    g_score = np.empty(K, np.float64)
+    ties = np.empty((K, max(G, 1)), np.int64)
+    n_ties = np.zeros(K, np.int64)
+    for k in range(K):
+        r = first[k]
+        free = gpu_free_milli[r]
+        present = gpu_present[r]
+        if not fits(
+            free, present, node_cpu_free[r], node_mem_free[r], node_model[r], cpu, mem, count, milli, allowed
+        ):
+            g_score[k] = NEG_INF
+            continue
+        before = node_frag(
+            free,
+            present,
+            node_cpu_free[r],
+            node_mem_free[r],
+            node_model[r],
+            tp_cpu,
+            tp_mem,
+            tp_count,
+            tp_milli,
+            tp_allowed,
+            tp_weight,
+        )
+        s, _ = node_score(
+            policy,
+            free,
+            present,
+            node_cpu_free[r],
+            node_mem_free[r],
+            node_cpu_total[r],
+            node_mem_total[r],
+            node_model[r],
+            node_kinds[r],
+            before,
+            cpu,
+            mem,
+            count,
+            milli,
+            allowed,
+            tp_cpu,
+            tp_mem,
+            tp_count,
+            tp_milli,
+            tp_allowed,
+            tp_weight,
+            max_cpu,
+            max_gpu_milli,
+            quantize,
+            u[r],
+        )
+        g_score[k] = s
+        if share:
+            n_ties[k] = _share_ties(
+                free,
+                present,
+                node_cpu_free[r],
+                node_mem_free[r],
+                node_model[r],
+                before,
+                cpu,
+                mem,
+                milli,
+                tp_cpu,
+                tp_mem,
+                tp_count,
+                tp_milli,
+                tp_allowed,
+                tp_weight,
+                W_FRAG if policy == _GPUPLACE else 0.0,
+                quantize and policy == _FGD,
+                ties[k],
+            )
+    scores = np.empty(n, np.float64)
+    gpus = np.empty(n, np.int32)
+    for i in range(n):
+        k = group[i]
+        s = g_score[k]
+        best_g = -1
+        if share and s > NEG_INF:
+            for g in range(G):
+                if gpu_present[i, g] and gpu_free_milli[i, g] >= milli:
+                    v = gpu_free_milli[i, g]
+                    hit = False
+                    for j in range(n_ties[k]):
+                        if ties[k, j] == v:
+                            hit = True
+                            break
+                    if hit:
+                        best_g = g
+                        break
+        if policy == _GPUPLACE and reserved[i] and count < big_gpus and s > NEG_INF:
+            s -= RESERVE_PENALTY
+        scores[i] = s
+        gpus[i] = best_g
+    return scores, gpus
+
+
 @njit(cache=True, nogil=True)
 def score_all(
     policy,
@@ -662,6 +1004,35 @@ def score_all(
     gpuplace only: RESERVE_PENALTY is subtracted from feasible `reserved[N]` nodes for pods needing fewer than
     `big_gpus` GPUs (`reserved_nodes` computes the mask).
     """
+    if policy == _FGD or policy == _GPUPLACE:  # noqa: PLR1714, SIM109 - plain comparisons for Numba
+        return _score_grouped(
+            policy,
+            gpu_free_milli,
+            gpu_present,
+            node_cpu_free,
+            node_mem_free,
+            node_cpu_total,
+            node_mem_total,
+            node_model,
+            node_kinds,
+            cpu,
+            mem,
+            count,
+            milli,
+            allowed,
+            tp_cpu,
+            tp_mem,
+            tp_count,
+            tp_milli,
+            tp_allowed,
+            tp_weight,
+            max_cpu,
+            max_gpu_milli,
+            quantize,
+            reserved,
+            big_gpus,
+            u,
+        )
     n = gpu_free_milli.shape[0]
     scores = np.empty(n, np.float64)
     gpus = np.empty(n, np.int32)

@@ -55,12 +55,10 @@ class PolicyScorer:
         """The empty big nodes held back for big jobs right now (gpuplace policy only)."""
         n = s.n_rows
         _, node_class, reserve = self._hardware(s)
-        present = s.gpu_present[:n]
-        empty = (
-            (s.node_cpu_free[:n] == s.node_cpu_total[:n])
-            & np.all(~present | (s.gpu_free_milli[:n] >= WHOLE), axis=1)
-            & (node_class >= 0)
-        )
+        empty = (s.node_cpu_free[:n] == s.node_cpu_total[:n]) & (node_class >= 0)
+        rows = np.flatnonzero(empty)  # untouched big nodes: few on a busy cluster, so test their GPUs only
+        if rows.size:
+            empty[rows] = np.all(~s.gpu_present[rows] | (s.gpu_free_milli[rows] >= WHOLE), axis=1)
         if not empty.any():
             return np.asarray(empty, np.bool_)
         per_class = np.bincount(node_class[empty], minlength=len(reserve))
