@@ -18,6 +18,12 @@ clientConnection qps/burst 5000 so kube-scheduler's own client rate limit (defau
 cap the runs where kube-scheduler binds, not gpuplace) does not decide the result. Goal: gpuplace ≥ 0.8×
 kube-scheduler alone. The gpuplace run is audited afterwards: no GPU may be double-booked.
 
+pods/s swings by ±40% between runs on a shared 2-core machine, so each run also reports the CPU time
+(user + system, from /proc/<pid>/stat) that gpuplace, kube-scheduler, kube-apiserver and etcd spent in
+the measured window (kube-scheduler start → last pod seen bound; kube-scheduler's whole life, as it
+starts in the window), and their sum per pod bound. CPU-seconds are steadier than wall-clock rates
+when a neighbour takes the cores, and they say where a change saved (or moved) work.
+
     .venv/bin/python bench/scheduler_throughput.py [--nodes 1000] [--pods 2000] [--runs alone,alone-100,gpuplace]
 
 Everything runs on this machine: apiserver, etcd, scheduler, gpuplace and this client share its cores,
@@ -56,6 +62,8 @@ NODE_MIX = (("hgx-h100", 0.6), ("dgx1-v100", 0.2), ("a100-80gb-mig", 0.1), ("l4"
 CLIENT = {"qps": 5000, "burst": 5000}
 CONCURRENCY = 24
 RESULTS = Path(__file__).parent / "results" / "scheduler_throughput.json"
+CPU_PROCESSES = ("gpuplace", "kube-scheduler", "kube-apiserver", "etcd")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -70,7 +78,35 @@ class RunResult:
     extender_ms: dict[str, float] = field(default_factory=dict)  # verb → mean latency inside gpuplace
     interval_p50_ms: float = 0.0
     interval_p99_ms: float = 0.0
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # process → CPU s in the window
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def cpu_ms_per_pod(self) -> float:
+        total = sum(self.cpu_seconds.get(k, 0.0) for k in CPU_PROCESSES)
+        return 1000 * total / self.bound if self.bound else 0.0
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process (all its threads) in seconds; None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # the command name may contain spaces and ')'
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of proc(5)
+
+
+def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
+    return {name: v for name, pid in pids.items() if (v := cpu_seconds(pid)) is not None}
+
+
+def harness_pids(cp: ControlPlane, gp: GpuplaceServer | None) -> dict[str, int]:
+    """PIDs of the long-lived processes of the run (kube-scheduler is added when it starts)."""
+    pids: dict[str, int] = {n: cp.processes[n].pid for n in ("kube-apiserver", "etcd") if n in cp.processes}
+    if gp is not None and gp.process is not None:
+        pids["gpuplace"] = gp.process.pid
+    return pids
 
 
 def node_manifests(n: int) -> list[dict[str, Any]]:
@@ -163,7 +199,7 @@ async def create_nodes(cp: ControlPlane, n: int) -> None:
 
 async def one_run(cp: ControlPlane, name: str, description: str, scheduler_config: dict[str, Any],
                   pods: list[dict[str, Any]], console: Console, *, stall: float = 60.0,
-                  gp: GpuplaceServer | None = None) -> RunResult:
+                  gp: GpuplaceServer | None = None, cpu_gp: GpuplaceServer | None = None) -> RunResult:
     namespace = f"bench-{name}"
     result = RunResult(name, description, len(pods))
     async with cp.api_client() as api:
@@ -172,13 +208,17 @@ async def one_run(cp: ControlPlane, name: str, description: str, scheduler_confi
         await core.create_namespace(ns)
         t = time.monotonic()
         await bounded([core.create_namespaced_pod(namespace, p) for p in pods])  # type: ignore[arg-type]
-        console.print(f"  [{name}] created {len(pods)} pods in {time.monotonic() - t:.1f}s; starting kube-scheduler")
+        console.print(f"  \\[{name}] created {len(pods)} pods in {time.monotonic() - t:.1f}s; starting kube-scheduler")
         before = extender_latency(gp)
         watch = BindWatch(api, namespace)
         await watch.start()
+        pids = harness_pids(cp, cpu_gp or gp)
+        cpu_before = cpu_snapshot(pids)
         started = time.monotonic()
         config = {**scheduler_config, "clientConnection": dict(CLIENT)}
         process = await asyncio.to_thread(cp.start_scheduler, config, name=f"kube-scheduler-{name}")
+        pids["kube-scheduler"] = process.pid
+        cpu_before["kube-scheduler"] = 0.0  # a fresh process: its start-up is part of the window
         try:
             last_progress, last_count = time.monotonic(), 0
             while len(watch.times) < len(pods):
@@ -188,9 +228,12 @@ async def one_run(cp: ControlPlane, name: str, description: str, scheduler_confi
                 elif time.monotonic() - last_progress > stall:
                     waiting = next(p["metadata"]["name"] for p in pods if p["metadata"]["name"] not in watch.times)
                     why = await pending_reason(api, namespace, waiting)
-                    console.print(f"  [{name}] [red]no progress for {stall:.0f}s at {last_count} bound; "
+                    console.print(f"  \\[{name}] [red]no progress for {stall:.0f}s at {last_count} bound; "
                                   f"{waiting}: {why.text if why else 'no reason recorded'}[/red]")
                     break
+            cpu_after = cpu_snapshot(pids)
+            result.cpu_seconds = {k: round(cpu_after[k] - cpu_before[k], 2) for k in pids
+                                  if k in cpu_after and k in cpu_before}  # fmt: skip
         finally:
             await asyncio.to_thread(cp.stop_process, process.name)
             await watch.stop()
@@ -213,7 +256,9 @@ async def one_run(cp: ControlPlane, name: str, description: str, scheduler_confi
         result.problems = verdict.problems[:20]
         await core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
         await wait_until(lambda: _empty(core, namespace), within=120, what=f"pods of {namespace} deleted")
-        console.print(f"  [{name}] {result.bound}/{len(pods)} bound, {result.pods_per_second:.1f} pods/s, "
+        cpu = ", ".join(f"{k} {v:.1f}" for k, v in result.cpu_seconds.items())
+        console.print(f"  \\[{name}] {result.bound}/{len(pods)} bound, {result.pods_per_second:.1f} pods/s, "
+                      f"CPU s: {cpu}, "
                       f"audit: {'ok' if verdict.ok else f'{len(verdict.problems)} problems'}")
     return result
 
@@ -226,30 +271,48 @@ def _kind(r: RunResult) -> str:
     return r.name.rsplit("-", 1)[0]
 
 
+def _ratio(r: RunResult, results: list[RunResult], base_kind: str) -> str:
+    round_ = r.name.rsplit("-", 1)[1]
+    base = next((b for b in results if b.name == f"{base_kind}-{round_}"), None)
+    return f"{r.pods_per_second / base.pods_per_second:.2f}" if base and base.pods_per_second else "-"
+
+
 def table(results: list[RunResult]) -> Table:
-    """One row per run; "vs alone" divides by the kube-scheduler-alone run of the same round."""
+    """One row per run; "vs alone" / "vs alone-100" divide by that run of the same round ("-": not run)."""
     t = Table(title="kube-scheduler throughput: same nodes, same pods, one control plane")
-    for col in ("run", "round", "pods bound", "seconds", "pods/s", "vs alone", "gap p50 ms", "gap p99 ms",
-                "gpuplace ms filter/prio/bind", "double-booked"):
+    for col in ("run", "round", "pods bound", "seconds", "pods/s", "vs alone", "vs alone-100", "gap p50 ms",
+                "gap p99 ms", "gpuplace ms filter/prio/bind", "double-booked"):  # fmt: skip
         t.add_column(col, justify="left" if col == "run" else "right")
     for r in results:
         round_ = r.name.rsplit("-", 1)[1]
-        base = next((b for b in results if b.name == f"alone-{round_}"), None)
-        ratio = f"{r.pods_per_second / base.pods_per_second:.2f}" if base and base.pods_per_second else "-"
         ext = "/".join(f"{r.extender_ms.get(v, 0):.1f}" for v in ("filter", "prioritize", "bind")) \
             if r.extender_ms else "-"
         t.add_row(r.description, round_, f"{r.bound}/{r.pods}", f"{r.seconds:.1f}", f"{r.pods_per_second:.1f}",
-                  ratio, f"{r.interval_p50_ms:.1f}", f"{r.interval_p99_ms:.1f}", ext,
-                  "none" if not r.problems else str(len(r.problems)))
+                  _ratio(r, results, "alone"), _ratio(r, results, "alone-100"), f"{r.interval_p50_ms:.1f}",
+                  f"{r.interval_p99_ms:.1f}", ext, "none" if not r.problems else str(len(r.problems)))  # fmt: skip
+    return t
+
+
+def cpu_table(results: list[RunResult]) -> Table:
+    """CPU seconds (user + system) each process spent in the measured window, and their sum per pod bound."""
+    t = Table(title="CPU seconds in the measured window (kube-scheduler start → last pod bound)")
+    for col in ("run", "round", "pods/s", *CPU_PROCESSES, "sum", "CPU ms/pod"):
+        t.add_column(col, justify="left" if col == "run" else "right")
+    for r in results:
+        name, round_ = r.name.rsplit("-", 1)
+        cpu = [f"{r.cpu_seconds[c]:.1f}" if c in r.cpu_seconds else "-" for c in CPU_PROCESSES]
+        total = sum(r.cpu_seconds.get(c, 0.0) for c in CPU_PROCESSES)
+        t.add_row(name, round_, f"{r.pods_per_second:.1f}", *cpu, f"{total:.1f}", f"{r.cpu_ms_per_pod:.2f}")
     return t
 
 
 def summary(results: list[RunResult]) -> dict[str, float]:
-    """Median pods/s per run kind, and the gpuplace / alone ratio of the medians."""
-    kinds: dict[str, list[float]] = {}
+    """Median pods/s and CPU ms per pod per run kind, and the gpuplace / alone ratio of the medians."""
+    kinds: dict[str, list[RunResult]] = {}
     for r in results:
-        kinds.setdefault(_kind(r), []).append(r.pods_per_second)
-    out = {f"{k}_pods_per_second": statistics.median(v) for k, v in kinds.items()}
+        kinds.setdefault(_kind(r), []).append(r)
+    out = {f"{k}_pods_per_second": statistics.median(r.pods_per_second for r in v) for k, v in kinds.items()}
+    out |= {f"{k}_cpu_ms_per_pod": statistics.median(r.cpu_ms_per_pod for r in v) for k, v in kinds.items()}
     if out.get("alone_pods_per_second") and "gpuplace_pods_per_second" in out:
         out["ratio_gpuplace_vs_alone"] = out["gpuplace_pods_per_second"] / out["alone_pods_per_second"]
     if out.get("alone-100_pods_per_second") and "gpuplace_pods_per_second" in out:
@@ -279,7 +342,8 @@ async def main_async(args: argparse.Namespace, console: Console) -> list[RunResu
             for round_, name in ((r, n) for r in range(args.repeat) for n in args.runs.split(",")):
                 description, config = runs[name]
                 results.append(await one_run(cp, f"{name}-{round_}", description, config, pods, console,
-                                             gp=gp if name.startswith("gpuplace") else None))  # fmt: skip
+                                             gp=gp if name.startswith("gpuplace") else None,
+                                             cpu_gp=gp))  # fmt: skip
         finally:
             await asyncio.to_thread(gp.close)
     return results
@@ -304,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results = asyncio.run(main_async(args, console))
     console.print(table(results))
+    console.print(cpu_table(results))
     medians = summary(results)
     console.print("medians: " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()))
     load = os.getloadavg()
@@ -311,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"nodes": args.nodes, "pods": args.pods, "extender_https": not args.http,
                                     "cpus": os.cpu_count(), "load_average": load, "summary": medians,
-                                    "runs": [asdict(r) for r in results]}, indent=2) + "\n")  # fmt: skip
+                                    "runs": [asdict(r) | {"cpu_ms_per_pod": round(r.cpu_ms_per_pod, 3)}
+                                             for r in results]}, indent=2) + "\n")  # fmt: skip
     console.print(f"saved {args.out}")
     return 0 if all(not r.problems for r in results) else 1
 

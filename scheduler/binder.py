@@ -1,10 +1,13 @@
-"""The three Kubernetes calls bind needs, behind a protocol, and an in-memory implementation.
+"""The two Kubernetes calls bind needs, behind a protocol, and an in-memory implementation.
 
 Why a protocol: bind's correctness (no double booking, rollback on every failure, idempotent retries)
 is tested by hammering it with hundreds of concurrent calls — that needs an API server that answers in
-microseconds and fails on command. `MemoryBinder` is that: it keeps pods as dicts and enforces the same
-preconditions the real API server does (UID on annotate and bind, resourceVersion on annotate,
-"already assigned" on a second bind). The real implementation is scheduler.kubeapi.KubeBinder.
+microseconds and fails on command. `MemoryBinder` is that: it keeps pods as dicts and does what
+kube-apiserver v1.36's pods/binding does (pkg/registry/core/pod/storage/storage.go,
+`BindingREST.setPodNodeAndMetadata`): one update that checks the Binding's metadata.uid (and
+resourceVersion, when given) as preconditions, refuses a pod being deleted or already assigned (409),
+sets spec.nodeName and merges the Binding's annotations into the pod. The real implementation is
+scheduler.kubeapi.KubeBinder.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ class ApiError(Exception):
 
 
 class ConflictError(ApiError):
-    """409: stale resourceVersion, or the pod is already bound."""
+    """409: a failed UID (or resourceVersion) precondition, or the pod is already bound or being deleted."""
 
 
 class NotFoundError(ApiError):
@@ -42,20 +45,12 @@ class Binder(Protocol):
         """The pod as JSON, or None when it does not exist."""
         ...
 
-    async def annotate(
-        self,
-        namespace: str,
-        name: str,
-        *,
-        uid: str,
-        resource_version: str | None,
-        annotations: dict[str, str],
+    async def bind(
+        self, namespace: str, name: str, *, uid: str, node: str, annotations: dict[str, str]
     ) -> None:
-        """Merge `annotations` into the pod; fails unless its UID (and resourceVersion, if given) match."""
-        ...
-
-    async def bind(self, namespace: str, name: str, *, uid: str, node: str) -> None:
-        """Create the pods/binding; fails unless the UID matches and the pod is unbound."""
+        """Create the pods/binding with `annotations` in its metadata: the API server sets spec.nodeName
+        and merges them into the pod in one write. Fails (409) unless the pod's UID matches, the pod is
+        unbound and not being deleted; 404 when it is gone."""
         ...
 
 
@@ -68,7 +63,7 @@ class MemoryBinder:
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
         self.delay = delay
         self.on_change = on_change  # e.g. cache.apply_pod, to play the watch
-        self.fail: dict[str, ApiError] = {}  # "annotate" | "bind" | "get" → error raised once set
+        self.fail: dict[str, ApiError] = {}  # "bind" | "get" → error raised while set
         self.calls: list[tuple[str, str, str]] = []
         self._rv = 0
 
@@ -108,34 +103,20 @@ class MemoryBinder:
         except NotFoundError:
             return None
 
-    async def annotate(
-        self,
-        namespace: str,
-        name: str,
-        *,
-        uid: str,
-        resource_version: str | None,
-        annotations: dict[str, str],
+    async def bind(
+        self, namespace: str, name: str, *, uid: str, node: str, annotations: dict[str, str]
     ) -> None:
-        pod = await self._enter("annotate", namespace, name)
+        pod = await self._enter("bind", namespace, name)
         meta = pod["metadata"]
         if meta.get("uid") != uid:
-            raise ApiError(422, "metadata.uid: field is immutable")
-        if resource_version and meta["resourceVersion"] != resource_version:
-            raise ConflictError(409, "the object has been modified")
-        meta.setdefault("annotations", {}).update(annotations)
-        self._bump(pod)
-        if self.on_change:
-            self.on_change("MODIFIED", copy.deepcopy(pod))
-
-    async def bind(self, namespace: str, name: str, *, uid: str, node: str) -> None:
-        pod = await self._enter("bind", namespace, name)
-        if pod["metadata"].get("uid") != uid:
             raise ConflictError(409, "Precondition failed: UID in precondition does not match")
+        if meta.get("deletionTimestamp"):
+            raise ConflictError(409, f"pod {name} is being deleted, cannot be assigned to a host")
         spec = pod.setdefault("spec", {})
         if spec.get("nodeName"):
             raise ConflictError(409, f"pod {name} is already assigned to node {spec['nodeName']!r}")
         spec["nodeName"] = node
+        meta.setdefault("annotations", {}).update(annotations)
         self._bump(pod)
         if self.on_change:
             self.on_change("MODIFIED", copy.deepcopy(pod))

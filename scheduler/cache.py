@@ -8,8 +8,10 @@ What counts, and why:
   GPUs count their cpu/memory, so the model's cpu/memory free matches kube-scheduler's.
 - Terminating pods (deletionTimestamp set) still hold their GPUs until they are gone — forgetting them
   overcommits the node (HAMi #1458). Succeeded/Failed/deleted pods release at once.
-- A bind's reservation is an allocation under the pod's UID, made before the API calls. The watch
-  confirms it when the pod shows up bound to that node; a deleted pod releases it; one not confirmed
+- A bind's reservation is an allocation under the pod's UID, made (under the node's lock) before the
+  Binding is written, which carries the `gpuplace.io/gpus` record: a pod shows up bound and with its
+  record in one watch event. The watch confirms the reservation when the pod shows up bound to that
+  node; a failed bind rolls back only its own reservation; a deleted pod releases it; one not confirmed
   within the TTL is checked against the API (scheduler.verbs.bind.sweep) and rolled back if the pod is
   not bound there. Nothing the scheduler assumed and never bound can leak: without a bind there is no
   reservation.
@@ -103,7 +105,8 @@ class ClusterCache:
 
     # ---- locks ---------------------------------------------------------------------------------
     def node_lock(self, node: str) -> asyncio.Lock:
-        """The per-node critical section of bind (never one global lock: HAMi #810)."""
+        """The per-node critical section of bind: re-validate, choose, reserve — never the API write,
+        and never one global lock (HAMi #810)."""
         lock = self._locks.get(node)
         if lock is None:
             lock = self._locks[node] = asyncio.Lock()
@@ -345,9 +348,15 @@ class ClusterCache:
             res.created = self.clock()
 
     def rollback(self, uid: str, why: str) -> None:
-        if self.reservations.pop(uid, None) is not None:
+        """Undo this pod's reservation, and nothing else: only while the reservation exists (the watch
+        has not turned it into the pod's record) and the UID still holds exactly the reserved placement.
+        Allocations are keyed by UID, so another pod's GPUs are never touched."""
+        res = self.reservations.pop(uid, None)
+        if res is None:
+            return
+        if self.state.allocations.get(uid) == res.placement:
             self.state.release(uid)
-            self.hooks.reservation_rolled_back(why)
+        self.hooks.reservation_rolled_back(why)
 
     def expired(self) -> list[Reservation]:
         limit = self.clock() - self.settings.reservation_ttl_seconds

@@ -5,7 +5,8 @@ pods itself and must leave the exact GPU choice somewhere durable. The pod is th
 survives a gpuplace restart (the cache rebuilds every allocation from the pods it lists), a device
 plugin can honour it, and a person can read it with `kubectl get pod -o yaml`.
 
-`gpuplace.io/gpus` (written by bind, before the Binding):
+`gpuplace.io/gpus` (written by bind, in the Binding itself: the API server merges it into the pod in the
+same update that sets spec.nodeName, so a pod carries it exactly when gpuplace bound it):
 
     {"v":1,"node":"gpu-7","gpus":[0,1],"milli":1000,"mig":[],"uuids":["GPU-…","GPU-…"]}
 

@@ -5,10 +5,14 @@ kubeconfig) with `_preload_content=False`: we take the raw JSON and parse it wit
 generated model classes — faster, and it sidesteps the client's known failure to deserialise the
 pods/binding response (a Status where a V1Binding is expected).
 
-Annotate uses a JSON merge patch that carries `metadata.uid` (a different UID is rejected as an
-immutable-field change, so a pod re-created under the same name is never annotated with a placement
-meant for its predecessor) and, when known, `metadata.resourceVersion` (optimistic concurrency: 409 if
-the pod changed). The Binding carries the UID as its precondition, as kube-scheduler's DefaultBinder does.
+Bind is one write: a pods/binding whose metadata carries the pod's UID and gpuplace's annotations.
+kube-apiserver (v1.36 `BindingREST.setPodNodeAndMetadata`) takes the Binding's metadata.uid (and
+resourceVersion, if set) as preconditions of a single etcd update that sets spec.nodeName and merges
+the Binding's annotations into the pod: a pod re-created under the same name is never bound, nor
+annotated, with a placement meant for its predecessor (409), and the placement record exists on a pod
+exactly when the pod is bound. No resourceVersion is sent, as kube-scheduler's DefaultBinder sends
+none: the server refuses an already-assigned pod by itself, and any unrelated write to the pending pod
+(a status condition, a label) would otherwise fail the bind.
 """
 
 from __future__ import annotations
@@ -164,33 +168,13 @@ class KubeBinder:
             raise
         return pod
 
-    async def annotate(
-        self,
-        namespace: str,
-        name: str,
-        *,
-        uid: str,
-        resource_version: str | None,
-        annotations: dict[str, str],
+    async def bind(
+        self, namespace: str, name: str, *, uid: str, node: str, annotations: dict[str, str]
     ) -> None:
-        meta: dict[str, Any] = {"uid": uid, "annotations": annotations}
-        if resource_version:
-            meta["resourceVersion"] = resource_version
-        await self._call(
-            self.core.patch_namespaced_pod(  # type: ignore[call-arg]
-                name,
-                namespace,
-                {"metadata": meta},
-                _content_type="application/merge-patch+json",
-                _preload_content=False,
-            )
-        )
-
-    async def bind(self, namespace: str, name: str, *, uid: str, node: str) -> None:
         body: Any = {
             "apiVersion": "v1",
             "kind": "Binding",
-            "metadata": {"name": name, "namespace": namespace, "uid": uid},
+            "metadata": {"name": name, "namespace": namespace, "uid": uid, "annotations": annotations},
             "target": {"apiVersion": "v1", "kind": "Node", "name": node},
         }
         await self._call(

@@ -124,7 +124,7 @@ class SchedulerSettings(_Section):
     bind_timeout_seconds: float = Field(
         default=20.0,
         gt=0,
-        description="Budget for the annotate+bind API calls; keep it "
+        description="Budget for the Binding API call (with its re-read on a conflict); keep it "
         "below the extender httpTimeout. Default 20.",
     )
     watch: WatchSettings = Field(default_factory=WatchSettings)

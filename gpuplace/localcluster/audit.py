@@ -2,7 +2,9 @@
 
 The e2e tests, the demo and the benchmark judge gpuplace by what the API server holds, not by what
 gpuplace believes: every bound pod's ``gpuplace.io/gpus`` record is read back and checked against
-the others on its node and against the node's ``gpuplace.io/gpu-topology`` document. Nothing here
+the others on its node and against the node's ``gpuplace.io/gpu-topology`` document, and no pending
+pod may carry one (gpuplace writes the record with the Binding, so a pod has it exactly when it is
+bound). Nothing here
 imports gpuplace's cache or placement code; only the record's decoder (the documented format).
 """
 
@@ -124,8 +126,19 @@ class Audit:
 
 def audit(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, Any]], *, require_records: bool = True
           ) -> Audit:
-    """Check every bound GPU pod's record against its node and the other pods there."""
+    """Check every bound GPU pod's record against its node and the other pods there, and that no
+    unbound pod carries a record."""
     result = Audit()
+    pods = list(pods)
+    for pod in pods:
+        meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+        if (
+            not spec.get("nodeName")
+            and (pod.get("status") or {}).get("phase") not in TERMINAL
+            and KEYS.gpus in (meta.get("annotations") or {})
+        ):
+            result.problems.append(f"{meta.get('namespace', '')}/{meta.get('name', '')}: {KEYS.gpus} record "
+                                   "on an unbound pod")  # fmt: skip
     node_by_name = {str(n["metadata"]["name"]): n for n in nodes}
     by_node: dict[str, list[PodOnNode]] = defaultdict(list)
     for p in bound_pods(pods):

@@ -1,22 +1,40 @@
-"""bind: choose the exact GPUs, reserve them, write them on the pod, create the Binding — or undo.
+"""bind: choose the exact GPUs, reserve them, then create the Binding that carries them — or undo.
 
-Order, under the chosen node's lock (one asyncio.Lock per node; binds to different nodes never wait
-for each other, the HAMi #810 failure mode):
-1. re-validate the pod on that node against the live model and choose the GPUs (placer.choose) — the
-   cluster may have changed since filter;
-2. reserve: allocate them in the ClusterState under the pod's UID (DoubleBookingError is impossible
-   by construction, and still caught);
-3. PATCH the pod's annotations (`gpuplace.io/gpus`, `gpuplace.io/gpu-uuids`) with its UID and
-   resourceVersion as preconditions; a stale resourceVersion (409) is re-read and retried once;
-4. POST pods/binding with the UID precondition.
-Any failure after 2 releases the reservation and returns `Error` (HAMi #2308: bind failures not
-rolled back). The lock spans the API calls on purpose: a node's reservations and their annotations are
-then written in one order, and a rollback can never race a later bind's choice on the same node; the
-cost is bounded (a node takes at most as many binds as it has GPUs).
+Order:
+1. under the chosen node's lock (one asyncio.Lock per node; binds to different nodes never wait for
+   each other, the HAMi #810 failure mode): re-validate the pod on that node against the live model
+   and choose the GPUs (placer.choose) — the cluster may have changed since filter — and reserve them:
+   allocate them in the ClusterState under the pod's UID. ClusterState.allocate refuses to book a GPU
+   twice (DoubleBookingError, impossible by construction and still caught), so choose + reserve is
+   the whole critical section;
+2. outside the lock, ONE API write: POST pods/binding with metadata {uid, annotations:
+   `gpuplace.io/gpus`, `gpuplace.io/gpu-uuids`} and target the node. kube-apiserver applies it as one
+   etcd update (`BindingREST.setPodNodeAndMetadata`): the UID is a precondition (a pod re-created under
+   the same name is neither bound nor annotated: 409), a pod being deleted or already assigned is
+   refused (409), else spec.nodeName is set and the annotations are merged. So the placement record
+   exists on a pod exactly when the pod is bound — what the cache rebuilds from after a restart;
+3. success: the reservation waits for the watch (or the sweeper) to confirm it.
+Any failure of step 2 rolls the reservation back (HAMi #2308: bind failures not rolled back) and
+returns `Error`. After a timeout or 5xx the write may still have landed, so the pod is read first and
+the reservation kept when it is bound to this node with our record.
 
-Idempotent per UID: a retry while the first call is in flight awaits that call's result; a retry for
-a pod already bound (or reserved and bound) to the same node succeeds without allocating again; a
-409 "already assigned" from the Binding is success when the pod is on the requested node.
+Why the API write is outside the lock, and why that is safe. Safe: the reservation is in the
+ClusterState before the lock is released, so the next bind to the node chooses around it; the
+rollback (cache.rollback) releases only this pod's reservation — it is keyed by the pod's UID and
+releases nothing unless that UID still holds exactly the reserved placement — so it can never free
+someone else's GPUs, and a failed bind only returns GPUs no one else was given. Why it matters:
+holding the lock across the API round trips (tens of ms under load) serialised all binds to a node
+behind each other's writes; kube-scheduler runs binds concurrently, and with its bind calls queued
+behind gpuplace's API writes its Go HTTP client (2 idle connections per host) kept opening new TLS
+connections to gpuplace — measured under upstream kube-scheduler v1.36.3 in
+bench/scheduler_throughput.py.
+
+Idempotent per UID: a retry while the first call is in flight awaits that call's result (the
+in-flight table also keeps one pod from being reserved twice); a retry for a pod already bound (or
+reserved and bound) to the same node succeeds without allocating again; a 409 from the Binding is
+success only when the pod (same UID) is on the requested node and carries our record for this
+placement — else it fails and the reservation is rolled back (the pod then counts by whatever record
+it carries, via the watch).
 """
 
 from __future__ import annotations
@@ -28,7 +46,7 @@ from typing import Any
 from placement_core import DoubleBookingError, Placement, explain, placer
 from scheduler.binder import ApiError, ConflictError
 from scheduler.context import ExtenderContext
-from scheduler.contract import encode_record
+from scheduler.contract import Record, RecordError, decode_record, encode_record
 from scheduler.podreq import PodRequestError
 from scheduler.wire import ExtenderBindingArgs, ExtenderBindingResult, Pod
 
@@ -114,7 +132,7 @@ async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderB
         req = ctx.requests.get(pod)
     except PodRequestError as e:
         return _fail(args, str(e))
-    async with cache.node_lock(node):
+    async with cache.node_lock(node):  # re-validate + choose + reserve; no I/O in here
         if cache.bound_node(uid) == node:  # the watch confirmed it while we waited
             return "idempotent"
         placement = placer.choose(cache.state, node, req)
@@ -124,30 +142,61 @@ async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderB
             cache.reserve(uid, args.pod_namespace, args.pod_name, placement)
         except (DoubleBookingError, KeyError) as e:
             return _fail(args, f"reservation failed: {e}")
-        try:
-            await asyncio.wait_for(_write(args, ctx, pod, placement), ctx.settings.bind_timeout_seconds)
-        except (ApiError, BindFailedError, TimeoutError) as e:
-            lost_answer = isinstance(e, TimeoutError) or (isinstance(e, ApiError) and not 0 < e.status < 500)
-            if not (lost_answer and await _landed(ctx, args)):
-                cache.rollback(uid, "bind failed")
-                return _fail(args, str(e) or type(e).__name__)
-        except BaseException:
+    annotations = _annotations(ctx, placement)
+    try:
+        await asyncio.wait_for(_write(args, ctx, annotations), ctx.settings.bind_timeout_seconds)
+    except (ApiError, BindFailedError, TimeoutError) as e:
+        lost_answer = isinstance(e, TimeoutError) or (isinstance(e, ApiError) and not 0 < e.status < 500)
+        if not (lost_answer and await _landed(ctx, args, annotations)):
             cache.rollback(uid, "bind failed")
-            raise
-        cache.bound(uid)
+            return _fail(args, str(e) or type(e).__name__)
+    except BaseException:
+        cache.rollback(uid, "bind failed")
+        raise
+    cache.bound(uid)
     log.info("bound %s/%s to %s: %s", args.pod_namespace, args.pod_name, node, placement)
     return ExtenderBindingResult()
 
 
-async def _landed(ctx: ExtenderContext, args: ExtenderBindingArgs) -> bool:
+def _annotations(ctx: ExtenderContext, placement: Placement) -> dict[str, str]:
+    """What the Binding writes on the pod: the placement record (+ the UUIDs when the node has them)."""
+    inv = ctx.cache.nodes.get(placement.node)
+    uuids = inv.uuids_for(placement.gpus, placement.mig) if inv is not None else []
+    keys = ctx.requests.rules.keys
+    annotations = {keys.gpus: encode_record(placement, uuids)}
+    if uuids:
+        annotations[keys.gpu_uuids] = ",".join(uuids)
+    return annotations
+
+
+def _ours(ctx: ExtenderContext, args: ExtenderBindingArgs, raw: dict[str, Any] | None, mine: str) -> str:
+    """Why `raw` is not our pod bound to the requested node with the record `mine`; "" when it is."""
+    meta, spec = (raw or {}).get("metadata") or {}, (raw or {}).get("spec") or {}
+    if raw is None or meta.get("uid") != args.pod_uid:
+        return "pod was deleted or re-created during bind"
+    on = spec.get("nodeName")
+    if on != args.node:
+        return f"pod is bound to {on} meanwhile" if on else "pod is not bound"
+    theirs = (meta.get("annotations") or {}).get(ctx.requests.rules.keys.gpus)
+    try:
+        same = theirs is not None and _placed(decode_record(theirs)) == _placed(decode_record(mine))
+    except RecordError:
+        same = False
+    return "" if same else f"pod is bound to {on} with another placement ({theirs})"
+
+
+def _placed(r: Record) -> tuple[Any, ...]:
+    return r.node, r.gpus, r.milli, r.mig
+
+
+async def _landed(ctx: ExtenderContext, args: ExtenderBindingArgs, annotations: dict[str, str]) -> bool:
     """After a timeout or 5xx the API server may still have bound the pod: look before rolling back,
     or the GPUs would be handed out again while the pod runs on them."""
     try:
         raw = await asyncio.wait_for(ctx.binder.get_pod(args.pod_namespace, args.pod_name), 2.0)
     except (ApiError, TimeoutError):
         return False
-    meta, spec = (raw or {}).get("metadata") or {}, (raw or {}).get("spec") or {}
-    return meta.get("uid") == args.pod_uid and spec.get("nodeName") == args.node
+    return _ours(ctx, args, raw, annotations[ctx.requests.rules.keys.gpus]) == ""
 
 
 def _why_not(ctx: ExtenderContext, node: str, req: Any) -> str:
@@ -169,38 +218,15 @@ def _why_not(ctx: ExtenderContext, node: str, req: Any) -> str:
     )
 
 
-async def _write(args: ExtenderBindingArgs, ctx: ExtenderContext, pod: Pod, placement: Placement) -> None:
-    inv = ctx.cache.nodes.get(args.node)
-    uuids = inv.uuids_for(placement.gpus, placement.mig) if inv is not None else []
-    keys = ctx.requests.rules.keys
-    annotations = {keys.gpus: encode_record(placement, uuids)}
-    if uuids:
-        annotations[keys.gpu_uuids] = ",".join(uuids)
+async def _write(args: ExtenderBindingArgs, ctx: ExtenderContext, annotations: dict[str, str]) -> None:
+    """The one API write: the Binding, carrying the UID precondition and the annotations."""
     ns, name, uid = args.pod_namespace, args.pod_name, args.pod_uid
     try:
-        await ctx.binder.annotate(
-            ns, name, uid=uid, resource_version=pod.metadata.resource_version or None, annotations=annotations
-        )
-    except ConflictError:
-        fresh = await ctx.binder.get_pod(ns, name)
-        if fresh is None or (fresh.get("metadata") or {}).get("uid") != uid:
-            raise BindFailedError("pod was deleted or re-created during bind") from None
-        if (fresh.get("spec") or {}).get("nodeName"):
-            raise BindFailedError(f"pod was bound to {fresh['spec']['nodeName']} meanwhile") from None
-        await ctx.binder.annotate(
-            ns,
-            name,
-            uid=uid,
-            resource_version=fresh["metadata"].get("resourceVersion"),
-            annotations=annotations,
-        )
-    try:
-        await ctx.binder.bind(ns, name, uid=uid, node=args.node)
-    except ConflictError:
-        fresh = await ctx.binder.get_pod(ns, name)
-        on = (fresh or {}).get("spec", {}).get("nodeName")
-        if fresh is None or fresh["metadata"].get("uid") != uid or on != args.node:
-            raise
+        await ctx.binder.bind(ns, name, uid=uid, node=args.node, annotations=annotations)
+    except ConflictError as e:  # re-created, being deleted, or already assigned: by us (a lost answer)?
+        why = _ours(ctx, args, await ctx.binder.get_pod(ns, name), annotations[ctx.requests.rules.keys.gpus])
+        if why:
+            raise BindFailedError(f"{why} (API server: {e.message})") from None
 
 
 async def sweep(ctx: ExtenderContext) -> int:

@@ -59,6 +59,8 @@ def test_clean_placements_pass() -> None:
         ([bound("a", "h", gpus=2, record={"gpus": [3]})], "asks 2 GPUs, record has [3]"),
         ([bound("a", "h", gpus=1)], "no gpuplace.io/gpus record"),
         ([bound("a", "h", gpus=9, record={"gpus": list(range(8))})], "9 nvidia.com/gpu bound, allocatable 8"),
+        ([{**bound("a", "h", gpus=1, record={"gpus": [0]}), "spec": {"containers": []}}],
+         "gpuplace.io/gpus record on an unbound pod"),
     ],
 )  # fmt: skip
 def test_double_booking_and_bad_records_are_caught(pods: list[dict[str, Any]], problem: str) -> None:

@@ -1,5 +1,6 @@
 """A tiny in-process kube-apiserver for nodes and pods: LIST (paged), WATCH (chunked JSON lines with
-bookmarks), GET, merge-PATCH and pods/binding — enough to run `gpuplace serve` end to end in a test."""
+bookmarks), GET and pods/binding (UID precondition, annotations merged in the same update, as
+kube-apiserver v1.36 does) — enough to run `gpuplace serve` end to end in a test."""
 
 from __future__ import annotations
 
@@ -68,27 +69,16 @@ class FakeApiServer:
     async def _get(self, request: web.Request) -> web.Response:
         return web.json_response(self._pod(request))
 
-    async def _patch(self, request: web.Request) -> web.Response:
-        pod = copy.deepcopy(self._pod(request))
-        patch = await request.json()
-        meta = patch.get("metadata", {})
-        self.requests.append(("PATCH", request.headers.get("Content-Type", "")))
-        if meta.get("uid") not in (None, pod["metadata"]["uid"]):
-            raise web.HTTPUnprocessableEntity(text='{"message":"metadata.uid: field is immutable"}')
-        if meta.get("resourceVersion") not in (None, pod["metadata"]["resourceVersion"]):
-            raise web.HTTPConflict(text='{"message":"the object has been modified"}')
-        pod["metadata"].setdefault("annotations", {}).update(meta.get("annotations", {}))
-        return web.json_response(self.put("pods", pod, "MODIFIED"))
-
     async def _bind(self, request: web.Request) -> web.Response:
         pod = copy.deepcopy(self._pod(request))
         binding = await request.json()
         self.requests.append(("BIND", orjson.dumps(binding).decode()))
-        if binding["metadata"].get("uid") != pod["metadata"]["uid"]:
+        if binding["metadata"].get("uid") not in (None, pod["metadata"]["uid"]):
             raise web.HTTPConflict(text='{"message":"Precondition failed"}')
         if pod["spec"].get("nodeName"):
             raise web.HTTPConflict(text='{"message":"already assigned"}')
         pod["spec"]["nodeName"] = binding["target"]["name"]
+        pod["metadata"].setdefault("annotations", {}).update(binding["metadata"].get("annotations") or {})
         self.put("pods", pod, "MODIFIED")
         return web.json_response({"kind": "Status", "status": "Success", "code": 201}, status=201)
 
@@ -96,7 +86,6 @@ class FakeApiServer:
         app = web.Application()
         app.router.add_get("/api/v1/{kind:nodes|pods}", self._collection)
         app.router.add_get("/api/v1/namespaces/{ns}/pods/{name}", self._get)
-        app.router.add_patch("/api/v1/namespaces/{ns}/pods/{name}", self._patch)
         app.router.add_post("/api/v1/namespaces/{ns}/pods/{name}/binding", self._bind)
         return app
 

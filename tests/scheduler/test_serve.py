@@ -99,7 +99,16 @@ async def test_serve_end_to_end_against_a_fake_api_server(tmp_path: Path, aiohtt
         }
         stored = api.objects["pods"]["default/train"]
         assert stored["spec"]["nodeName"] == "n2" and "gpuplace.io/gpus" in stored["metadata"]["annotations"]
-        assert ("PATCH", "application/merge-patch+json") in api.requests
+        binds = [orjson.loads(body) for method, body in api.requests if method == "BIND"]
+        assert [b["metadata"]["annotations"]["gpuplace.io/gpus"] for b in binds] == [
+            stored["metadata"]["annotations"]["gpuplace.io/gpus"]
+        ]  # one write: the Binding carries the record
+        assert binds[0]["metadata"]["uid"] == m["uid"] and binds[0]["target"] == {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "name": "n2",
+        }
+        assert not [method for method, _ in api.requests if method == "PATCH"]
         for _ in range(100):  # the watch confirms the reservation
             await asyncio.sleep(0.02)
             text = await (await http.get(f"{base}/metrics")).text()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from placement_core import Placement
-from scheduler.binder import ApiError, ConflictError
+from scheduler.binder import ApiError, ConflictError, MemoryBinder
 from scheduler.context import ExtenderContext
 from scheduler.verbs.bind import bind, sweep
 from scheduler.verbs.filter import filter_nodes
@@ -84,13 +85,26 @@ def test_prioritize_json_matches_the_model(cluster: ExtenderContext) -> None:
     assert orjson.loads(out.encode()) == [h.model_dump(by_alias=True) for h in out.to_wire()]
 
 
-async def test_bind_writes_the_record_then_binds_and_is_idempotent(cluster: ExtenderContext) -> None:
-    p = binder_of(cluster).add(o.pod("p", gpus=2, annotations={"gpuplace.io/nvlink": "required"}))
+async def test_bind_writes_the_record_with_the_binding_and_is_idempotent(cluster: ExtenderContext) -> None:
+    b = binder_of(cluster)
+    events: list[dict[str, Any]] = []
+    b.on_change = lambda etype, pod: (events.append(pod), cluster.cache.apply_pod(etype, pod))
+    p = b.add(o.pod("p", gpus=2, annotations={"gpuplace.io/nvlink": "required"}))
     filter_nodes(args(p), cluster)
     assert (await bind(bind_args(p, "h1"), cluster)).error == ""
-    stored = binder_of(cluster).pods[("default", "p")]
+    assert [c[0] for c in b.calls] == ["bind"]  # one API write, no PATCH before it
+    stored = b.pods[("default", "p")]
     assert stored["spec"]["nodeName"] == "h1"
     assert orjson.loads(stored["metadata"]["annotations"]["gpuplace.io/gpus"])["gpus"] == [0, 1]
+    assert stored["metadata"]["annotations"]["gpuplace.io/nvlink"] == "required"  # merged, not replaced
+    # the record appears in the same update that binds the pod: never on an unbound pod
+    assert [
+        (e["spec"].get("nodeName"), "gpuplace.io/gpus" in e["metadata"]["annotations"]) for e in events
+    ] == [
+        (None, False),
+        ("h1", True),
+    ]
+    assert cluster.cache.reservations == {} and cluster.cache.pods[p["metadata"]["uid"]].exact
     version = cluster.cache.state.version
     assert (await bind(bind_args(p, "h1"), cluster)).error == ""  # retried by the scheduler
     assert cluster.cache.state.version == version
@@ -105,6 +119,7 @@ async def test_bind_failures_roll_back(cluster: ExtenderContext) -> None:
     r = await bind(bind_args(p, "h1"), cluster)
     assert "etcd is sad" in r.error and cluster.cache.reservations == {}
     assert cluster.cache.state.gpu_free_milli[cluster.cache.state.index["h1"], :8].tolist() == [1000] * 8
+    assert "gpuplace.io/gpus" not in b.pods[("default", "p")]["metadata"].get("annotations", {})
     del b.fail["bind"]
     assert "no longer fits" in (await bind(bind_args(p, "h0"), cluster)).error
     ghost = o.pod("ghost", gpus=1)
@@ -115,26 +130,84 @@ async def test_bind_failures_roll_back(cluster: ExtenderContext) -> None:
     assert cluster.metrics.binds.labels("failed")._value.get() == 4
 
 
-async def test_bind_retries_a_stale_resource_version_once(cluster: ExtenderContext) -> None:
+async def test_bind_uid_precondition_protects_a_pod_recreated_after_filter(cluster: ExtenderContext) -> None:
+    b = binder_of(cluster)
+    old = b.add(o.pod("p", gpus=2, uid="uid-old"))
+    filter_nodes(args(old), cluster)  # bind will use filter's copy of the old pod: no GET
+    b.delete("default", "p")
+    b.add(o.pod("p", gpus=1, uid="uid-new"))  # same name, new pod
+    r = await bind(bind_args(old, "h1"), cluster)
+    assert "re-created" in r.error
+    new = b.pods[("default", "p")]
+    assert not new["spec"].get("nodeName") and "gpuplace.io/gpus" not in new["metadata"].get(
+        "annotations", {}
+    )
+    assert cluster.cache.reservations == {} and "uid-old" not in cluster.cache.state.allocations
+    assert cluster.cache.state.gpu_free_milli[cluster.cache.state.index["h1"], :8].tolist() == [1000] * 8
+
+
+async def test_bind_ignores_unrelated_changes_to_the_pending_pod(cluster: ExtenderContext) -> None:
     b = binder_of(cluster)
     p = b.add(o.pod("p", gpus=1))
     filter_nodes(args(p), cluster)  # remembers this resourceVersion
-    b.pods[("default", "p")]["metadata"]["resourceVersion"] = "999999"  # the pod changed since
+    b.pods[("default", "p")]["metadata"]["resourceVersion"] = "999999"  # a condition was written since
     assert (await bind(bind_args(p, "h1"), cluster)).error == ""
-    assert [c[0] for c in b.calls] == ["annotate", "get", "annotate", "bind"]
+    assert [c[0] for c in b.calls] == ["bind"]  # the UID is the precondition, as in DefaultBinder
 
 
-async def test_bind_conflict_on_binding_is_success_when_on_that_node(cluster: ExtenderContext) -> None:
-    b = binder_of(cluster)
-    p = b.add(o.pod("p", gpus=1))
+def conflict_after(b: MemoryBinder, before: Callable[[], None] | None = None) -> None:
+    """Make the Binding answer 409 after (optionally) letting the real one land, as a lost answer does."""
     real_bind = b.bind
 
-    async def bind_then_conflict(namespace: str, name: str, *, uid: str, node: str) -> None:
-        await real_bind(namespace, name, uid=uid, node=node)
-        raise ConflictError(409, "already assigned")
+    async def bind_then_conflict(
+        namespace: str, name: str, *, uid: str, node: str, annotations: dict[str, str]
+    ) -> None:
+        if before is None:
+            await real_bind(namespace, name, uid=uid, node=node, annotations=annotations)
+        else:
+            before()
+        raise ConflictError(409, f'pod {name} is already assigned to node "{node}"')
 
     b.bind = bind_then_conflict  # type: ignore[method-assign]
+
+
+async def test_bind_conflict_is_success_only_with_our_record_on_that_node(cluster: ExtenderContext) -> None:
+    b = binder_of(cluster)
+    p = b.add(o.pod("p", gpus=1))
+    conflict_after(b)  # our own Binding landed, the answer was a 409 (e.g. a retried request)
     assert (await bind(bind_args(p, "h1"), cluster)).error == ""
+    assert cluster.cache.state.allocations[p["metadata"]["uid"]].gpus == (0,)
+    assert cluster.cache.state.check_invariants() == []
+
+
+async def test_bind_conflict_with_another_placement_fails_and_rolls_back(cluster: ExtenderContext) -> None:
+    b = binder_of(cluster)
+    p = b.add(o.pod("p", gpus=1))
+    uid = p["metadata"]["uid"]
+    other = '{"v":1,"node":"h1","gpus":[7],"milli":1000,"mig":[],"uuids":[]}'
+
+    def bound_elsewhere_in_h1() -> None:  # e.g. an earlier, timed-out attempt of ours with other GPUs
+        stored = b.pods[("default", "p")]
+        stored["spec"]["nodeName"] = "h1"
+        stored["metadata"].setdefault("annotations", {})["gpuplace.io/gpus"] = other
+
+    conflict_after(b, bound_elsewhere_in_h1)
+    r = await bind(bind_args(p, "h1"), cluster)
+    assert "another placement" in r.error
+    assert cluster.cache.reservations == {} and uid not in cluster.cache.state.allocations
+    cluster.cache.apply_pod("MODIFIED", b.pods[("default", "p")])  # the watch: counted by its record
+    assert cluster.cache.state.allocations[uid].gpus == (7,)
+
+    q = b.add(o.pod("q", gpus=1))
+
+    def bound_to_h0() -> None:
+        b.pods[("default", "q")]["spec"]["nodeName"] = "h0"
+
+    conflict_after(b, bound_to_h0)
+    r = await bind(bind_args(q, "h1"), cluster)
+    assert "bound to h0 meanwhile" in r.error
+    assert q["metadata"]["uid"] not in cluster.cache.state.allocations
+    assert cluster.cache.state.check_invariants() == []
 
 
 async def test_unconfirmed_reservations_are_swept(cluster: ExtenderContext) -> None:
@@ -215,10 +288,22 @@ async def test_a_lost_answer_is_checked_before_rolling_back(cluster: ExtenderCon
     p = b.add(o.pod("p", gpus=8))
     real_bind = b.bind
 
-    async def bind_then_timeout(namespace: str, name: str, *, uid: str, node: str) -> None:
-        await real_bind(namespace, name, uid=uid, node=node)
+    async def bind_then_timeout(
+        namespace: str, name: str, *, uid: str, node: str, annotations: dict[str, str]
+    ) -> None:
+        await real_bind(namespace, name, uid=uid, node=node, annotations=annotations)
         raise ApiError(0, "connection reset")  # the Binding was created; its answer was lost
 
     b.bind = bind_then_timeout  # type: ignore[method-assign]
     assert (await bind(bind_args(p, "h1"), cluster)).error == ""
     assert p["metadata"]["uid"] in cluster.cache.state.allocations
+
+    async def lost_before_landing(
+        namespace: str, name: str, *, uid: str, node: str, annotations: dict[str, str]
+    ) -> None:
+        raise ApiError(0, "connection refused")  # nothing was written
+
+    q = b.add(o.pod("q", gpus=1))
+    b.bind = lost_before_landing  # type: ignore[method-assign]
+    assert "connection refused" in (await bind(bind_args(q, "h0"), cluster)).error
+    assert q["metadata"]["uid"] not in cluster.cache.state.allocations and cluster.cache.reservations == {}
