@@ -147,7 +147,17 @@ async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderB
         await asyncio.wait_for(_write(args, ctx, annotations), ctx.settings.bind_timeout_seconds)
     except (ApiError, BindFailedError, TimeoutError) as e:
         lost_answer = isinstance(e, TimeoutError) or (isinstance(e, ApiError) and not 0 < e.status < 500)
-        if not (lost_answer and await _landed(ctx, args, annotations)):
+        landed = await _landed(ctx, args, annotations) if lost_answer else False
+        if landed is None:
+            # Nobody can say whether the Binding landed. Keep the GPUs reserved (never hand them out
+            # while the pod may run on them); the reconciler confirms or releases the reservation from
+            # the watch within reservation_ttl_seconds.
+            cache.bound(uid)
+            return _fail(
+                args,
+                f"{str(e) or type(e).__name__}; outcome unknown, GPUs held until the watch shows the pod",
+            )
+        if not landed:
             cache.rollback(uid, "bind failed")
             return _fail(args, str(e) or type(e).__name__)
     except BaseException:
@@ -189,13 +199,15 @@ def _placed(r: Record) -> tuple[Any, ...]:
     return r.node, r.gpus, r.milli, r.mig
 
 
-async def _landed(ctx: ExtenderContext, args: ExtenderBindingArgs, annotations: dict[str, str]) -> bool:
+async def _landed(
+    ctx: ExtenderContext, args: ExtenderBindingArgs, annotations: dict[str, str]
+) -> bool | None:
     """After a timeout or 5xx the API server may still have bound the pod: look before rolling back,
-    or the GPUs would be handed out again while the pod runs on them."""
+    or the GPUs would be handed out again while the pod runs on them. None when the look fails too."""
     try:
         raw = await asyncio.wait_for(ctx.binder.get_pod(args.pod_namespace, args.pod_name), 2.0)
     except (ApiError, TimeoutError):
-        return False
+        return None
     return _ours(ctx, args, raw, annotations[ctx.requests.rules.keys.gpus]) == ""
 
 

@@ -307,3 +307,31 @@ async def test_a_lost_answer_is_checked_before_rolling_back(cluster: ExtenderCon
     b.bind = lost_before_landing  # type: ignore[method-assign]
     assert "connection refused" in (await bind(bind_args(q, "h0"), cluster)).error
     assert q["metadata"]["uid"] not in cluster.cache.state.allocations and cluster.cache.reservations == {}
+
+
+async def test_an_unknowable_outcome_keeps_the_gpus_until_the_watch_decides(cluster: ExtenderContext) -> None:
+    b = binder_of(cluster)
+    p = b.add(o.pod("p", gpus=2))
+    uid = p["metadata"]["uid"]
+    real_bind = b.bind
+
+    real_get = b.get_pod
+    written = False
+
+    async def landed_but_lost(namespace: str, name: str, *, uid: str, node: str, annotations: dict[str, str]) -> None:
+        nonlocal written
+        await real_bind(namespace, name, uid=uid, node=node, annotations=annotations)
+        written = True
+        raise ApiError(503, "apiserver overloaded")
+
+    async def unreadable_after_the_write(namespace: str, name: str) -> dict[str, Any] | None:
+        if written:
+            raise ApiError(0, "connection reset")
+        return await real_get(namespace, name)
+
+    b.bind = landed_but_lost  # type: ignore[method-assign]
+    b.get_pod = unreadable_after_the_write  # type: ignore[method-assign]
+    result = await bind(bind_args(p, "h1"), cluster)
+    assert "outcome unknown" in result.error
+    # the GPUs stay booked: nothing else may be given them while the pod may run there
+    assert uid in cluster.cache.state.allocations and cluster.cache.state.check_invariants() == []
