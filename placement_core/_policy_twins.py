@@ -330,7 +330,7 @@ def score_all_twin(
     big_gpus: int,
     u: Arr,
 ) -> tuple[Arr, Arr]:
-    """Same arguments and results as `policies.score_all`."""
+    """Same arguments and results as `policy_batch.score_all`."""
     tp = (tp_cpu, tp_mem, tp_count, tp_milli, tp_allowed, tp_weight)
     n = gpu_free_milli.shape[0]
     scores = np.empty(n, np.float64)
@@ -375,7 +375,7 @@ def group_states_twin(
     node_mem_total: Arr,
     node_model: Arr,
 ) -> tuple[Arr, Arr]:
-    """Same as `policies.group_states`: rows whose FGD/gpuplace score cannot differ share a group.
+    """Same as `policy_batch.group_states`: rows whose FGD/gpuplace score cannot differ share a group.
 
     A node's state is the sorted free milli of its GPUs (their order does not matter, unless a GPU has more
     than 1000 free: then `take_whole`'s choice does, and the state keeps slot order), its free and total

@@ -15,7 +15,8 @@ import numpy.typing as npt
 
 from placement_core import placer
 from placement_core.cluster import ClusterState
-from placement_core.policies import Context, Policy, reserve_plan, score_all
+from placement_core.policies import Policy
+from placement_core.policy_batch import Context, reserve_plan, score_all
 from placement_core.request import WHOLE, GpuRequest
 from placement_core.scoring import Policy as BasicPolicy
 from placement_core.workload import DEFAULT_TYPICAL_PODS, TypicalPods
