@@ -177,7 +177,7 @@ def take_whole(free, present, count):
 
 
 @njit(cache=True, nogil=True)
-def _best_share(
+def share_scores(
     free,
     present,
     cpu_free,
@@ -195,18 +195,21 @@ def _best_share(
     tp_weight,
     scale,
     fgd_quantize,
+    gpus_out,
+    scores_out,
 ):
-    """The share GPU with the largest ΔF-based score (lowest index on ties) and that score.
+    """ΔF-based score of putting the share on each GPU that fits, in index order, one GPU per distinct
+    free-milli value (GPUs with equal free milli give equal results; the lowest index stands for them).
+    Fills gpus_out[:m] / scores_out[:m] and returns m.
 
     scale > 0: score = scale·ΔF/1000 (gpuplace); scale == 0: FGD's 100·sigmoid, floored if fgd_quantize.
     """
-    best = NEG_INF
-    best_g = -1
+    m = 0
     work = free.copy()
     for g in range(free.shape[0]):
         if not present[g] or free[g] < milli:
             continue
-        seen = False  # GPUs with equal free milli give equal results: keep the lowest index
+        seen = False
         for h in range(g):
             if present[h] and free[h] == free[g]:
                 seen = True
@@ -234,9 +237,63 @@ def _best_share(
             s = fgd_value(frag_before - after)
             if fgd_quantize:
                 s = float(math.floor(s))
-        if s > best:
-            best = s
-            best_g = g
+        gpus_out[m] = g
+        scores_out[m] = s
+        m += 1
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _best_share(
+    free,
+    present,
+    cpu_free,
+    mem_free,
+    model,
+    frag_before,
+    cpu,
+    mem,
+    milli,
+    tp_cpu,
+    tp_mem,
+    tp_count,
+    tp_milli,
+    tp_allowed,
+    tp_weight,
+    scale,
+    fgd_quantize,
+):
+    """The share GPU with the largest `share_scores` score (lowest index on ties) and that score."""
+    G = free.shape[0]
+    gpus = np.empty(G, np.int64)
+    scores = np.empty(G, np.float64)
+    m = share_scores(
+        free,
+        present,
+        cpu_free,
+        mem_free,
+        model,
+        frag_before,
+        cpu,
+        mem,
+        milli,
+        tp_cpu,
+        tp_mem,
+        tp_count,
+        tp_milli,
+        tp_allowed,
+        tp_weight,
+        scale,
+        fgd_quantize,
+        gpus,
+        scores,
+    )
+    best = NEG_INF
+    best_g = -1
+    for j in range(m):
+        if scores[j] > best:
+            best = scores[j]
+            best_g = gpus[j]
     return best, best_g
 
 

@@ -26,9 +26,9 @@ from placement_core.policies import (
     W_FRAG,
     WHOLE,
     Policy,
-    fgd_value,
     fits,
     node_score,
+    share_scores,
 )
 from placement_core.workload import BIG_JOB_GPUS, BigJob, TypicalPods
 
@@ -189,52 +189,38 @@ def _share_ties(
     its GPU is the lowest-index one whose free milli is among `ties`.
     """
     G = free.shape[0]
-    vals = np.empty(G, np.int64)
+    gpus = np.empty(G, np.int64)
     vs = np.empty(G, np.float64)
-    m = 0
+    m = share_scores(
+        free,
+        present,
+        cpu_free,
+        mem_free,
+        model,
+        frag_before,
+        cpu,
+        mem,
+        milli,
+        tp_cpu,
+        tp_mem,
+        tp_count,
+        tp_milli,
+        tp_allowed,
+        tp_weight,
+        scale,
+        fgd_quantize,
+        gpus,
+        vs,
+    )
     best = NEG_INF
-    work = free.copy()
-    for g in range(G):
-        if not present[g] or free[g] < milli:
-            continue
-        seen = False
-        for h in range(g):
-            if present[h] and free[h] == free[g]:
-                seen = True
-                break
-        if seen:
-            continue
-        work[g] -= milli
-        after = node_frag(
-            work,
-            present,
-            cpu_free - cpu,
-            mem_free - mem,
-            model,
-            tp_cpu,
-            tp_mem,
-            tp_count,
-            tp_milli,
-            tp_allowed,
-            tp_weight,
-        )
-        work[g] += milli
-        if scale > 0:
-            s = scale * (frag_before - after) / WHOLE
-        else:
-            s = fgd_value(frag_before - after)
-            if fgd_quantize:
-                s = float(math.floor(s))
-        vals[m] = free[g]
-        vs[m] = s
-        m += 1
-        if s > best:  # noqa: PLR1730 - as `_best_share` compares (a NaN never wins)
-            best = s
+    for j in range(m):
+        if vs[j] > best:  # noqa: PLR1730 - as `_best_share` compares (a NaN never wins)
+            best = vs[j]
     n_ties = 0
     if best > NEG_INF:
         for j in range(m):
             if vs[j] == best:
-                ties[n_ties] = vals[j]
+                ties[n_ties] = free[gpus[j]]
                 n_ties += 1
     return n_ties
 
