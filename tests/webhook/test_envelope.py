@@ -112,14 +112,14 @@ async def test_subresources_and_other_resources_pass_unchanged(resource: str, su
 
 
 async def test_dry_run_gets_exactly_the_same_answer() -> None:
-    p = pod(container(requests={"nvidia.com/gpu": "2"}))
+    p = pod(container(limits={"nvidia.com/gpu": "2"}))
     real, dry = await run(p), await run(p, dry_run=True)
     assert dry.response == real.response
     assert real.patch
 
 
 async def test_the_review_is_not_modified() -> None:
-    body = review(pod(container(requests={"nvidia.com/gpu": "2"})))
+    body = review(pod(container(limits={"nvidia.com/gpu": "2"})))
     before = copy.deepcopy(body)
     await admit(body, settings=SETTINGS, owners=DictOwners())
     assert body == before
