@@ -2,10 +2,18 @@
 
 Why polling: certificates come from a mounted Secret (cert-manager, or `gpuplace certs`). The kubelet
 updates such a mount by swapping a symlink, which sends no inotify event on the files a process opened,
-so the only reliable signal is the content. Every `interval` seconds the files are hashed; on a change
-the new pair is first loaded into a scratch context (a half-written or mismatched pair is rejected there,
-and the previous certificate keeps serving), then into the live context. Python's SSLContext applies a
-new certificate to every later handshake, so the listening socket never restarts.
+so the only reliable signal is the content. Every `interval` seconds the files are hashed.
+
+Why a new context per load, swapped in by an SNI callback: loading into the context a server is using
+is not atomic. `load_cert_chain` installs the certificate before it checks the key, so a pair read
+half-way through the Secret's symlink swap leaves that context with a certificate and no matching key,
+and every handshake fails until the next good load. So each change is loaded into a fresh SSLContext; only
+a context that loaded completely replaces the current one (one reference assignment). The server keeps
+the context it was started with (aiohttp hands it to `loop.create_server`, which holds it), so that
+context has an `sni_callback`, which OpenSSL calls at the start of every handshake, SNI or not, and
+which sets the current context on the connection's SSLObject (the mechanism the ssl module documents
+for choosing a certificate per connection). New handshakes get the new certificate; established
+connections keep theirs; the listening socket never restarts.
 """
 
 from __future__ import annotations
@@ -23,17 +31,31 @@ from aiohttp import web
 log = logging.getLogger(__name__)
 
 
+def _server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    """A server context (TLS >= 1.2) holding this pair. Raises ssl.SSLError or OSError if it is not one."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
 class ReloadingTLS:
-    """A server SSLContext (TLS ≥ 1.2) that follows `cert_file` and `key_file`. The first load must succeed."""
+    """Serving TLS that follows `cert_file` and `key_file`. The first load must succeed.
+
+    `context` is what the server is started with; it never changes. `current` is the context holding
+    the newest valid pair, which every new handshake switches to."""
 
     def __init__(self, *, cert_file: Path | str, key_file: Path | str) -> None:
         self.cert_file = Path(cert_file)
         self.key_file = Path(key_file)
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self._digest = self._read_digest()
-        self.context.load_cert_chain(self.cert_file, self.key_file)
+        self.current = _server_context(self.cert_file, self.key_file)
+        self.context = _server_context(self.cert_file, self.key_file)
+        self.context.sni_callback = self._choose
         self.reloads = 0
+
+    def _choose(self, connection: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext) -> None:
+        connection.context = self.current
 
     def _read_digest(self) -> bytes:
         digest = hashlib.sha256(self.cert_file.read_bytes())
@@ -51,11 +73,11 @@ class ReloadingTLS:
         if digest == self._digest:
             return False
         try:
-            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(self.cert_file, self.key_file)
-            self.context.load_cert_chain(self.cert_file, self.key_file)
+            fresh = _server_context(self.cert_file, self.key_file)
         except (ssl.SSLError, OSError) as exc:
             log.warning("new TLS files are not a valid pair yet (keeping the current certificate): %s", exc)
             return False
+        self.current = fresh
         self._digest = digest
         with contextlib.suppress(OSError):
             if self._read_digest() != digest:  # changed again while loading: load once more next time
