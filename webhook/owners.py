@@ -5,10 +5,12 @@ one and must never fail a pod because the API is slow. `Owners` is that seam: `D
 a dict (tests, benchmarks), `KubeOwners` answers from kube-apiserver through kubernetes_asyncio.
 
 `KubeOwners` rules:
-- A TTL cache (default 30 s): a 64-pod gang costs one read, not 64. Concurrent reads of the same object
-  share one request.
-- A `uid` (from the pod's ownerReference) that differs from the cached object's means the owner was
-  deleted and re-created under the same name: the cache entry is bypassed.
+- A short TTL cache (default 5 s): a 64-pod gang, created in one burst, costs one read, not 64.
+  Concurrent reads of the same object share one request.
+- Entries belong to one object, identified by its UID: a `uid` (from the pod's ownerReference or a
+  controller's uid label) that differs from the cached object's means the owner was deleted and re-created
+  under the same name, and the cache is bypassed. `refresh=True` bypasses it too: the caller has seen
+  that the object changed (a resized owner) and needs the current resourceVersion.
 - Every failure (timeout, 403 without RBAC, 404 without the CRD, a broken connection) is "unknown":
   `None`, logged, cached briefly so a broken apiserver is not hammered. Nothing here raises.
 - Only the kinds in `RESOURCES` are read: a plural is never guessed.
@@ -48,14 +50,25 @@ RESOURCES: dict[tuple[str, str], str] = {
 class Owners(Protocol):
     """Read access to the objects a pod's gang size is derived from. Implementations never raise."""
 
-    async def get_job(self, namespace: str, name: str, *, uid: str | None = None) -> Object | None:
+    async def get_job(
+        self, namespace: str, name: str, *, uid: str | None = None, refresh: bool = False
+    ) -> Object | None:
         """The batch/v1 Job, or None when unknown (missing, unreadable, or not of this uid)."""
         ...
 
     async def get_owner(
-        self, api_version: str, kind: str, namespace: str, name: str, *, uid: str | None = None
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        uid: str | None = None,
+        refresh: bool = False,
     ) -> Object | None:
-        """Any object in RESOURCES, or None when unknown (missing, unreadable, or not of this uid)."""
+        """Any object in RESOURCES, or None when unknown (missing, unreadable, or not of this uid).
+
+        `refresh`: the caller knows any cached copy is outdated; read the current object."""
         ...
 
 
@@ -73,11 +86,13 @@ def _matches(obj: Object | None, uid: str | None) -> bool:
 
 
 class DictOwners:
-    """Owners from a fixed set of objects, keyed by apiVersion, kind, namespace and name. Records calls."""
+    """Owners from a fixed set of objects, keyed by apiVersion, kind, namespace and name. Records calls
+    (and, in `refreshes`, the calls made with refresh=True)."""
 
     def __init__(self, objects: Iterable[Object] = ()) -> None:
         self._objects: dict[Key, Object] = {}
         self.calls: list[Key] = []
+        self.refreshes: list[Key] = []
         for obj in objects:
             self.add(obj)
 
@@ -86,14 +101,25 @@ class DictOwners:
         key = (obj["apiVersion"], obj["kind"], meta.get("namespace", "default"), meta["name"])
         self._objects[key] = obj
 
-    async def get_job(self, namespace: str, name: str, *, uid: str | None = None) -> Object | None:
-        return await self.get_owner("batch/v1", "Job", namespace, name, uid=uid)
+    async def get_job(
+        self, namespace: str, name: str, *, uid: str | None = None, refresh: bool = False
+    ) -> Object | None:
+        return await self.get_owner("batch/v1", "Job", namespace, name, uid=uid, refresh=refresh)
 
     async def get_owner(
-        self, api_version: str, kind: str, namespace: str, name: str, *, uid: str | None = None
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        uid: str | None = None,
+        refresh: bool = False,
     ) -> Object | None:
         key = (api_version, kind, namespace, name)
         self.calls.append(key)
+        if refresh:
+            self.refreshes.append(key)
         obj = self._objects.get(key)
         return obj if obj is not None and _matches(obj, uid) else None
 
@@ -105,7 +131,7 @@ class KubeOwners:
         self,
         *,
         api_client: ApiClient,
-        ttl_seconds: float = 30.0,
+        ttl_seconds: float = 5.0,
         timeout_seconds: float = 1.5,
         missing_ttl_seconds: float = 5.0,
         error_ttl_seconds: float = 2.0,
@@ -132,14 +158,23 @@ class KubeOwners:
             timeout_seconds=settings.owner_lookup_timeout_seconds,
         )
 
-    async def get_job(self, namespace: str, name: str, *, uid: str | None = None) -> Object | None:
-        return await self.get_owner("batch/v1", "Job", namespace, name, uid=uid)
+    async def get_job(
+        self, namespace: str, name: str, *, uid: str | None = None, refresh: bool = False
+    ) -> Object | None:
+        return await self.get_owner("batch/v1", "Job", namespace, name, uid=uid, refresh=refresh)
 
     async def get_owner(
-        self, api_version: str, kind: str, namespace: str, name: str, *, uid: str | None = None
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        uid: str | None = None,
+        refresh: bool = False,
     ) -> Object | None:
         key = (api_version, kind, namespace, name)
-        cached = self._cache.get(key)
+        cached = None if refresh else self._cache.get(key)
         if cached is not None and cached[0] > self._clock():
             obj = cached[1]
             if uid is None or (obj is not None and _matches(obj, uid)):

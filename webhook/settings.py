@@ -15,6 +15,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+#: Keys other tools own. gpuplace reads them as gang declarations and never writes them: scheduler-plugins'
+#: Coscheduling denies a pod whose pod-group label names no PodGroup object, Kueue manages its own groups.
+PLUGINS_POD_GROUP_LABEL = "scheduling.x-k8s.io/pod-group"
+KUEUE_POD_GROUP_LABEL = "kueue.x-k8s.io/pod-group-name"
+FOREIGN_GANG_ANNOTATIONS = ("kueue.x-k8s.io/pod-group-total-count", "scheduling.k8s.io/group-name")
+
 
 class GpuToleration(BaseModel):
     """The toleration added to GPU pods (Kubernetes `core/v1.Toleration`, snake_case field names).
@@ -115,30 +121,57 @@ class WebhookSettings(BaseModel):
         description="Prefix of gpuplace's own annotations (`<prefix>gang-name`). Default `gpuplace.io/`.",
     )
     gang_label: str = Field(
-        default="scheduling.x-k8s.io/pod-group",
-        description="Label naming a pod's gang (scheduler-plugins' convention, read by gpuplace's scheduler). "
-        "Default `scheduling.x-k8s.io/pod-group`.",
+        default="gpuplace.io/gang",
+        description="Label gpuplace writes with the gang name it resolved (what gpuplace's scheduler reads). Must "
+        "be gpuplace's own key: other tools' keys (scheduling.x-k8s.io/pod-group, Kueue's) stay the user's. "
+        "Default `gpuplace.io/gang`.",
+    )
+    gang_min_member_annotation: str = Field(
+        default="gpuplace.io/gang-min-member",
+        description="Annotation gpuplace writes with the gang size it resolved: how many GPU pods must be placed "
+        "together. Default `gpuplace.io/gang-min-member`.",
     )
     gang_size_annotation: str = Field(
         default="gpuplace.io/gang-size",
-        description="Annotation with the gang's size. Default `gpuplace.io/gang-size`.",
+        description="Annotation a user sets to declare the gang's size (with `<prefix>gang-name`); read, never "
+        "written. Default `gpuplace.io/gang-size`.",
     )
     owner_cache_ttl_seconds: float = Field(
-        default=30.0,
+        default=5.0,
         gt=0,
-        description="How long a looked-up owner object (Job, JobSet, ...) is reused. Default 30 s.",
+        description="How long a looked-up owner object (Job, JobSet, ...) is reused for pods that show nothing "
+        "newer (webhook/owners.py). A gang's pods are created in one burst; 5 s serves the burst from one "
+        "read and bounds how long a shrunk owner's old size can be served. Default 5 s.",
     )
     owner_lookup_timeout_seconds: float = Field(
         default=1.5,
         gt=0,
-        description="Timeout of one owner lookup; keep two of them under the webhook's timeoutSeconds (5). "
-        "Default 1.5 s.",
+        description="Timeout of one API read (owner or PodGroup). Default 1.5 s.",
+    )
+    gang_lookup_budget_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="Time budget for all the reads one pod's gang needs (they run concurrently); when it is "
+        "spent the pod is admitted without gang labels and with a warning. Keep it well inside the webhook's "
+        "timeoutSeconds (5 in deploy/webhook). Default 2 s.",
     )
     max_review_bytes: int = Field(
         default=4 * 1024 * 1024,
         ge=64 * 1024,
         description="Largest AdmissionReview body accepted; a pod is at most ~1.5 MiB in etcd. Default 4 MiB.",
     )
+
+    @model_validator(mode="after")
+    def _own_output_keys(self) -> WebhookSettings:
+        foreign_labels = {PLUGINS_POD_GROUP_LABEL, KUEUE_POD_GROUP_LABEL}
+        foreign_annotations = {self.gang_name_annotation, self.gang_size_annotation, *FOREIGN_GANG_ANNOTATIONS}
+        for field, key, foreign in (
+            ("gang_label", self.gang_label, foreign_labels),
+            ("gang_min_member_annotation", self.gang_min_member_annotation, foreign_annotations),
+        ):
+            if key in foreign:
+                raise ValueError(f"{field}={key!r} is a key users or other tools set; gpuplace writes only keys of its own")
+        return self
 
     @property
     def gang_name_annotation(self) -> str:

@@ -162,3 +162,14 @@ async def run(
     assert response["kind"] == "AdmissionReview"
     assert response["response"]["uid"] == review_kwargs.get("uid", "uid-1")
     return Result(p, verdict)
+
+
+GANG_LABEL = "gpuplace.io/gang"  # what gpuplace writes: the gang name it resolved
+MIN_MEMBER = "gpuplace.io/gang-min-member"  # what gpuplace writes: the gang size it resolved
+PLUGINS_LABEL = "scheduling.x-k8s.io/pod-group"  # scheduler-plugins' key: read, never written
+
+
+def gang(result: Result) -> tuple[str | None, str | None]:
+    """(gang name, gang size) as gpuplace wrote them on the admitted pod."""
+    meta = result.pod.get("metadata") or {}
+    return (meta.get("labels") or {}).get(GANG_LABEL), (meta.get("annotations") or {}).get(MIN_MEMBER)

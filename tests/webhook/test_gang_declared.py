@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from tests.webhook.helpers import NS, gpu_pod, obj, run
+from tests.webhook.helpers import GANG_LABEL, MIN_MEMBER, NS, PLUGINS_LABEL, gang, gpu_pod, obj, run
 from webhook.owners import DictOwners
 from webhook.rules.gang_declared import is_label_value, to_label_value
 
-GROUP = "scheduling.x-k8s.io/pod-group"
+GROUP = PLUGINS_LABEL
 SIZE = "gpuplace.io/gang-size"
 NAME = "gpuplace.io/gang-name"
-
-
-def gang(result: object) -> tuple[str | None, str | None]:
-    meta = result.pod["metadata"]  # type: ignore[attr-defined]
-    return meta.get("labels", {}).get(GROUP), meta.get("annotations", {}).get(SIZE)
 
 
 async def test_explicit_name_and_size() -> None:
     result = await run(gpu_pod(annotations={NAME: "llm", SIZE: "8"}))
     assert gang(result) == ("llm", "8")
-    assert {"op": "add", "path": "/metadata/labels", "value": {GROUP: "llm"}} in result.patch
-    assert not any(op["path"].startswith("/metadata/annotations") for op in result.patch)
+    assert {"op": "add", "path": "/metadata/labels", "value": {GANG_LABEL: "llm"}} in result.patch
+    assert {"op": "add", "path": f"/metadata/annotations/{MIN_MEMBER.replace('/', '~1')}", "value": "8"} in result.patch
 
 
 async def test_explicit_name_alone_labels_without_size() -> None:
@@ -33,7 +28,7 @@ async def test_explicit_size_without_any_name_is_denied() -> None:
     result = await run(gpu_pod(annotations={SIZE: "4"}))
     assert result.message == (
         "annotation gpuplace.io/gang-size gives a gang size but no gang name: set annotation "
-        "gpuplace.io/gang-name or label scheduling.x-k8s.io/pod-group"
+        "gpuplace.io/gang-name (or another tool's gang name)"
     )
     assert result.verdict.reason == "gang_conflict"
 
@@ -51,12 +46,10 @@ async def test_invalid_explicit_name_is_denied(value: str) -> None:
     assert result.message.startswith(f"gpuplace.io/gang-name={value!r} is not a valid label value")
 
 
-async def test_explicit_name_contradicting_an_existing_label_is_denied() -> None:
+async def test_explicit_name_beside_a_scheduler_plugins_label_is_gpuplace_s_name_and_the_label_stays() -> None:
     result = await run(gpu_pod(labels={GROUP: "theirs"}, annotations={NAME: "mine"}))
-    assert result.message == (
-        "annotation gpuplace.io/gang-name='mine' contradicts label scheduling.x-k8s.io/pod-group='theirs', "
-        "which gpuplace never overwrites; make them agree or remove one"
-    )
+    assert result.allowed and gang(result)[0] == "mine"
+    assert result.pod["metadata"]["labels"][GROUP] == "theirs"
 
 
 async def test_explicit_and_kueue_sizes_must_agree() -> None:
@@ -133,13 +126,15 @@ async def test_existing_label_is_kept_and_sized_from_its_podgroup() -> None:
     assert all(op["path"] != "/metadata/labels" for op in result.patch)
 
 
-async def test_existing_label_wins_over_other_names_and_is_never_overwritten() -> None:
+async def test_scheduler_plugins_label_comes_after_the_other_declarations_and_is_never_touched() -> None:
     p = gpu_pod(
         labels={GROUP: "theirs", "kueue.x-k8s.io/pod-group-name": "kueue-name"},
         annotations={"kueue.x-k8s.io/pod-group-total-count": "2", "scheduling.k8s.io/group-name": "vc"},
     )
     result = await run(p)
-    assert gang(result) == ("theirs", "2")
+    assert gang(result) == ("kueue-name", "2")
+    assert result.pod["metadata"]["labels"][GROUP] == "theirs"
+    assert gang(await run(gpu_pod(labels={GROUP: "theirs"}))) == ("theirs", None)
 
 
 async def test_order_explicit_then_scheduling_group_then_kueue_then_volcano() -> None:

@@ -25,7 +25,7 @@ from webhook.tls import ReloadingTLS
 class BrokenOwners(DictOwners):
     """Breaks the Owners contract (it raises), to prove a bug becomes a 500 and the server keeps serving."""
 
-    async def get_job(self, namespace: str, name: str, *, uid: str | None = None) -> dict[str, Any] | None:
+    async def get_owner(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         raise RuntimeError("boom")
 
 

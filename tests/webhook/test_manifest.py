@@ -35,7 +35,9 @@ def test_policy_values(hook: dict[str, Any]) -> None:
     assert hook["admissionReviewVersions"] == ["v1"]
     assert 1 <= hook["timeoutSeconds"] <= 10
     settings = WebhookSettings()
-    assert 2 * settings.owner_lookup_timeout_seconds < hook["timeoutSeconds"]
+    # Every read of a gang's resolution shares one budget; the rest of an answer takes milliseconds
+    # (bench/webhook_latency.py). Keep at least half of timeoutSeconds as margin.
+    assert settings.gang_lookup_budget_seconds <= hook["timeoutSeconds"] / 2
 
 
 def test_only_pod_creation_in_user_namespaces(hook: dict[str, Any]) -> None:

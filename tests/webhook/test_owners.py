@@ -3,66 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
 from kubernetes_asyncio.client import ApiClient, Configuration
 
+from tests.webhook.fakeapi import JOB, Clock
 from webhook.owners import KubeOwners
 from webhook.settings import WebhookSettings
-
-JOB = {
-    "apiVersion": "batch/v1",
-    "kind": "Job",
-    "metadata": {"name": "train", "namespace": "ns", "uid": "u1"},
-    "spec": {"parallelism": 4},
-}
-
-
-class FakeApiserver:
-    """Serves GET /apis/<group>/<version>/namespaces/<ns>/<plural>/<name> from a dict; counts requests."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, Any] = {"/apis/batch/v1/namespaces/ns/jobs/train": JOB}
-        self.status: int | None = None
-        self.delay = 0.0
-        self.paths: list[str] = []
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.paths.append(request.path)
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if self.status is not None:
-            return web.json_response({"kind": "Status", "code": self.status}, status=self.status)
-        if request.path not in self.objects:
-            return web.json_response({"kind": "Status", "code": 404, "reason": "NotFound"}, status=404)
-        return web.json_response(self.objects[request.path])
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def apiserver(aiohttp_server: Callable[..., Any]) -> AsyncIterator[tuple[FakeApiserver, Configuration]]:
-    fake = FakeApiserver()
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", fake.handle)
-    server = await aiohttp_server(app)
-    yield fake, Configuration(host=str(server.make_url("")).rstrip("/"))
-
-
-@pytest.fixture
-async def client(apiserver: tuple[FakeApiserver, Configuration]) -> AsyncIterator[ApiClient]:
-    async with ApiClient(apiserver[1]) as api:
-        yield api
-
 
 def owners(client: ApiClient, clock: Clock | None = None, **kwargs: Any) -> KubeOwners:
     return KubeOwners(api_client=client, clock=clock or Clock(), **kwargs)
@@ -143,11 +91,24 @@ async def test_api_errors_are_unknown(
 
 async def test_a_slow_apiserver_times_out_as_unknown(apiserver: Any, client: ApiClient) -> None:
     fake, _ = apiserver
-    fake.delay = 2.0
+    fake.delay = 3600.0  # never answers within the test
     reader = owners(client, timeout_seconds=0.1)
-    started = asyncio.get_running_loop().time()
-    assert await reader.get_job("ns", "train") is None
-    assert asyncio.get_running_loop().time() - started < 1.0
+    async with asyncio.timeout(60):  # a guard against a hang: the read must give up on its own
+        assert await reader.get_job("ns", "train") is None
+
+
+async def test_refresh_reads_the_current_object_and_the_cache_then_serves_it(
+    apiserver: Any, client: ApiClient
+) -> None:
+    fake, _ = apiserver
+    reader = owners(client, ttl_seconds=3600)
+    assert await reader.get_job("ns", "train") == JOB
+    resized = {**JOB, "spec": {"parallelism": 8}}
+    fake.objects["/apis/batch/v1/namespaces/ns/jobs/train"] = resized
+    assert await reader.get_job("ns", "train") == JOB  # within the TTL, nothing says it changed
+    assert await reader.get_job("ns", "train", refresh=True) == resized
+    assert await reader.get_job("ns", "train") == resized
+    assert len(fake.paths) == 2
 
 
 async def test_an_unreachable_apiserver_is_unknown(unused_tcp_port: int) -> None:

@@ -11,21 +11,27 @@ are other tools' public conventions, so each is listed here exactly as that tool
 | 4 | Volcano | annotation `scheduling.k8s.io/group-name` | PodGroup `scheduling.volcano.sh/v1beta1` `spec.minMember` (read lazily) |
 | 5 | scheduler-plugins | label `scheduling.x-k8s.io/pod-group` | PodGroup `scheduling.x-k8s.io/v1alpha1` `spec.minMember` (read lazily) |
 
-PodGroup objects are read only when nothing else states a size: their minCount/minMember is a minimum
-that may legitimately be below a workload's total, so it is a fallback, never compared.
+PodGroup objects are used only when nothing else states a size: their minCount/minMember is a minimum
+that may legitimately be below a workload's total, so it is a fallback, never compared. They are read
+only when the pod itself states no size, concurrently with the owner (`gang.resolve`).
+
+These are inputs: gpuplace reads them and never writes them. What it resolved goes under its own keys
+(`WebhookSettings.gang_label`, `gang_min_member_annotation`); in particular the scheduler-plugins label
+stays the user's, since Coscheduling denies a pod whose label names no PodGroup object.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from webhook.owners import Owners
-from webhook.settings import WebhookSettings
+from webhook.settings import KUEUE_POD_GROUP_LABEL, PLUGINS_POD_GROUP_LABEL, WebhookSettings
 
-KUEUE_NAME_LABEL = "kueue.x-k8s.io/pod-group-name"
+KUEUE_NAME_LABEL = KUEUE_POD_GROUP_LABEL
 KUEUE_COUNT_ANNOTATION = "kueue.x-k8s.io/pod-group-total-count"
 VOLCANO_GROUP_ANNOTATION = "scheduling.k8s.io/group-name"
 
@@ -117,19 +123,23 @@ def declared_claims(
         claims.append(Claim(f"annotation {VOLCANO_GROUP_ANNOTATION}", to_label_value(volcano_name)))
         podgroups.append((VOLCANO_PODGROUP, volcano_name, "Volcano"))
 
-    existing = labels.get(settings.gang_label)
-    if existing:
-        claims.append(Claim(f"label {settings.gang_label}", existing))
-        podgroups.append((PLUGINS_PODGROUP, existing, "scheduler-plugins"))
+    plugins_group = labels.get(PLUGINS_POD_GROUP_LABEL)
+    if plugins_group:
+        claims.append(Claim(f"label {PLUGINS_POD_GROUP_LABEL}", to_label_value(plugins_group)))
+        podgroups.append((PLUGINS_PODGROUP, plugins_group, "scheduler-plugins"))
     return claims, podgroups
 
 
 async def podgroup_size(
     podgroups: list[tuple[str, str, str]], *, namespace: str, owners: Owners
 ) -> Claim | None:
-    """The first referenced PodGroup object that states a gang size, read through `owners`."""
-    for api_version, name, convention in podgroups:
-        obj = await owners.get_owner(api_version, "PodGroup", namespace, name)
+    """The first referenced PodGroup object (in the documented order) that states a gang size.
+
+    All referenced PodGroups are read at once: the slowest read bounds the time, not their sum."""
+    objects = await asyncio.gather(
+        *(owners.get_owner(api_version, "PodGroup", namespace, name) for api_version, name, _ in podgroups)
+    )
+    for (api_version, name, convention), obj in zip(podgroups, objects, strict=True):
         spec = obj.get("spec") if obj is not None else None
         if not isinstance(spec, dict):
             continue
