@@ -8,6 +8,7 @@ failure; no assertion is about time.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from typing import Any
 
 from tests.webhook.helpers import gang, gpu_pod, obj, owner_ref, run
@@ -28,7 +29,7 @@ PODGROUP = obj("scheduling.volcano.sh/v1beta1", "PodGroup", "vc", {"minMember": 
 class GatedOwners(DictOwners):
     """DictOwners whose reads wait until `release` is set, counting reads in flight at once."""
 
-    def __init__(self, objects: list[Object], *, wait_for: int | None = None, never: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    def __init__(self, objects: list[Object], *, wait_for: int | None = None, never: Collection[str] = ()) -> None:
         super().__init__(objects)
         self.release = asyncio.Event()
         self.in_flight = 0

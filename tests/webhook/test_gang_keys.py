@@ -7,7 +7,17 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from tests.webhook.helpers import GANG_LABEL, MIN_MEMBER, NS, PLUGINS_LABEL, gang, gpu_pod, obj, owner_ref, run
+from tests.webhook.helpers import (
+    GANG_LABEL,
+    MIN_MEMBER,
+    NS,
+    PLUGINS_LABEL,
+    gang,
+    gpu_pod,
+    obj,
+    owner_ref,
+    run,
+)
 from webhook.owners import DictOwners
 from webhook.settings import WebhookSettings
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.webhook.helpers import PLUGINS_LABEL, NS, gang, gpu_pod, obj, owner_ref, run
+from tests.webhook.helpers import NS, PLUGINS_LABEL, gang, gpu_pod, obj, owner_ref, run
 from webhook.owners import DictOwners
 
 GROUP = PLUGINS_LABEL

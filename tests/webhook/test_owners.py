@@ -12,6 +12,7 @@ from tests.webhook.fakeapi import JOB, Clock
 from webhook.owners import KubeOwners
 from webhook.settings import WebhookSettings
 
+
 def owners(client: ApiClient, clock: Clock | None = None, **kwargs: Any) -> KubeOwners:
     return KubeOwners(api_client=client, clock=clock or Clock(), **kwargs)
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from webhook.errors import MalformedReviewError
@@ -83,9 +83,10 @@ async def resolve(
     """(gang name, gang size) for the pod; raises GangDeclarationError when its declarations contradict."""
     claims, podgroups = declared_claims(pod, labels, annotations, settings)
     size_declared = any(claim.size is not None for claim in claims)
-    reads: list[Awaitable[Claim | None]] = [
-        workload_claim(pod, labels, annotations, namespace=namespace, owners=owners, settings=settings)
-    ]
+    workload_read = workload_claim(pod, labels, annotations, namespace=namespace, owners=owners, settings=settings)
+    reads: list[Coroutine[Any, Any, Claim | None]] = []
+    if workload_read is not None:
+        reads.append(workload_read)
     if podgroups and not size_declared:
         reads.append(podgroup_size(podgroups, namespace=namespace, owners=owners))
     results, late = await _within(settings.gang_lookup_budget_seconds, reads)
@@ -94,8 +95,8 @@ async def resolve(
             f"gpuplace could not read the objects sizing this pod's gang within {settings.gang_lookup_budget_seconds:g} s "
             "(gang_lookup_budget_seconds); their gang size is not used for this pod"
         )
-    workload = results[0]
-    from_podgroup = results[1] if len(results) > 1 else None
+    workload = results.pop(0) if workload_read is not None else None
+    from_podgroup = results.pop(0) if results else None
     if workload is not None:
         claims.append(workload)
 
@@ -116,9 +117,17 @@ async def resolve(
     return name, size
 
 
-async def _within(budget: float, reads: list[Awaitable[T | None]]) -> tuple[list[T | None], bool]:
+async def _within(budget: float, reads: list[Coroutine[Any, Any, T | None]]) -> tuple[list[T | None], bool]:
     """Run `reads` concurrently for at most `budget` seconds: their results (None for the ones cut off)
     and whether any was cut off. Cutting off never cancels a shared read (KubeOwners shields those)."""
+    if not reads:
+        return [], False
+    if len(reads) == 1:  # the common case: no task to create (a GPU pod without a gang costs microseconds)
+        try:
+            async with asyncio.timeout(budget):
+                return [await reads[0]], False
+        except TimeoutError:
+            return [None], True
     tasks = [asyncio.ensure_future(read) for read in reads]
     done, pending = await asyncio.wait(tasks, timeout=budget)
     for task in pending:

@@ -26,11 +26,19 @@ spec does not have), the owner is read again (`refresh=True`).
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any
 
 from webhook.owners import Object, Owners
 from webhook.rules.gang_declared import Claim
-from webhook.rules.gang_shapes import count, gang_name, get, is_gang_scheduling_candidate, job_width, requests_managed
+from webhook.rules.gang_shapes import (
+    count,
+    gang_name,
+    get,
+    is_gang_scheduling_candidate,
+    job_width,
+    requests_managed,
+)
 from webhook.settings import WebhookSettings
 
 JOBSET_NAME = "jobset.sigs.k8s.io/jobset-name"
@@ -57,7 +65,7 @@ LWS_API = "leaderworkerset.x-k8s.io/v1"
 RAY_API = "ray.io/v1"
 
 
-async def workload_claim(
+def workload_claim(
     pod: dict[str, Any],
     labels: dict[str, str],
     annotations: dict[str, str],
@@ -65,19 +73,20 @@ async def workload_claim(
     namespace: str,
     owners: Owners,
     settings: WebhookSettings,
-) -> Claim | None:
-    """The claim of the workload owning this pod, if it is a gang of two or more GPU pods."""
+) -> Coroutine[Any, Any, Claim | None] | None:
+    """The read that gives the claim of the workload owning this pod (a gang of two or more GPU pods, or
+    None), or None when the pod names no workload: nothing to read."""
     if labels.get(JOBSET_NAME):
-        return await _jobset(labels, namespace, owners, settings)
+        return _jobset(labels, namespace, owners, settings)
     if ref := _reference(pod, labels, "batch", "Job", JOB_NAME_LABELS):
-        return await _job(ref, labels, annotations, namespace, owners)
+        return _job(ref, labels, annotations, namespace, owners)
     if ref := _reference(pod, labels, "kubeflow.org", "PyTorchJob", ()) or _pytorch_label(labels):
-        return await _pytorchjob(ref, labels, namespace, owners, settings)
+        return _pytorchjob(ref, labels, namespace, owners, settings)
     if labels.get(LWS_NAME) and labels.get(LWS_GROUP_INDEX) is not None:
-        return await _leaderworkerset(labels, annotations, namespace, owners, settings)
+        return _leaderworkerset(labels, annotations, namespace, owners, settings)
     if labels.get(RAY_CLUSTER) and labels.get(RAY_GROUP) and labels.get(RAY_NODE_TYPE) != "head":
         ref = _reference(pod, {}, "ray.io", "RayCluster", ())
-        return await _raycluster(labels, ref[1] if ref else None, namespace, owners)
+        return _raycluster(labels, ref[1] if ref else None, namespace, owners)
     return None
 
 
@@ -213,22 +222,21 @@ async def _pytorchjob(
         if replicas is None:
             return None
         (gpu if requests_managed(get(rspec, "template", "spec"), settings) else cpu)[str(rtype)] = replicas
-    members = " + ".join(f"{rtype} {n}" for rtype, n in gpu.items())
-    cpu_pods = sum(cpu.values())
-    not_counted = f"; without GPUs, not counted: {' + '.join(f'{t} {n}' for t, n in cpu.items())}" if cpu else ""
+    detail = " + ".join(f"{rtype} {n}" for rtype, n in gpu.items()) or "no replica type with GPUs"
+    if cpu:
+        detail += f"; without GPUs, not counted: {' + '.join(f'{rtype} {n}' for rtype, n in cpu.items())}"
     size = sum(gpu.values())
     for field, minimum in (
         ("runPolicy.schedulingPolicy.minAvailable", get(spec, "runPolicy", "schedulingPolicy", "minAvailable")),
         ("elasticPolicy.minReplicas", get(spec, "elasticPolicy", "minReplicas")),
     ):
         if isinstance(minimum, int) and not isinstance(minimum, bool) and minimum > 0:
-            # The minimum counts pods of every replica type; CPU pods never reach gpuplace, so at most
-            # `cpu_pods` of the minimum can be met without GPU members.
-            size = min(size, max(0, minimum - cpu_pods))
-            members = f"{field} {minimum} of {members}{f' and {cpu_pods} without GPUs' if cpu_pods else ''}"
-            not_counted = ""
+            # The minimum counts pods of every replica type; CPU pods never reach gpuplace, and at most
+            # all of them count towards it, so the GPU pods needed are the minimum less the CPU pods.
+            size = min(size, max(0, minimum - sum(cpu.values())))
+            detail = f"{field} {minimum}; {detail}"
             break
-    return _gang(f"PyTorchJob {namespace}/{name} ({members}{not_counted})", gang_name("pytorchjob", name), size)
+    return _gang(f"PyTorchJob {namespace}/{name} ({detail})", gang_name("pytorchjob", name), size)
 
 
 async def _leaderworkerset(
