@@ -14,7 +14,9 @@ Flow for a pod CREATE:
    original and the copy (jsonpatch.make_patch, on the parts that differ) is returned, or nothing.
 
 Idempotence: every rule only adds what is missing, so a second invocation (reinvocationPolicy IfNeeded)
-finds nothing to add and returns no patch. dryRun changes nothing: the engine has no side effects.
+finds nothing to add and returns no patch. The one value a rule may replace is its own output: the gang
+rule re-resolves from its inputs and updates `gpuplace.io/gang*` when the owner changed in between
+(rules/gang.py). dryRun changes nothing: the engine has no side effects.
 """
 
 from __future__ import annotations

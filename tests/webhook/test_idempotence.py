@@ -18,7 +18,7 @@ from webhook.settings import SchedulerRouting, WebhookSettings
 ROUTED = WebhookSettings(routing=SchedulerRouting(enabled=True))
 OWNERS = DictOwners(
     [
-        obj("batch/v1", "Job", "train", {"parallelism": 4, "completions": 4}),
+        obj("batch/v1", "Job", "train", {"parallelism": 4, "completions": 4, "completionMode": "Indexed"}),
         obj("scheduling.volcano.sh/v1beta1", "PodGroup", "vc", {"minMember": 3}),
     ]
 )
@@ -50,6 +50,7 @@ def pods(draw: st.DrawFn) -> dict[str, Any]:
             st.sampled_from(
                 [
                     "scheduling.x-k8s.io/pod-group",
+                    "gpuplace.io/gang",
                     "kueue.x-k8s.io/pod-group-name",
                     "batch.kubernetes.io/job-name",
                 ]
@@ -62,6 +63,7 @@ def pods(draw: st.DrawFn) -> dict[str, Any]:
             st.sampled_from(
                 [
                     "gpuplace.io/gang-size",
+                    "gpuplace.io/gang-min-member",
                     "scheduling.k8s.io/group-name",
                     "kueue.x-k8s.io/pod-group-total-count",
                 ]
@@ -102,8 +104,10 @@ def _run(p: dict[str, Any]) -> Result:
 @given(pods())
 def test_second_pass_is_empty_and_patches_only_add(p: dict[str, Any]) -> None:
     first = _run(p)
+    own = ("/metadata/labels/gpuplace.io~1gang", "/metadata/annotations/gpuplace.io~1gang-min-member")
     for op in first.patch:
-        assert op["op"] == "add" or (op["op"] == "replace" and op["path"] == "/spec/schedulerName"), op
+        replaces_own = op["op"] == "replace" and op["path"] in ("/spec/schedulerName", *own)
+        assert op["op"] == "add" or replaces_own, op
     second = _run(first.pod)
     assert second.response["response"]["allowed"] == first.response["response"]["allowed"]
     assert second.patch == []
