@@ -13,7 +13,7 @@ from kubernetes_asyncio.client import ApiClient
 
 from tests.webhook.fakeapi import Clock, FakeApiserver
 from tests.webhook.helpers import NS, gang, gpu_pod, obj, owner_ref, run
-from webhook.owners import KubeOwners
+from webhook.owners import DictOwners, KubeOwners
 
 GPU_TEMPLATE = {"spec": {"containers": [{"name": "w", "resources": {"limits": {"nvidia.com/gpu": "8"}}}]}}
 JOBSET_PATH = f"/apis/jobset.x-k8s.io/v1alpha2/namespaces/{NS}/jobsets/llm"
@@ -124,3 +124,43 @@ async def test_reinvocation_over_a_refreshed_cache_replaces_the_size_without_a_d
     second = await run(again, owners=owners)
     assert second.allowed, second.message
     assert gang(second) == ("jobset_llm", "6")
+
+
+class StaleOwners(DictOwners):
+    """Serves `stale` objects like an unexpired cache would, and the current ones only on refresh=True."""
+
+    def __init__(self, stale: list[dict[str, Any]], current: list[dict[str, Any]]) -> None:
+        super().__init__(current)
+        self.stale = DictOwners(stale)
+
+    async def get_owner(self, api_version: str, kind: str, namespace: str, name: str, **kwargs: Any) -> Any:
+        if kwargs.get("refresh"):
+            return await super().get_owner(api_version, kind, namespace, name, **kwargs)
+        self.calls.append((api_version, kind, namespace, name))
+        return await self.stale.get_owner(api_version, kind, namespace, name, **kwargs)
+
+
+def pytorchjob(workers: int) -> dict[str, Any]:
+    specs = {"Worker": {"replicas": workers, "template": GPU_TEMPLATE}}
+    return obj("kubeflow.org/v1", "PyTorchJob", "ddp", {"pytorchReplicaSpecs": specs})
+
+
+def pytorch_pod(index: int) -> dict[str, Any]:
+    labels = {"training.kubeflow.org/replica-type": "worker", "training.kubeflow.org/replica-index": str(index)}
+    return gpu_pod(labels=labels, owners=[owner_ref("PyTorchJob", "ddp", api_version="kubeflow.org/v1")])
+
+
+async def test_a_pytorchjob_scaled_up_is_read_again_when_a_pod_has_a_replica_index_the_cached_spec_lacks() -> None:
+    owners = StaleOwners([pytorchjob(2)], [pytorchjob(4)])
+    assert gang(await run(pytorch_pod(1), owners=owners)) == ("pytorchjob_ddp", "2")  # nothing says it changed
+    assert owners.refreshes == []
+    assert gang(await run(pytorch_pod(3), owners=owners)) == ("pytorchjob_ddp", "4")
+    assert len(owners.refreshes) == 1
+
+
+async def test_a_jobset_pod_without_its_replicated_job_label_does_not_force_a_read_each_time() -> None:
+    owners = StaleOwners([jobset("u1", 2)], [jobset("u1", 2)])
+    p = jobset_pod("u1", 2)
+    del p["metadata"]["labels"]["jobset.sigs.k8s.io/replicatedjob-name"]
+    assert gang(await run(p, owners=owners)) == ("jobset_llm", "4")
+    assert owners.refreshes == []

@@ -163,6 +163,8 @@ async def _jobset(labels: dict[str, str], namespace: str, owners: Owners, settin
     def outdated(jobset: Object) -> bool:
         rjobs = get(jobset, "spec", "replicatedJobs")
         mine = [r for r in rjobs if get(r, "name") == own_rjob] if isinstance(rjobs, list) else []
+        if not own_rjob:
+            return False
         return not mine or (own_replicas is not None and count(get(mine[0], "replicas"), 1) != own_replicas)
 
     jobset = await _read(owners, JOBSET_API, "JobSet", namespace, name, labels.get(JOBSET_UID) or None, outdated)
