@@ -23,6 +23,7 @@ import orjson
 from placement_core import GpuRequest, Reason, explain
 from scheduler.context import ExtenderContext
 from scheduler.namelists import NameList
+from scheduler.nominated import refilter
 from scheduler.podreq import PodRequestError
 from scheduler.wire import ExtenderArgs, ExtenderFilterResult
 
@@ -131,6 +132,8 @@ def filter_nodes(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | 
     safe = np.where(known, rows, 0)
     reason = np.where(known, reason_all[safe], np.int8(Reason.UNSCHEDULABLE)).astype(np.int8)
     detail = np.where(known, detail_all[safe], 0).astype(np.int64)
+    if len(cache.nominated):  # GPUs freed for a nominated pod are not given away (scheduler.nominated)
+        refilter(cache, req, pod, rows, reason, detail)
     ok = reason == 0
     if not ok.all():
         ctx.metrics.count_rejections(reason)
