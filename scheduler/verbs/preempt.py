@@ -28,6 +28,8 @@ So, per candidate node, gpuplace only ever ADDS victims:
    gpuplace: bound with a known priority). Still no fit → leave the node out. Otherwise reprieve them
    as `SelectVictimsOnNode` does: in importance order (priority, then start time), the PDB-violating
    ones first, then the rest; a pod stays only if the preemptor still fits. What is left is added.
+   Within one importance level (upstream's order there is arbitrary) gpuplace reprieves the largest
+   subset that still fits, so ties are broken towards the fewest victims.
 5. `NumPDBViolations` = kube-scheduler's count for its own victims + the added victims that violate a
    budget, classified like `filterPodsWithPDBViolation` over all the node's potential victims in
    importance order (scheduler.disruption; gpuplace watches PDBs for this).
@@ -48,6 +50,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from itertools import combinations, groupby
 
 from placement_core import GpuRequest, Placement, Reason, placer
 from scheduler.context import ExtenderContext
@@ -57,6 +60,7 @@ from scheduler.podreq import PodRequestError
 from scheduler.wire import ExtenderPreemptionArgs, ExtenderPreemptionResult, MetaPod, MetaVictims, Pod
 
 log = logging.getLogger("gpuplace.scheduler.preempt")
+MAX_EXHAUSTIVE = 8  # pods of one importance level searched exhaustively (2^8 fit checks at most)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +129,10 @@ def victims_on_node(
         potential = sorted([*cand.victims, *extra], key=Victim.importance)
         bad = dict(zip((v.uid for v in potential), cache.disruption.violating(potential), strict=True))
         extra.sort(key=lambda v: (not bad[v.uid], v.importance()))  # violating first, then by importance
-        added: list[Victim] = []
         placements = dict(released)
-        for v in extra:
-            state.allocate(v.uid, placements[v.uid], check=False)
-            if _fits(ctx, preemptor, node, row, req) != 0:
-                state.release(v.uid)
-                added.append(v)
+        added: list[Victim] = []
+        for _, level in groupby(extra, key=lambda v: (not bad[v.uid], v.importance()[:3])):
+            added += _reprieve(ctx, preemptor, node, row, req, list(level), placements)
         added.sort(key=Victim.importance)
         log.info(
             "preempt %s on %s: adding %d victim(s) to kube-scheduler's %d to free suitable GPUs",
@@ -145,6 +146,47 @@ def victims_on_node(
         for uid, p in released:
             if uid not in state.allocations:
                 state.allocate(uid, p, check=False)
+
+
+def _reprieve(
+    ctx: ExtenderContext,
+    preemptor: Pod,
+    node: str,
+    row: int,
+    req: GpuRequest,
+    level: list[Victim],
+    placements: dict[str, Placement],
+) -> list[Victim]:
+    """Put back the largest subset of one importance level that keeps the preemptor fitting (the
+    state fits on entry); return the rest, the victims. Within a level upstream's order is arbitrary
+    (pods without a start time count as started "now"), so gpuplace takes the one that evicts fewest:
+    exhaustively for up to MAX_EXHAUSTIVE pods, else one at a time in UID order as upstream would."""
+    state = ctx.cache.state
+
+    def put(vs: tuple[Victim, ...]) -> None:
+        for v in vs:
+            state.allocate(v.uid, placements[v.uid], check=False)
+
+    def take(vs: tuple[Victim, ...]) -> None:
+        for v in vs:
+            state.release(v.uid)
+
+    if len(level) <= MAX_EXHAUSTIVE:
+        for size in range(len(level), 0, -1):
+            for keep in combinations(level, size):
+                put(keep)
+                if _fits(ctx, preemptor, node, row, req) == 0:
+                    kept = {v.uid for v in keep}
+                    return [v for v in level if v.uid not in kept]
+                take(keep)
+        return list(level)
+    evicted = []
+    for v in level:
+        put((v,))
+        if _fits(ctx, preemptor, node, row, req) != 0:
+            take((v,))
+            evicted.append(v)
+    return evicted
 
 
 def _answer(victims: list[Victim], pdb_violations: int) -> MetaVictims:

@@ -230,3 +230,14 @@ def test_nominated_pods_count_in_the_dry_run() -> None:
     # GPUs 6-7 are held for "nom": evicting g0 alone frees no pair, g1 completes 0-1
     assert sorted(answer(r, "p0", u)) == ["g0", "g1"]  # equal importance: either order
     assert ctx.cache.state.check_invariants() == []
+
+
+def test_ties_are_broken_towards_the_fewest_victims() -> None:
+    """All extras have one importance (no start times): any reprieve order is upstream's; gpuplace
+    takes the one that adds a single partner instead of freeing a third pair."""
+    for _ in range(5):  # UIDs are random: a UID-order greedy would often evict two
+        pods = full_node([1, 2, 1, 2, 2, 2, 2, 2])
+        ctx = make_ctx([pairs_node()], pods)
+        u = uids(pods)
+        got = answer(preempt(meta(high(), {"p0": [u["g0"], u["g2"]]}), ctx), "p0", u)
+        assert len(got) == 3 and got[0] in ("g1", "g3") and got[1:] == ["g0", "g2"]

@@ -1,0 +1,186 @@
+"""Preemption through gpuplace on upstream kube-scheduler v1.36.3 (scheduler.verbs.preempt).
+
+The node is an 8x A40 box whose NVLink bridges join GPUs in pairs (0-1, 2-3, 4-5, 6-7), so which GPUs
+the victims free decides whether a 2-GPU NVLink pod fits. kube-scheduler's dry run counts GPUs only;
+gpuplace keeps its victims and adds what frees a bridged pair. Victims have
+terminationGracePeriodSeconds 0, so kube-apiserver deletes them at once (no kubelet needed).
+
+Low pods are placed one by one through gpuplace and their GPUs read from their records, so each test
+builds exactly the layout it needs whatever GPU-choice policy gpuplace runs.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
+from gpuplace.localcluster.processes import probe
+from gpuplace.localcluster.workload import create_pod, node_names, pod_manifest, wait_bound, wait_pending
+from tests.e2e.helpers import NodeFactory, audit_namespaces, node_topology, owner, read_pod, record_of
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("gpuplace_scheduler")]
+
+PAIR = {"gpuplace.io/nvlink": "required"}
+
+
+@pytest.fixture
+async def priorities(k8s: client.ApiClient) -> AsyncIterator[dict[str, str]]:
+    """PriorityClasses low1 (100) < low2 (200) < high (1000), unique to the test; deleted after it."""
+    api = client.SchedulingV1Api(k8s)
+    tag = secrets.token_hex(3)
+    names = {key: f"e2e-{key}-{tag}" for key in ("low1", "low2", "high")}
+    for key, value in (("low1", 100), ("low2", 200), ("high", 1000)):
+        body: Any = {
+            "metadata": {"name": names[key]},
+            "value": value,
+            "preemptionPolicy": "PreemptLowerPriority",
+        }
+        await api.create_priority_class(body)
+    yield names
+    for name in names.values():
+        try:
+            await api.delete_priority_class(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def metric(gp: GpuplaceServer, name: str, labels: str) -> float:
+    status, body = probe(f"{gp.extender_base}/metrics", ca_file=gp.cp.ca_file)
+    assert status == 200
+    return sum(
+        float(ln.rsplit(" ", 1)[1]) for ln in body.splitlines() if ln.startswith(name) and labels in ln
+    )
+
+
+class Layout:
+    """Places pods on one node through the real scheduler and remembers who holds which GPU."""
+
+    def __init__(self, k8s: client.ApiClient, namespace: str, node: str, classes: dict[str, str]) -> None:
+        self.k8s, self.namespace, self.node, self.classes = k8s, namespace, node, classes
+        self.holder: dict[int, str] = {}  # GPU → pod name
+        self.partner: dict[int, int] = {}
+
+    async def load_topology(self) -> None:
+        links = (await node_topology(self.k8s, self.node))["links"]
+        self.partner = {g: next(j for j, n in enumerate(row) if n) for g, row in enumerate(links)}
+
+    def body(self, name: str, cls: str, *, gpus: int = 1, **kw: Any) -> dict[str, Any]:
+        b = pod_manifest(name, gpus=gpus, node_selector=owner(self.namespace), **kw)
+        b["spec"]["priorityClassName"] = self.classes[cls]
+        return b
+
+    async def place(self, name: str, cls: str, *, gpus: int = 1, **kw: Any) -> tuple[int, ...]:
+        await create_pod(self.k8s, self.namespace, self.body(name, cls, gpus=gpus, **kw))
+        assert (await wait_bound(self.k8s, self.namespace, [name]))[name] == self.node
+        got = (await record_of(self.k8s, self.namespace, name)).gpus
+        for g in got:
+            self.holder[g] = name
+        return tuple(got)
+
+    async def fill(self, cls: str, prefix: str) -> None:
+        i = 0
+        while len(self.holder) < 8:
+            await self.place(f"{prefix}{i}", cls)
+            i += 1
+
+    async def split_pair(self, victim_cls: str, partner_cls: str) -> tuple[int, int]:
+        """Two `victim_cls` pods on different bridged pairs, the rest of the node `partner_cls`."""
+        a = (await self.place("va", victim_cls))[0]
+        i = 0
+        while self.partner[a] not in self.holder:
+            assert len(self.holder) < 7, f"gpuplace never filled GPU {a}'s partner: {self.holder}"
+            await self.place(f"pa{i}", partner_cls)
+            i += 1
+        b = (await self.place("vb", victim_cls))[0]
+        assert self.partner[a] != b and b != a
+        await self.fill(partner_cls, "rest")
+        return a, b
+
+
+async def test_preemption_adds_the_fewest_victims_that_free_a_bridged_pair(
+    gpuplace: GpuplaceServer,
+    k8s: client.ApiClient,
+    namespace: str,
+    node_factory: NodeFactory,
+    priorities: dict[str, str],
+) -> None:
+    """kube-scheduler's dry run picks the two lowest-priority pods, which sit on different pairs:
+    evicting only them frees no pair (the old code left the node out, so nothing happened). gpuplace
+    keeps both and adds ONE partner; the high pod binds on its nominated node, on the freed pair."""
+    node = await node_factory("a40-pairs", labels=owner(namespace), topology=True)
+    lay = Layout(k8s, namespace, node, priorities)
+    await lay.load_topology()
+    a, b = await lay.split_pair("low1", "low2")
+    before = dict(lay.holder)
+    preempts = metric(gpuplace, "gpuplace_extender_request_seconds_count", 'verb="preempt"')
+
+    await create_pod(k8s, namespace, lay.body("high", "high", gpus=2, annotations=PAIR))
+    assert (await wait_bound(k8s, namespace, ["high"], within=120))["high"] == node
+    got = (await record_of(k8s, namespace, "high")).gpus
+    assert sorted(got) in (
+        [min(a, lay.partner[a]), max(a, lay.partner[a])],
+        [min(b, lay.partner[b]), max(b, lay.partner[b])],
+    )
+
+    left = {n for n, on in (await node_names(k8s, namespace)).items() if on}
+    gone = set(before.values()) - left
+    partners = {before[lay.partner[a]], before[lay.partner[b]]}
+    assert len(gone) == 3 and {"va", "vb"} <= gone and len(gone & partners) == 1, gone
+    assert metric(gpuplace, "gpuplace_extender_request_seconds_count", 'verb="preempt"') > preempts
+    result = await audit_namespaces(k8s, namespace)
+    assert result.ok, result.problems
+
+
+async def test_preemption_goes_ahead_when_only_in_tree_filters_need_victims(
+    k8s: client.ApiClient, namespace: str, node_factory: NodeFactory, priorities: dict[str, str]
+) -> None:
+    """The high pod needs host port 7000, held by a low pod; GPUs (a free pair) are no problem. The dry
+    run names the port holder; gpuplace sees a fit and must keep that victim (the old code answered an
+    empty list, which kube-scheduler v1.36 treats as an error that abandons the preemption)."""
+    node = await node_factory("a40-pairs", labels=owner(namespace), topology=True)
+    lay = Layout(k8s, namespace, node, priorities)
+
+    def with_port(body: dict[str, Any]) -> dict[str, Any]:
+        body["spec"]["containers"][0]["ports"] = [{"containerPort": 7000, "hostPort": 7000}]
+        return body
+
+    await create_pod(k8s, namespace, with_port(lay.body("porter", "low1")))
+    others = ["o0", "o1"]
+    for name in others:
+        await lay.place(name, "low1")
+    await wait_bound(k8s, namespace, ["porter"])
+
+    await create_pod(k8s, namespace, with_port(lay.body("high", "high", gpus=2, annotations=PAIR)))
+    assert (await wait_bound(k8s, namespace, ["high"], within=120))["high"] == node
+    left = await node_names(k8s, namespace)
+    assert "porter" not in left and all(left.get(n) == node for n in others)
+    result = await audit_namespaces(k8s, namespace)
+    assert result.ok, result.problems
+
+
+async def test_nothing_is_preempted_when_only_equal_priority_pods_would_free_a_pair(
+    k8s: client.ApiClient, namespace: str, node_factory: NodeFactory, priorities: dict[str, str]
+) -> None:
+    """The dry run would evict the two low pods (on different pairs); their partners have the high
+    pod's own priority and may not be evicted. Evicting the two frees no pair, so gpuplace leaves the
+    node out and nothing is preempted (kube-scheduler alone would evict both for nothing)."""
+    node = await node_factory("a40-pairs", labels=owner(namespace), topology=True)
+    lay = Layout(k8s, namespace, node, priorities)
+    await lay.load_topology()
+    await lay.split_pair("low1", "high")
+
+    await create_pod(k8s, namespace, lay.body("high", "high", gpus=2, annotations=PAIR))
+    await wait_pending(k8s, namespace, "high", contains="no candidate node for preemption", within=60)
+    pods = {n: await read_pod(k8s, namespace, n) for n in ("va", "vb", "high")}
+    assert all(p.metadata.deletion_timestamp is None for p in pods.values())
+    assert pods["va"].spec.node_name == pods["vb"].spec.node_name == node
+    assert not pods["high"].status.nominated_node_name
+    result = await audit_namespaces(k8s, namespace)
+    assert result.ok, result.problems
