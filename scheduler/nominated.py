@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from placement_core import GpuRequest, placer
 from scheduler.podreq import PodRequestError, Rules, pod_request
@@ -152,9 +153,11 @@ def refilter(
     rows: npt.NDArray[np.int64],
     reason: npt.NDArray[np.int8],
     detail: npt.NDArray[np.int64],
-) -> None:
+) -> dict[str, list[Nominated]]:
     """Re-evaluate, in place, the passing offered rows whose node holds nominated pods the pod must
-    yield to. Rejected rows stay as they are: more usage cannot make them pass."""
+    yield to; returns the nodes that fail only because of them. Rejected rows stay as they are: more
+    usage cannot make them pass."""
+    blocked: dict[str, list[Nominated]] = {}
     for node, held in cache.nominated.nodes_against(pod.metadata.uid, pod.spec.priority).items():
         row = cache.state.index.get(node)
         if row is None:
@@ -166,10 +169,25 @@ def refilter(
             r, d = placer.evaluate(cache.state, req, rows=slice(row, row + 1))
         if r[0] != 0:
             log.debug("%s: %s yields to nominated %s", node, pod.key, ", ".join(p.key for p in held))
+            blocked[node] = held
         reason[at] = r[0]
         detail[at] = d[0]
+    return blocked
+
+
+def explain_blocked(failed_json: bytes, blocked: dict[str, list[Nominated]]) -> bytes:
+    """FailedNodes with the nominated pods named on the nodes that fail only because of them (a rare
+    path: the map is decoded and encoded again)."""
+    failed = orjson.loads(failed_json)
+    for node, held in blocked.items():
+        if node in failed:
+            failed[node] = f"{failed[node]}, counting the GPUs held for nominated {_names(held)}"
+    return orjson.dumps(failed)
+
+
+def _names(held: Sequence[Nominated]) -> str:
+    return ", ".join(f"pod {p.key} (priority {p.priority})" for p in held)
 
 
 def describe(held: Sequence[Nominated]) -> str:
-    names = ", ".join(f"{p.key} (priority {p.priority})" for p in held)
-    return f"its GPUs are held for nominated pod(s) {names}"
+    return f"its free GPUs are held for nominated {_names(held)}"

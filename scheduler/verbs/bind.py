@@ -140,7 +140,7 @@ async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderB
         with holding(cache, held):
             placement = placer.choose(cache.state, node, req)
         if placement is None:
-            free = held and placer.choose(cache.state, node, req) is not None
+            free = bool(held) and placer.choose(cache.state, node, req) is not None
             return _fail(args, describe(held) if free else _why_not(ctx, node, req))
         try:
             cache.reserve(uid, args.pod_namespace, args.pod_name, placement)

@@ -52,6 +52,11 @@ def test_filter_keeps_nominated_gpus_from_lower_and_equal_priority_pods() -> Non
     """addGENominatedPods: nominated pods with priority >= the pod's count against it."""
     ctx, nom = setup()
     assert passes(ctx, o.pod("low", gpus=2, priority=0)) == []
+    args = ExtenderArgs.model_validate(o.extender_args(o.pod("low", gpus=2), names=["n0", "n1"]))
+    assert filter_nodes(args, ctx).to_wire().failed_nodes == {
+        "n0": "needs 2 free GPUs; 0 free here, counting the GPUs held for nominated pod default/nom (priority 100)",
+        "n1": "needs 2 free GPUs; 0 free here",
+    }
     assert passes(ctx, o.pod("same", gpus=2, priority=100)) == []
     assert passes(ctx, o.pod("higher", gpus=2, priority=101)) == ["n0"]
     assert passes(ctx, nom) == ["n0"]  # the nominated pod does not yield to itself
@@ -63,7 +68,7 @@ async def test_bind_refuses_a_lower_priority_pod_the_nominated_gpus() -> None:
     ctx, nom = setup()
     low = binder_of(ctx).add(o.pod("low", gpus=2, priority=0))
     r = await bind(bind_args(low, "n0"), ctx)
-    assert "held for nominated pod(s) default/nom (priority 100)" in r.error
+    assert r.error.endswith("its free GPUs are held for nominated pod default/nom (priority 100)")
     assert (await bind(bind_args(nom, "n0"), ctx)).error == ""
     assert ctx.cache.state.check_invariants() == []
 
