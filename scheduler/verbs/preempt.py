@@ -60,7 +60,7 @@ from scheduler.podreq import PodRequestError
 from scheduler.wire import ExtenderPreemptionArgs, ExtenderPreemptionResult, MetaPod, MetaVictims, Pod
 
 log = logging.getLogger("gpuplace.scheduler.preempt")
-MAX_EXHAUSTIVE = 8  # pods of one importance level searched exhaustively (2^8 fit checks at most)
+MAX_EXHAUSTIVE = 6  # pods of one importance level searched exhaustively (2^6 fit checks at most)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +160,7 @@ def _reprieve(
     """Put back the largest subset of one importance level that keeps the preemptor fitting (the
     state fits on entry); return the rest, the victims. Within a level upstream's order is arbitrary
     (pods without a start time count as started "now"), so gpuplace takes the one that evicts fewest:
-    exhaustively for up to MAX_EXHAUSTIVE pods, else one at a time in UID order as upstream would."""
+    exhaustively for up to MAX_EXHAUSTIVE pods, else one at a time in UID order."""
     state = ctx.cache.state
 
     def put(vs: tuple[Victim, ...]) -> None:
