@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+import ssl
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,12 +19,12 @@ from gpuplace.localcluster.workload import create_pod, pod_manifest, wait_bound
 from tests.e2e.helpers import node_topology, owner, record_of
 
 PAIR = {"gpuplace.io/nvlink": "required"}
-CLASSES = (("low1", 100), ("low2", 200), ("high", 1000))
+CLASSES = (("low1", 100), ("low2", 200), ("mid", 300), ("high", 1000))
 
 
 @asynccontextmanager
 async def priority_classes(k8s: client.ApiClient) -> AsyncIterator[dict[str, str]]:
-    """PriorityClasses low1 (100) < low2 (200) < high (1000), with names unique to the caller."""
+    """PriorityClasses low1 (100) < low2 (200) < mid (300) < high (1000), with names unique to the caller."""
     api = client.SchedulingV1Api(k8s)
     tag = secrets.token_hex(3)
     names = {key: f"e2e-{key}-{tag}" for key, _ in CLASSES}
@@ -52,6 +55,32 @@ def metric(gp: GpuplaceServer, name: str, *labels: str) -> float:
         for ln in body.splitlines()
         if ln.startswith(name + "{") and all(lab in ln for lab in labels)
     )
+
+
+def extender(gp: GpuplaceServer, verb: str, payload: dict[str, Any]) -> Any:
+    """POST one extender verb to gpuplace, as kube-scheduler does (the tests' probe of gpuplace's view)."""
+    context = ssl.create_default_context(cafile=str(gp.cp.ca_file)) if gp.extender_https else None
+    request = urllib.request.Request(
+        f"{gp.extender_url}/{verb}", json.dumps(payload).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10, context=context) as response:
+        return json.loads(response.read())
+
+
+def gpu_pod(name: str, namespace: str, *, gpus: int, priority: int) -> dict[str, Any]:
+    """A pod as kube-scheduler sends it to the extender (2-GPU NVLink pods in these tests)."""
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": f"{name}-{secrets.token_hex(4)}",
+            "annotations": PAIR,
+        },
+        "spec": {
+            "priority": priority,
+            "containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}],
+        },
+    }
 
 
 class Layout:
@@ -85,15 +114,24 @@ class Layout:
             await self.place(f"{prefix}{i}", cls)
             i += 1
 
-    async def split_pair(self, victim_cls: str, partner_cls: str) -> tuple[int, int]:
-        """Two `victim_cls` pods on different bridged pairs, the rest of the node `partner_cls`."""
+    async def split_pair(
+        self,
+        victim_cls: str,
+        partner_cls: str,
+        *,
+        rest_cls: str | None = None,
+        partner_labels: dict[str, str] | None = None,
+    ) -> tuple[int, int]:
+        """Two `victim_cls` pods ("va", "vb") on different bridged pairs; "pa<i>" (`partner_cls`, with
+        `partner_labels`) fill GPUs until va's partner is taken, "rest<i>" (`rest_cls`, default
+        `partner_cls`) the rest of the node."""
         a = (await self.place("va", victim_cls))[0]
         i = 0
         while self.partner[a] not in self.holder:
             assert len(self.holder) < 7, f"gpuplace never filled GPU {a}'s partner: {self.holder}"
-            await self.place(f"pa{i}", partner_cls)
+            await self.place(f"pa{i}", partner_cls, labels=partner_labels)
             i += 1
         b = (await self.place("vb", victim_cls))[0]
         assert self.partner[a] != b and b != a
-        await self.fill(partner_cls, "rest")
+        await self.fill(rest_cls or partner_cls, "rest")
         return a, b

@@ -25,9 +25,9 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from gpuplace.localcluster import ControlPlane
 from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
 from gpuplace.localcluster.waiting import wait_until
-from gpuplace.localcluster.workload import create_pod, node_names, wait_bound, wait_pending
+from gpuplace.localcluster.workload import create_pod, wait_bound, wait_pending
 from tests.e2e.helpers import NodeFactory, audit_namespaces, owner, read_pod, record_of
-from tests.e2e.preemption import PAIR, Layout, metric, priority_classes
+from tests.e2e.preemption import PAIR, Layout, extender, gpu_pod, priority_classes
 
 pytestmark = pytest.mark.e2e  # runs its own kube-schedulers: never combine with gpuplace_scheduler
 
@@ -80,8 +80,12 @@ async def test_gpus_freed_for_a_nominated_pod_are_not_given_to_a_lower_priority_
         )
 
         async def gpuplace_sees_freed() -> bool:
-            gone = "victim" not in await node_names(k8s, namespace)
-            return gone and metric(gpuplace, "gpuplace_node_gpus", f'node="{node}"', 'state="free"') == 2
+            """gpuplace's own filter passes the node for a pod above the nominated one's priority."""
+            probe = gpu_pod("probe", namespace, gpus=2, priority=1001)
+            answer = await asyncio.to_thread(
+                extender, gpuplace, "filter", {"Pod": probe, "NodeNames": [node]}
+            )
+            return bool(answer["NodeNames"] == [node])
 
         await wait_until(gpuplace_sees_freed, within=60, what="gpuplace to count the victim's GPUs free")
         high = await read_pod(k8s, namespace, "high")

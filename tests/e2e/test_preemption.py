@@ -11,6 +11,7 @@ builds exactly the layout it needs whatever GPU-choice policy gpuplace runs.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,9 +19,10 @@ import pytest
 from kubernetes_asyncio import client
 
 from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
+from gpuplace.localcluster.waiting import wait_until
 from gpuplace.localcluster.workload import create_pod, node_names, wait_bound, wait_pending
 from tests.e2e.helpers import NodeFactory, audit_namespaces, owner, read_pod, record_of
-from tests.e2e.preemption import PAIR, Layout, metric, priority_classes
+from tests.e2e.preemption import PAIR, Layout, extender, gpu_pod, metric, priority_classes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("gpuplace_scheduler")]
 
@@ -109,5 +111,52 @@ async def test_nothing_is_preempted_when_only_equal_priority_pods_would_free_a_p
     assert all(p.metadata.deletion_timestamp is None for p in pods.values())
     assert pods["va"].spec.node_name == pods["vb"].spec.node_name == node
     assert not pods["high"].status.nominated_node_name
+    result = await audit_namespaces(k8s, namespace)
+    assert result.ok, result.problems
+
+
+async def test_pdb_guarded_pods_are_the_first_to_reprieve(
+    gpuplace: GpuplaceServer,
+    k8s: client.ApiClient,
+    namespace: str,
+    node_factory: NodeFactory,
+    priorities: dict[str, str],
+) -> None:
+    """Either partner completes a pair. va's partner (priority 200) is less important than vb's (300),
+    so by importance alone it would go; but a PodDisruptionBudget guards it (no disruption controller
+    runs here, so status.disruptionsAllowed stays 0: every guarded pod violates). As upstream's
+    SelectVictimsOnNode does, the violating pod is the first to reprieve and vb's partner is evicted."""
+    node = await node_factory("a40-pairs", labels=owner(namespace), topology=True)
+    lay = Layout(k8s, namespace, node, priorities)
+    await lay.load_topology()
+    guard = {"e2e.gpuplace.io/guarded": "true"}
+    a, b = await lay.split_pair("low1", "low2", rest_cls="mid", partner_labels=guard)
+    guarded, other = lay.holder[lay.partner[a]], lay.holder[lay.partner[b]]
+    assert guarded.startswith("pa") and other.startswith("rest"), lay.holder
+    pdb: Any = {
+        "metadata": {"name": "guard"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": guard}},
+    }
+    await client.PolicyV1Api(k8s).create_namespaced_pod_disruption_budget(namespace, pdb)
+
+    uid = {n: (await read_pod(k8s, namespace, n)).metadata.uid for n in set(lay.holder.values())}
+    ask = {
+        "Pod": gpu_pod("probe", namespace, gpus=2, priority=1000),
+        "NodeNameToMetaVictims": {
+            node: {"Pods": [{"UID": uid["va"]}, {"UID": uid["vb"]}], "NumPDBViolations": 0}
+        },
+    }
+
+    async def gpuplace_knows_the_budget() -> bool:
+        answer = await asyncio.to_thread(extender, gpuplace, "preempt", ask)
+        return uid[other] in [p["UID"] for p in answer["NodeNameToMetaVictims"][node]["Pods"]]
+
+    await wait_until(gpuplace_knows_the_budget, within=60, what="gpuplace's preempt to read the PDB")
+
+    await create_pod(k8s, namespace, lay.body("high", "high", gpus=2, annotations=PAIR))
+    assert (await wait_bound(k8s, namespace, ["high"], within=120))["high"] == node
+    left = {n for n, on in (await node_names(k8s, namespace)).items() if on}
+    assert set(lay.holder.values()) - left == {"va", "vb", other}
+    assert sorted((await record_of(k8s, namespace, "high")).gpus) == sorted([b, lay.partner[b]])
     result = await audit_namespaces(k8s, namespace)
     assert result.ok, result.problems
