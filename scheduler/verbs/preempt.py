@@ -134,12 +134,8 @@ def victims_on_node(
         for _, level in groupby(extra, key=lambda v: (not bad[v.uid], v.importance()[:3])):
             added += _reprieve(ctx, preemptor, node, row, req, list(level), placements)
         added.sort(key=Victim.importance)
-        log.info(
-            "preempt %s on %s: adding %d victim(s) to kube-scheduler's %d to free suitable GPUs",
-            preemptor.key,
-            node,
-            len(added),
-            len(cand.victims),
+        log.debug(
+            "preempt %s on %s: %d victim(s) added to %d", preemptor.key, node, len(added), len(cand.victims)
         )
         return _answer(_merge(cand.victims, added), cand.pdb_violations + sum(bad[v.uid] for v in added))
     finally:
@@ -237,8 +233,19 @@ def preempt(args: ExtenderPreemptionArgs, ctx: ExtenderContext) -> ExtenderPreem
     except PodRequestError:
         return ExtenderPreemptionResult()  # filter already failed this pod with the reason
     out: dict[str, MetaVictims] = {}
-    for node, cand in candidates(args, ctx).items():
+    proposed = candidates(args, ctx)
+    extended = 0
+    for node, cand in proposed.items():
         mv = victims_on_node(ctx, args.pod, req, node, cand)
         if mv is not None:
             out[node] = mv
+            extended += len(mv.pods) > len(cand.victims)
+    log.info(
+        "preempt %s: %d candidate node(s): %d as proposed, %d with victims added, %d left out",
+        args.pod.key,
+        len(proposed),
+        len(out) - extended,
+        extended,
+        len(proposed) - len(out),
+    )
     return ExtenderPreemptionResult(node_name_to_meta_victims=out)
