@@ -30,7 +30,9 @@ from typing import Any
 
 from placement_core import ClusterState, DoubleBookingError, GpuRequest, Placement, placer
 from scheduler.contract import Record, RecordError, decode_record
+from scheduler.disruption import Disruption
 from scheduler.nodeinv import NodeInventory, NodeRules, fingerprint, node_inventory
+from scheduler.nominated import Nominations
 from scheduler.podreq import PodRequestError, Rules, pod_request
 from scheduler.settings import SchedulerSettings
 from scheduler.wire import Pod
@@ -102,6 +104,8 @@ class ClusterCache:
         self.synced: dict[str, bool] = {"nodes": False, "pods": False}
         self.last_event: dict[str, float] = {"nodes": 0.0, "pods": 0.0}
         self._locks: dict[str, asyncio.Lock] = {}
+        self.nominated = Nominations(self.pod_rules)  # pending pods holding a node (scheduler.nominated)
+        self.disruption = Disruption()  # PDBs + victim labels/start times (scheduler.disruption)
 
     # ---- locks ---------------------------------------------------------------------------------
     def node_lock(self, node: str) -> asyncio.Lock:
@@ -184,8 +188,10 @@ class ClusterCache:
             self.forget_pod(uid)
             return
         node = spec.get("nodeName") or ""
+        self.nominated.observe(uid, pod)
         if not node:
             return  # pending: holds nothing (a bind in flight holds its reservation)
+        self.disruption.observe_pod(uid, pod)
         fp = (node, (meta.get("annotations") or {}).get(self.pod_rules.keys.gpus))
         old = self.pods.get(uid)
         if old is not None and old.fp == fp:
@@ -309,6 +315,8 @@ class ClusterCache:
         return ok
 
     def forget_pod(self, uid: str) -> None:
+        self.nominated.forget(uid)
+        self.disruption.forget_pod(uid)
         rec = self.pods.pop(uid, None)
         if rec is not None:
             self._by_node.get(rec.node, set()).discard(uid)
@@ -321,6 +329,7 @@ class ClusterCache:
         seen = {str((p.get("metadata") or {}).get("uid") or "") for p in items}
         for uid in [u for u in self.pods if u not in seen]:
             self.forget_pod(uid)
+        self.nominated.retain(seen)
         for uid in [
             u
             for u, r in self.reservations.items()
@@ -361,6 +370,10 @@ class ClusterCache:
     def expired(self) -> list[Reservation]:
         limit = self.clock() - self.settings.reservation_ttl_seconds
         return [r for r in self.reservations.values() if not r.inflight and r.created < limit]
+
+    def guess(self, node: str, req: GpuRequest) -> Placement:
+        """Where `req` would go on `node` now: placer's choice, else the emptiest GPUs (may oversubscribe)."""
+        return placer.choose(self.state, node, req) or self._emptiest(node, req)
 
     def bound_node(self, uid: str) -> str | None:
         """The node the pod is bound to as far as the cache knows (record or unconfirmed reservation)."""

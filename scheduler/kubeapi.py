@@ -97,12 +97,15 @@ def _wrap(e: ApiException) -> Exception:
 
 
 class KubeSource:
-    """Raw LIST pages and WATCH streams of nodes and pods (all namespaces)."""
+    """Raw LIST pages and WATCH streams of nodes, pods and PodDisruptionBudgets (all namespaces)."""
 
     def __init__(self, api: client.ApiClient) -> None:
         self.core = client.CoreV1Api(api)
+        self.policy = client.PolicyV1Api(api)
 
     def _fn(self, kind: str) -> Any:
+        if kind == "poddisruptionbudgets":
+            return self.policy.list_pod_disruption_budget_for_all_namespaces
         return self.core.list_node if kind == "nodes" else self.core.list_pod_for_all_namespaces
 
     async def list(self, kind: str, *, limit: int, continue_token: str | None) -> dict[str, Any]:

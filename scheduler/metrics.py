@@ -99,6 +99,12 @@ class Metrics(CacheHooks):
         self.reservations = Gauge(
             "gpuplace_reservations", "Bind reservations not yet confirmed by the watch", registry=r
         )
+        self.nominated = Gauge(
+            "gpuplace_nominated_pods", "Pending pods whose nominated node holds GPUs for them", registry=r
+        )
+        self.budgets = Gauge(
+            "gpuplace_disruption_budgets", "PodDisruptionBudgets preempt counts violations with", registry=r
+        )
         self._refreshed = -1e18
 
     # ---- CacheHooks ---------------------------------------------------------------------------------
@@ -129,6 +135,8 @@ class Metrics(CacheHooks):
             self.cache_age.labels(kind).set(cache.clock() - t if t else float("nan"))
             self.synced.labels(kind).set(1.0 if cache.synced[kind] else 0.0)
         self.reservations.set(len(cache.reservations))
+        self.nominated.set(len(cache.nominated))
+        self.budgets.set(len(cache.disruption.budgets))
         s = cache.state
         n = s.n_rows
         if n == 0:

@@ -28,7 +28,7 @@ log = logging.getLogger("gpuplace.scheduler")
 
 def reflectors(ctx: ExtenderContext, source: Source) -> list[Reflector]:
     """Nodes first, then pods: a pod's node is usually known when the pod is applied (either order
-    is correct — pods on unknown nodes are counted when the node arrives)."""
+    is correct — pods on unknown nodes are counted when the node arrives). Then PDBs, for preempt."""
     cache, ws, m = ctx.cache, ctx.settings.watch, ctx.metrics
 
     def restart(kind: str) -> Any:
@@ -50,6 +50,14 @@ def reflectors(ctx: ExtenderContext, source: Source) -> list[Reflector]:
             on_event=cache.apply_pod,
             settings=ws,
             on_restart=restart("pods"),
+        ),
+        Reflector(  # only preemption reads PDBs (scheduler.disruption); readiness does not wait for them
+            "poddisruptionbudgets",
+            source,
+            on_list=lambda items, _t: cache.disruption.replace_budgets(items),
+            on_event=cache.disruption.apply_budget,
+            settings=ws,
+            on_restart=restart("poddisruptionbudgets"),
         ),
     ]
 
@@ -74,7 +82,7 @@ async def sweep_forever(ctx: ExtenderContext) -> None:
 
 
 def attach_background(app: web.Application, source: Source | None) -> None:
-    """Run warm-up, the two reflectors (when `source` is given) and the sweeper with the app."""
+    """Run warm-up, the reflectors (when `source` is given) and the sweeper with the app."""
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         ctx = app[CTX]

@@ -76,6 +76,7 @@ class PodSpec(Kube):
 
 class PodStatus(Kube):
     phase: str = ""
+    start_time: str | None = None  # preemption orders victims by it (scheduler.disruption)
 
 
 class Pod(Kube):

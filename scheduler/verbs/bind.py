@@ -47,6 +47,7 @@ from placement_core import DoubleBookingError, Placement, explain, placer
 from scheduler.binder import ApiError, ConflictError
 from scheduler.context import ExtenderContext
 from scheduler.contract import Record, RecordError, decode_record, encode_record
+from scheduler.nominated import describe, holding
 from scheduler.podreq import PodRequestError
 from scheduler.wire import ExtenderBindingArgs, ExtenderBindingResult, Pod
 
@@ -135,9 +136,12 @@ async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderB
     async with cache.node_lock(node):  # re-validate + choose + reserve; no I/O in here
         if cache.bound_node(uid) == node:  # the watch confirmed it while we waited
             return "idempotent"
-        placement = placer.choose(cache.state, node, req)
+        held = cache.nominated.against(uid, pod.spec.priority, node)  # scheduler.nominated
+        with holding(cache, held):
+            placement = placer.choose(cache.state, node, req)
         if placement is None:
-            return _fail(args, _why_not(ctx, node, req))
+            free = bool(held) and placer.choose(cache.state, node, req) is not None
+            return _fail(args, describe(held) if free else _why_not(ctx, node, req))
         try:
             cache.reserve(uid, args.pod_namespace, args.pod_name, placement)
         except (DoubleBookingError, KeyError) as e:

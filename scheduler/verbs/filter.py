@@ -23,6 +23,7 @@ import orjson
 from placement_core import GpuRequest, Reason, explain
 from scheduler.context import ExtenderContext
 from scheduler.namelists import NameList
+from scheduler.nominated import explain_blocked, refilter
 from scheduler.podreq import PodRequestError
 from scheduler.wire import ExtenderArgs, ExtenderFilterResult
 
@@ -131,10 +132,13 @@ def filter_nodes(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | 
     safe = np.where(known, rows, 0)
     reason = np.where(known, reason_all[safe], np.int8(Reason.UNSCHEDULABLE)).astype(np.int8)
     detail = np.where(known, detail_all[safe], 0).astype(np.int64)
+    blocked = refilter(cache, req, pod, rows, reason, detail) if len(cache.nominated) else {}
     ok = reason == 0
     if not ok.all():
         ctx.metrics.count_rejections(reason)
     failed, unresolvable = _failed_maps(req, names, reason, detail)
+    if blocked:  # GPUs freed for a nominated pod are not given away (scheduler.nominated)
+        failed = explain_blocked(failed, blocked)
     array_json = names.json_array(ok)
     if node_items is None:
         ctx.names.register_output(names, ok, array_json)

@@ -46,6 +46,7 @@ def test_rbac_grants_what_the_service_calls() -> None:
     assert grants[("", "nodes")] == {"get", "list", "watch"}
     assert grants[("", "pods")] == {"get", "list", "watch"}  # the record rides on the Binding
     assert grants[("", "pods/binding")] == {"create"}
+    assert grants[("policy", "poddisruptionbudgets")] == {"list", "watch"}  # preempt's PDB count
     binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
     assert binding["subjects"][0] == {
         "kind": "ServiceAccount",

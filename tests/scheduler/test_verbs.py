@@ -7,16 +7,14 @@ from typing import Any
 
 import orjson
 
-from placement_core import Placement
 from scheduler.binder import ApiError, ConflictError, MemoryBinder
 from scheduler.context import ExtenderContext
 from scheduler.verbs.bind import bind, sweep
 from scheduler.verbs.filter import filter_nodes
-from scheduler.verbs.preempt import preempt
 from scheduler.verbs.prioritize import normalise, prioritize
-from scheduler.wire import ExtenderArgs, ExtenderBindingArgs, ExtenderPreemptionArgs
+from scheduler.wire import ExtenderArgs, ExtenderBindingArgs
 from tests.scheduler import objects as o
-from tests.scheduler.conftest import binder_of, make_ctx
+from tests.scheduler.conftest import binder_of
 
 ALL = ["h0", "h1", "v0", "a0", "c0"]
 
@@ -223,64 +221,6 @@ async def test_unconfirmed_reservations_are_swept(cluster: ExtenderContext) -> N
     assert await sweep(cluster) == 1
     assert list(cluster.cache.reservations) == [] and kept["metadata"]["uid"] in cluster.cache.pods
     assert sum(f == 0 for f in cluster.cache.state.gpu_free_milli[cluster.cache.state.index["h1"], :8]) == 1
-
-
-def preempt_args(p: dict[str, Any], victims: dict[str, list[str]]) -> ExtenderPreemptionArgs:
-    return ExtenderPreemptionArgs.model_validate(
-        {
-            "Pod": p,
-            "NodeNameToMetaVictims": {
-                n: {"Pods": [{"UID": u} for u in uids], "NumPDBViolations": 1} for n, uids in victims.items()
-            },
-        }
-    )
-
-
-def test_preempt_returns_the_minimal_set_and_drops_useless_nodes() -> None:
-    def placed(name: str, node: str, gpus: tuple[int, ...], prio: int) -> dict[str, Any]:
-        from scheduler.contract import encode_record
-
-        rec = encode_record(Placement(node=node, gpus=gpus), [])
-        return o.pod(
-            name, gpus=len(gpus), node_name=node, priority=prio, annotations={"gpuplace.io/gpus": rec}
-        )
-
-    pods = [
-        placed("big", "n0", (0, 1, 2, 3), 1),
-        placed("s1", "n0", (4, 5), 0),
-        placed("s2", "n0", (6, 7), 0),
-        placed("x", "v", tuple(range(8)), 0),
-    ]
-    ctx = make_ctx(
-        [
-            o.node("n0"),
-            o.node("v", product="Tesla-V100-SXM2-32GB"),
-            o.node("c", product="", gpus=0),
-            o.node("free"),
-        ],
-        pods,
-    )
-    uid = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods}
-    want = o.pod("want", gpus=4, annotations={"gpuplace.io/nvlink": "required"})
-    r = preempt(
-        preempt_args(want, {"n0": [uid["big"], uid["s1"], uid["s2"]], "c": [], "free": [], "v": []}), ctx
-    )
-    out = {n: [p.uid for p in mv.pods] for n, mv in r.node_name_to_meta_victims.items()}
-    # n0: evicting s1+s2 (priority 0) frees 4 NVSwitch GPUs; big (priority 1) is spared
-    assert out == {"n0": sorted([uid["s1"], uid["s2"]]), "free": []}
-    assert r.node_name_to_meta_victims["n0"].num_pdb_violations == 1
-    assert ctx.cache.state.check_invariants() == [] and len(ctx.cache.state.allocations) == 4
-    # fewest victims within one priority: one 4-GPU pod beats two 2-GPU pods
-    second = [
-        placed("big", "n0", (0, 1, 2, 3), 0),
-        placed("s1", "n0", (4, 5), 0),
-        placed("s2", "n0", (6, 7), 0),
-    ]
-    uid = {p["metadata"]["name"]: p["metadata"]["uid"] for p in second}
-    r = preempt(
-        preempt_args(o.pod("w", gpus=4), {"n0": list(uid.values())}), make_ctx([o.node("n0")], second)
-    )
-    assert [p.uid for p in r.node_name_to_meta_victims["n0"].pods] == [uid["big"]]
 
 
 async def test_a_lost_answer_is_checked_before_rolling_back(cluster: ExtenderContext) -> None:
