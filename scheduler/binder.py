@@ -8,6 +8,12 @@ kube-apiserver v1.36's pods/binding does (pkg/registry/core/pod/storage/storage.
 resourceVersion, when given) as preconditions, refuses a pod being deleted or already assigned (409),
 sets spec.nodeName and merges the Binding's annotations into the pod. The real implementation is
 scheduler.kubeapi.KubeBinder.
+
+It also loses answers the way a network and a busy kube-apiserver do, for the bind-outcome tests:
+`lose_answer` commits a Binding and raises an error in place of its answer (with `fail_after_commit`
+failing the calls after it, e.g. the read that would tell); `late` keeps Bindings uncommitted until
+the caller gives up and commits them afterwards (`commit_late`), as kube-apiserver finishes a request
+whose client has left, until the request's deadline.
 """
 
 from __future__ import annotations
@@ -25,6 +31,10 @@ class ApiError(Exception):
         super().__init__(f"{status}: {message}" if status else message)
         self.status = status
         self.message = message
+
+
+class NotSentError(ApiError):
+    """The request never reached the server (no connection could be made): surely not executed."""
 
 
 class ConflictError(ApiError):
@@ -64,6 +74,9 @@ class MemoryBinder:
         self.delay = delay
         self.on_change = on_change  # e.g. cache.apply_pod, to play the watch
         self.fail: dict[str, ApiError] = {}  # "bind" | "get" → error raised while set
+        self.lose_answer: ApiError | None = None  # a Binding commits, then this is raised instead
+        self.fail_after_commit: dict[str, ApiError] = {}  # merged into `fail` when a Binding commits
+        self.late: list[tuple[str, str, str, str, dict[str, str]]] | None = None  # [] to hold Bindings
         self.calls: list[tuple[str, str, str]] = []
         self._rv = 0
 
@@ -106,7 +119,32 @@ class MemoryBinder:
     async def bind(
         self, namespace: str, name: str, *, uid: str, node: str, annotations: dict[str, str]
     ) -> None:
-        pod = await self._enter("bind", namespace, name)
+        await self._enter("bind", namespace, name)
+        if self.late is not None:  # the server works on it; the caller gives up (cancels) first
+            self.late.append((namespace, name, uid, node, annotations))
+            await asyncio.Event().wait()
+        self._commit(namespace, name, uid=uid, node=node, annotations=annotations)
+        if self.lose_answer is not None:
+            self.fail.update(self.fail_after_commit)
+            raise self.lose_answer
+
+    def commit_late(self) -> list[ApiError | None]:
+        """Apply the held Bindings now, in order (each one's server-side outcome: None = committed)."""
+        out: list[ApiError | None] = []
+        for namespace, name, uid, node, extra in self.late or []:
+            try:
+                self._commit(namespace, name, uid=uid, node=node, annotations=extra)
+                out.append(None)
+            except ApiError as e:
+                out.append(e)
+        self.late = None
+        return out
+
+    def _commit(self, namespace: str, name: str, *, uid: str, node: str, annotations: dict[str, str]) -> None:
+        """BindingREST.setPodNodeAndMetadata: the preconditions, then one update."""
+        pod = self.pods.get((namespace, name))
+        if pod is None:
+            raise NotFoundError(404, f'pods "{name}" not found')
         meta = pod["metadata"]
         if meta.get("uid") != uid:
             raise ConflictError(409, "Precondition failed: UID in precondition does not match")

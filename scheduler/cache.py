@@ -13,7 +13,9 @@ What counts, and why:
   record in one watch event. The watch confirms the reservation when the pod shows up bound to that
   node; a failed bind rolls back only its own reservation; a deleted pod releases it; one not confirmed
   within the TTL is checked against the API (scheduler.verbs.bind.sweep) and rolled back if the pod is
-  not bound there. Nothing the scheduler assumed and never bound can leak: without a bind there is no
+  not bound there. A reservation whose Binding answer was lost (state UNKNOWN) never counts as bound
+  and is kept until the watch shows the outcome or the API server's deadline for that write has surely
+  passed. Nothing the scheduler assumed and never bound can leak: without a bind there is no
   reservation.
 - Restartable: nothing is stored elsewhere. A relist (start, or 410 Gone) replaces the whole picture;
   pods and nodes missing from the new list are forgotten, except reservations younger than the list.
@@ -65,7 +67,19 @@ class Reservation:
     node: str
     placement: Placement
     created: float
-    inflight: bool = True  # the bind coroutine still owns it (the sweeper leaves it alone)
+    state: str = "writing"  # ReservationState.*
+    hold_until: float = 0.0  # a Binding sent for it may still commit until then (the cache's clock)
+
+
+class ReservationState:
+    """WRITING: the bind coroutine owns it (sweeper and relist leave it alone). UNKNOWN: a Binding was
+    sent and its answer lost; it may commit until `hold_until`, so the GPUs stay booked, yet the pod
+    never counts as bound (a retry writes the Binding again). WRITTEN: kube-apiserver answered the
+    Binding; the watch (or the sweeper, after the TTL) confirms it."""
+
+    WRITING = "writing"
+    UNKNOWN = "unknown"
+    WRITTEN = "written"
 
 
 class CacheHooks:
@@ -333,7 +347,7 @@ class ClusterCache:
         for uid in [
             u
             for u, r in self.reservations.items()
-            if u not in seen and r.created < listed_at and not r.inflight
+            if u not in seen and r.created < listed_at and r.state != ReservationState.WRITING
         ]:
             self.forget_pod(uid)
             self.hooks.reservation_rolled_back("pod gone at relist")
@@ -353,8 +367,28 @@ class ClusterCache:
         """The Binding was created: the reservation now waits for the watch (or the sweeper)."""
         res = self.reservations.get(uid)
         if res is not None:
-            res.inflight = False
+            res.state = ReservationState.WRITTEN
             res.created = self.clock()
+
+    def unknown(self, uid: str, hold_until: float) -> None:
+        """A Binding's answer was lost: keep the GPUs until `hold_until` (or the watch) settles it."""
+        res = self.reservations.get(uid)
+        if res is not None:
+            res.state = ReservationState.UNKNOWN
+            res.hold_until = max(res.hold_until, hold_until)
+
+    def resume(self, uid: str) -> Reservation | None:
+        """A retry takes back a reservation whose outcome is unknown, to write its Binding again."""
+        res = self.reservations.get(uid)
+        if res is None or res.state != ReservationState.UNKNOWN:
+            return None
+        res.state = ReservationState.WRITING
+        return res
+
+    def held(self, uid: str) -> Reservation | None:
+        """The pod's reservation while the outcome of its Binding is unknown."""
+        res = self.reservations.get(uid)
+        return res if res is not None and res.state == ReservationState.UNKNOWN else None
 
     def rollback(self, uid: str, why: str) -> None:
         """Undo this pod's reservation, and nothing else: only while the reservation exists (the watch
@@ -368,17 +402,26 @@ class ClusterCache:
         self.hooks.reservation_rolled_back(why)
 
     def expired(self) -> list[Reservation]:
-        limit = self.clock() - self.settings.reservation_ttl_seconds
-        return [r for r in self.reservations.values() if not r.inflight and r.created < limit]
+        """Reservations for the sweeper: written ones the watch has not confirmed within the TTL, and
+        unknown ones whose Binding can no longer commit."""
+        now = self.clock()
+        limit = now - self.settings.reservation_ttl_seconds
+        return [
+            r
+            for r in self.reservations.values()
+            if (r.state == ReservationState.WRITTEN and r.created < limit)
+            or (r.state == ReservationState.UNKNOWN and r.hold_until < now)
+        ]
 
     def guess(self, node: str, req: GpuRequest) -> Placement:
         """Where `req` would go on `node` now: placer's choice, else the emptiest GPUs (may oversubscribe)."""
         return placer.choose(self.state, node, req) or self._emptiest(node, req)
 
     def bound_node(self, uid: str) -> str | None:
-        """The node the pod is bound to as far as the cache knows (record or unconfirmed reservation)."""
+        """The node the pod is bound to as far as the cache knows: its record, or a reservation whose
+        Binding kube-apiserver accepted. Never one whose outcome is unknown."""
         rec = self.pods.get(uid)
         if rec is not None:
             return rec.node
         res = self.reservations.get(uid)
-        return res.node if res is not None and not res.inflight else None
+        return res.node if res is not None and res.state == ReservationState.WRITTEN else None

@@ -13,6 +13,12 @@ annotated, with a placement meant for its predecessor (409), and the placement r
 exactly when the pod is bound. No resourceVersion is sent, as kube-scheduler's DefaultBinder sends
 none: the server refuses an already-assigned pod by itself, and any unrelated write to the pending pod
 (a status condition, a label) would otherwise fail the bind.
+
+The Binding carries `?timeout=`, as client-go's `Request.Timeout` does: kube-apiserver then works on
+it for at most that long (v1.36 staging/src/k8s.io/apiserver/pkg/endpoints/filters/request_deadline.go,
+`withRequestDeadline`: the deadline is the smaller of the request's `timeout` and --request-timeout,
+counted from the request's arrival). That bounds how late a Binding whose answer was lost can still
+commit, which is how long bind keeps its GPUs reserved (scheduler.verbs.bind).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import orjson
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from scheduler.binder import ApiError, api_error
+from scheduler.binder import ApiError, NotSentError, api_error
 from scheduler.watch import GoneError
 
 
@@ -147,6 +153,8 @@ class KubeSource:
 
 
 class KubeBinder:
+    """`timeout`: our wait for each call, and the server-side deadline sent with the Binding."""
+
     def __init__(self, api: client.ApiClient, *, timeout: float = 10.0) -> None:
         self.core = client.CoreV1Api(api)
         self.timeout = timeout
@@ -156,7 +164,9 @@ class KubeBinder:
             resp = await asyncio.wait_for(coro, self.timeout)
         except ApiException as e:
             raise _wrap(e) from None
-        except (TimeoutError, aiohttp.ClientError) as e:
+        except aiohttp.ClientConnectorError as e:  # connect or TLS handshake failed: nothing was sent
+            raise NotSentError(0, f"API call failed: {e!r}") from None
+        except (TimeoutError, aiohttp.ClientError) as e:  # may have been sent, and executed
             raise ApiError(0, f"API call failed: {e!r}") from None
         return await _json(resp)
 
@@ -180,6 +190,16 @@ class KubeBinder:
             "metadata": {"name": name, "namespace": namespace, "uid": uid, "annotations": annotations},
             "target": {"apiVersion": "v1", "kind": "Node", "name": node},
         }
+        api = self.core.api_client
         await self._call(
-            self.core.create_namespaced_pod_binding(name, namespace, body, _preload_content=False)
+            api.call_api(  # as CoreV1Api.create_namespaced_pod_binding, plus the `timeout` parameter
+                "/api/v1/namespaces/{namespace}/pods/{name}/binding",
+                "POST",
+                {"name": name, "namespace": namespace},
+                [("timeout", f"{max(1, round(self.timeout * 1000))}ms")],
+                {"Accept": "application/json", "Content-Type": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+            )
         )

@@ -20,7 +20,7 @@ from aiohttp import web
 from placement_core import placer
 from scheduler.context import ExtenderContext
 from scheduler.http import CTX
-from scheduler.verbs.bind import sweep
+from scheduler.verbs.bind import hold_seconds, sweep
 from scheduler.watch import Reflector, Source
 
 log = logging.getLogger("gpuplace.scheduler")
@@ -70,7 +70,7 @@ async def warm_up(ctx: ExtenderContext) -> None:
 
 
 async def sweep_forever(ctx: ExtenderContext) -> None:
-    period = max(1.0, ctx.settings.reservation_ttl_seconds / 4)
+    period = max(1.0, min(ctx.settings.reservation_ttl_seconds, hold_seconds(ctx.settings)) / 4)
     while True:
         await asyncio.sleep(period)
         try:

@@ -125,7 +125,22 @@ class SchedulerSettings(_Section):
         default=20.0,
         gt=0,
         description="Budget for the Binding API call (with its re-read on a conflict); keep it "
-        "below the extender httpTimeout. Default 20.",
+        "below the extender httpTimeout. The Binding also asks kube-apiserver for this deadline "
+        "(`?timeout=`). Default 20.",
+    )
+    apiserver_request_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="kube-apiserver's --request-timeout (its default: 60 s). A Binding whose answer was "
+        "lost may still commit until the server's deadline, min(this, bind_timeout_seconds), has passed; "
+        "until then (plus apiserver_deadline_margin_seconds) its GPUs stay reserved. Default 60.",
+    )
+    apiserver_deadline_margin_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="Added to the server's deadline before a lost Binding counts as never written: an "
+        "etcd write proposed just before the deadline can still commit after it (etcd's own request "
+        "timeout is 5 s + 2 election timeouts). Default 10.",
     )
     watch: WatchSettings = Field(default_factory=WatchSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)

@@ -13,10 +13,41 @@ Order:
    the same name is neither bound nor annotated: 409), a pod being deleted or already assigned is
    refused (409), else spec.nodeName is set and the annotations are merged. So the placement record
    exists on a pod exactly when the pod is bound — what the cache rebuilds from after a restart;
-3. success: the reservation waits for the watch (or the sweeper) to confirm it.
-Any failure of step 2 rolls the reservation back (HAMi #2308: bind failures not rolled back) and
-returns `Error`. After a timeout or 5xx the write may still have landed, so the pod is read first and
-the reservation kept when it is bound to this node with our record.
+3. success (201, or a 409 the pod's state shows to be our own earlier write): the reservation is
+   WRITTEN and waits for the watch (or the sweeper) to confirm it. A definitive refusal (4xx, or a
+   409 for a pod re-created, being deleted or bound otherwise) rolls it back (HAMi #2308: bind
+   failures not rolled back) and returns `Error`.
+
+Lost answers (no response, our timeout, a 5xx, or this call cancelled mid-write): the Binding may have
+committed, or may still commit. kube-apiserver keeps working on a request after its own 504 and after
+the client left, until the request's deadline (v1.36 staging/src/k8s.io/apiserver: filters
+`withRequestDeadline` sets it, the smaller of the `timeout` we send and --request-timeout;
+`WithTimeoutForNonLongRunningRequests` answers 504 while the handler runs on), and an etcd write
+proposed before that deadline can commit just after it. So:
+- the pod is read once (a quorum read). Bound to this node with our record: success. Gone,
+  re-created, being deleted or bound otherwise: the Binding can never commit (its one update refuses
+  all of those), so roll back. Unbound, or unreadable: that proves nothing — the reservation becomes
+  UNKNOWN and its GPUs stay booked until `hold_until` = sent + min(bind timeout,
+  `apiserver_request_timeout_seconds`) + `apiserver_deadline_margin_seconds`; bind answers `Error`.
+- UNKNOWN is never "bound". kube-scheduler's assumed pods never expire (durationToExpireAssumedPod =
+  0), so answering a retry with success without a Binding would leave the pod Pending for good. A
+  retry to the same node writes the same Binding again with the same GPUs (no re-choose: they are
+  still booked for it): if the first write landed, the 409 + ownership check recognises it; if not,
+  this one binds the pod; if this answer is lost too, the hold is extended from this send. A
+  definitive refusal of a retry does not roll back while an earlier write may still commit. A bind
+  to another node is refused while the outcome is unknown (bind errors go to kube-scheduler's
+  backoff queue, so the pod is retried within seconds); the filter offers only the held node
+  meanwhile (`held_filter`), so the retry goes there.
+- The watch settles it at any time: the pod bound to the node turns the reservation into the pod's
+  record; the pod deleted releases it (a deleted pod cannot be bound). After `hold_until` the sweeper
+  reads the pod once more and confirms or rolls back; a failed read keeps the GPUs for the next sweep.
+  GPUs are never handed out while a write that books them may still commit.
+- A restart loses UNKNOWN reservations (nothing is stored outside the API server): the relist counts
+  the pod by its record if the write landed. The Binding carries `?timeout=` = the bind timeout, so
+  a write the old process sent can commit for at most that long (+ margin) after it was sent; a late
+  commit still arrives through the watch and is counted exactly, but if a restarted gpuplace gave
+  those GPUs to another pod within that window they are oversubscribed (counted,
+  `gpuplace_oversubscribed_pods_total`). scheduler/README.md says so; a start-up hold is not built.
 
 Why the API write is outside the lock, and why that is safe. Safe: the reservation is in the
 ClusterState before the lock is released, so the next bind to the node chooses around it; the
@@ -30,11 +61,11 @@ connections to gpuplace — measured under upstream kube-scheduler v1.36.3 in
 bench/scheduler_throughput.py.
 
 Idempotent per UID: a retry while the first call is in flight awaits that call's result (the
-in-flight table also keeps one pod from being reserved twice); a retry for a pod already bound (or
-reserved and bound) to the same node succeeds without allocating again; a 409 from the Binding is
-success only when the pod (same UID) is on the requested node and carries our record for this
-placement — else it fails and the reservation is rolled back (the pod then counts by whatever record
-it carries, via the watch).
+in-flight table also keeps one pod from being reserved twice); a retry for a pod already bound (its
+record from the watch, or a WRITTEN reservation) to the same node succeeds without writing again; a
+409 from the Binding is success only when the pod (same UID) is on the requested node and carries our
+record for this placement — else it fails and the reservation is rolled back (the pod then counts by
+whatever record it carries, via the watch).
 """
 
 from __future__ import annotations
@@ -44,18 +75,24 @@ import logging
 from typing import Any
 
 from placement_core import DoubleBookingError, Placement, explain, placer
-from scheduler.binder import ApiError, ConflictError
+from scheduler.binder import ApiError, ConflictError, NotSentError
+from scheduler.cache import ReservationState
 from scheduler.context import ExtenderContext
 from scheduler.contract import Record, RecordError, decode_record, encode_record
 from scheduler.nominated import describe, holding
 from scheduler.podreq import PodRequestError
+from scheduler.settings import SchedulerSettings
 from scheduler.wire import ExtenderBindingArgs, ExtenderBindingResult, Pod
 
 log = logging.getLogger("gpuplace.scheduler.bind")
 
 
 class BindFailedError(Exception):
-    pass
+    """A 409 that the pod's state does not explain as our own Binding; `verdict` says if it can land."""
+
+    def __init__(self, message: str, verdict: str) -> None:
+        super().__init__(message)
+        self.verdict = verdict
 
 
 async def bind(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderBindingResult:
@@ -108,11 +145,13 @@ async def _pod_for(args: ExtenderBindingArgs, ctx: ExtenderContext) -> tuple[Pod
 
 
 async def _bind(args: ExtenderBindingArgs, ctx: ExtenderContext) -> tuple[ExtenderBindingResult, str]:
-    """(result, metric label: ok | idempotent | failed)."""
+    """(result, metric label: ok | idempotent | failed | unknown)."""
     res = await _attempt(args, ctx)
     if isinstance(res, str):
         return ExtenderBindingResult(), res
-    return res, "failed" if res.error else "ok"
+    if not res.error:
+        return res, "ok"
+    return res, "unknown" if ctx.cache.held(args.pod_uid) is not None else "failed"
 
 
 async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderBindingResult | str:
@@ -122,6 +161,12 @@ async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderB
         if already == node:
             return "idempotent"
         return _fail(args, f"pod is already bound to {already}")
+    held = cache.held(uid)
+    if held is not None:  # an earlier Binding's answer was lost: write it again, same GPUs
+        if held.node != node:
+            return _fail(args, _still_unknown(ctx, held.node, held.hold_until))
+        cache.resume(uid)
+        return await _write_and_settle(args, ctx, held.placement)
     pod, why = await _pod_for(args, ctx)
     if pod is None:
         return _fail(args, why)
@@ -136,6 +181,8 @@ async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderB
     async with cache.node_lock(node):  # re-validate + choose + reserve; no I/O in here
         if cache.bound_node(uid) == node:  # the watch confirmed it while we waited
             return "idempotent"
+        if cache.held(uid) is not None or uid in cache.reservations:
+            return _fail(args, "another bind of this pod is being settled")
         held = cache.nominated.against(uid, pod.spec.priority, node)  # scheduler.nominated
         with holding(cache, held):
             placement = placer.choose(cache.state, node, req)
@@ -146,30 +193,63 @@ async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderB
             cache.reserve(uid, args.pod_namespace, args.pod_name, placement)
         except (DoubleBookingError, KeyError) as e:
             return _fail(args, f"reservation failed: {e}")
+    return await _write_and_settle(args, ctx, placement)
+
+
+def hold_seconds(settings: SchedulerSettings) -> float:
+    """How long after it was sent a Binding may still commit: the server's deadline for it (the
+    `timeout` we send, capped by kube-apiserver's --request-timeout) plus the margin."""
+    deadline = min(settings.bind_timeout_seconds, settings.apiserver_request_timeout_seconds)
+    return deadline + settings.apiserver_deadline_margin_seconds
+
+
+def _still_unknown(ctx: ExtenderContext, node: str, hold_until: float) -> str:
+    left = max(0.0, hold_until - ctx.cache.clock())
+    return (
+        f"the outcome of a bind of this pod to {node} is unknown; its GPUs there stay held "
+        f"until the watch shows it or the API server's deadline has passed (at most {left:.0f}s more)"
+    )
+
+
+async def _write_and_settle(
+    args: ExtenderBindingArgs, ctx: ExtenderContext, placement: Placement
+) -> ExtenderBindingResult | str:
+    """Write the Binding for a reservation this call owns (state WRITING) and settle it: WRITTEN on
+    success, rolled back when the Binding surely never lands, UNKNOWN (GPUs kept) otherwise."""
+    uid, cache = args.pod_uid, ctx.cache
     annotations = _annotations(ctx, placement)
+    sent = cache.clock()
     try:
         await asyncio.wait_for(_write(args, ctx, annotations), ctx.settings.bind_timeout_seconds)
-    except (ApiError, BindFailedError, TimeoutError) as e:
-        lost_answer = isinstance(e, TimeoutError) or (isinstance(e, ApiError) and not 0 < e.status < 500)
-        landed = await _landed(ctx, args, annotations) if lost_answer else False
-        if landed is None:
-            # Nobody can say whether the Binding landed. Keep the GPUs reserved (never hand them out
-            # while the pod may run on them); the reconciler confirms or releases the reservation from
-            # the watch within reservation_ttl_seconds.
-            cache.bound(uid)
-            return _fail(
-                args,
-                f"{str(e) or type(e).__name__}; outcome unknown, GPUs held until the watch shows the pod",
-            )
-        if not landed:
-            cache.rollback(uid, "bind failed")
-            return _fail(args, str(e) or type(e).__name__)
-    except BaseException:
-        cache.rollback(uid, "bind failed")
+    except BindFailedError as e:  # a 409, and the pod read after it
+        verdict, why = e.verdict, str(e)
+    except (ApiError, TimeoutError) as e:
+        why = str(e) or type(e).__name__
+        if not isinstance(e, NotSentError) and (isinstance(e, TimeoutError) or not 0 < e.status < 500):
+            verdict, seen = await _look(ctx, args, annotations)
+            why = f"{why}; {seen}" if verdict != OURS else why
+        else:  # never sent, or a definitive answer (400, 403, 404, 422, 429...): not written
+            verdict = REFUSED
+    except BaseException:  # cancelled: the Binding may be on its way
+        cache.unknown(uid, sent + hold_seconds(ctx.settings))
         raise
-    cache.bound(uid)
-    log.info("bound %s/%s to %s: %s", args.pod_namespace, args.pod_name, node, placement)
-    return ExtenderBindingResult()
+    else:
+        verdict, why = OURS, ""
+    if cache.bound_node(uid) == args.node:  # the watch has shown the pod bound there meanwhile
+        verdict = OURS if verdict != NEVER else verdict
+    res = cache.reservations.get(uid)
+    if verdict == REFUSED and res is not None and res.hold_until > cache.clock():
+        verdict = PENDING  # an earlier write of this reservation may still land
+    if verdict == OURS:
+        cache.bound(uid)
+        log.info("bound %s/%s to %s: %s", args.pod_namespace, args.pod_name, args.node, placement)
+        return ExtenderBindingResult()
+    if verdict in (NEVER, REFUSED):
+        cache.rollback(uid, "bind failed")
+        return _fail(args, why)
+    cache.unknown(uid, sent + hold_seconds(ctx.settings))
+    held = cache.held(uid)
+    return _fail(args, f"{why}; {_still_unknown(ctx, args.node, held.hold_until if held else sent)}")
 
 
 def _annotations(ctx: ExtenderContext, placement: Placement) -> dict[str, str]:
@@ -183,36 +263,53 @@ def _annotations(ctx: ExtenderContext, placement: Placement) -> dict[str, str]:
     return annotations
 
 
-def _ours(ctx: ExtenderContext, args: ExtenderBindingArgs, raw: dict[str, Any] | None, mine: str) -> str:
-    """Why `raw` is not our pod bound to the requested node with the record `mine`; "" when it is."""
+# What a read of the pod says about our Binding (after a lost answer, a 409, or the deadline):
+OURS = "ours"  # bound to the requested node with this placement's record
+NEVER = "never"  # it can never commit: the pod is gone, re-created, being deleted or bound otherwise
+PENDING = "pending"  # the pod is unbound: a Binding still on its way may commit (or none will)
+REFUSED = "refused"  # kube-apiserver answered this write with a definitive error
+
+
+def _verdict(
+    ctx: ExtenderContext, args: ExtenderBindingArgs, raw: dict[str, Any] | None, mine: str
+) -> tuple[str, str]:
+    """(OURS | NEVER | PENDING, why) from the pod as the API server holds it. NEVER rests on
+    `BindingREST.setPodNodeAndMetadata` (v1.36 pkg/registry/core/pod/storage/storage.go): its one update
+    re-reads the pod and refuses a UID mismatch, a pod being deleted and a pod already assigned."""
     meta, spec = (raw or {}).get("metadata") or {}, (raw or {}).get("spec") or {}
     if raw is None or meta.get("uid") != args.pod_uid:
-        return "pod was deleted or re-created during bind"
+        return NEVER, "pod was deleted or re-created during bind"
     on = spec.get("nodeName")
+    if not on:
+        if meta.get("deletionTimestamp"):
+            return NEVER, "pod is being deleted"
+        return PENDING, "pod is not bound"
     if on != args.node:
-        return f"pod is bound to {on} meanwhile" if on else "pod is not bound"
+        return NEVER, f"pod is bound to {on} meanwhile"
     theirs = (meta.get("annotations") or {}).get(ctx.requests.rules.keys.gpus)
     try:
         same = theirs is not None and _placed(decode_record(theirs)) == _placed(decode_record(mine))
     except RecordError:
         same = False
-    return "" if same else f"pod is bound to {on} with another placement ({theirs})"
+    return (OURS, "") if same else (NEVER, f"pod is bound to {on} with another placement ({theirs})")
 
 
 def _placed(r: Record) -> tuple[Any, ...]:
     return r.node, r.gpus, r.milli, r.mig
 
 
-async def _landed(
+async def _look(
     ctx: ExtenderContext, args: ExtenderBindingArgs, annotations: dict[str, str]
-) -> bool | None:
-    """After a timeout or 5xx the API server may still have bound the pod: look before rolling back,
-    or the GPUs would be handed out again while the pod runs on them. None when the look fails too."""
+) -> tuple[str, str]:
+    """After a lost answer: read the pod (a quorum read). OURS ends it; NEVER allows a rollback; an
+    unbound pod proves nothing (the write may commit later), nor does a failed read: PENDING."""
     try:
-        raw = await asyncio.wait_for(ctx.binder.get_pod(args.pod_namespace, args.pod_name), 2.0)
-    except (ApiError, TimeoutError):
-        return None
-    return _ours(ctx, args, raw, annotations[ctx.requests.rules.keys.gpus]) == ""
+        raw = await asyncio.wait_for(
+            ctx.binder.get_pod(args.pod_namespace, args.pod_name), min(2.0, ctx.settings.bind_timeout_seconds)
+        )
+    except (ApiError, TimeoutError) as e:
+        return PENDING, f"the pod could not be read ({str(e) or type(e).__name__})"
+    return _verdict(ctx, args, raw, annotations[ctx.requests.rules.keys.gpus])
 
 
 def _why_not(ctx: ExtenderContext, node: str, req: Any) -> str:
@@ -240,23 +337,29 @@ async def _write(args: ExtenderBindingArgs, ctx: ExtenderContext, annotations: d
     try:
         await ctx.binder.bind(ns, name, uid=uid, node=args.node, annotations=annotations)
     except ConflictError as e:  # re-created, being deleted, or already assigned: by us (a lost answer)?
-        why = _ours(ctx, args, await ctx.binder.get_pod(ns, name), annotations[ctx.requests.rules.keys.gpus])
-        if why:
-            raise BindFailedError(f"{why} (API server: {e.message})") from None
+        raw = await ctx.binder.get_pod(ns, name)
+        verdict, why = _verdict(ctx, args, raw, annotations[ctx.requests.rules.keys.gpus])
+        if verdict != OURS:
+            raise BindFailedError(
+                f"{why} (API server: {e.message})", REFUSED if verdict == PENDING else verdict
+            ) from None
 
 
 async def sweep(ctx: ExtenderContext) -> int:
-    """Settle reservations the watch has not confirmed within the TTL: keep those the API server shows
-    bound to their node, roll back the rest (pod deleted, re-created, bound elsewhere). Returns rollbacks."""
+    """Settle what the watch has not: WRITTEN reservations older than the TTL, and UNKNOWN ones whose
+    Binding can no longer commit (the deadline has passed). One read each; keep those the API server
+    shows bound to their node, roll back the rest (pod unbound, deleted, re-created, bound elsewhere).
+    A failed read keeps the reservation for the next sweep. Returns the number of rollbacks."""
     cache, n = ctx.cache, 0
     for r in cache.expired():
+        state = r.state
         try:
             raw = await ctx.binder.get_pod(r.namespace, r.name)
         except ApiError as e:
             log.warning("reservation check of %s/%s failed: %s", r.namespace, r.name, e)
             continue
-        if cache.reservations.get(r.uid) is not r:
-            continue  # settled while we asked
+        if cache.reservations.get(r.uid) is not r or r.state != state:
+            continue  # settled, or taken by a retry, while we asked
         meta, spec = (raw or {}).get("metadata") or {}, (raw or {}).get("spec") or {}
         phase = ((raw or {}).get("status") or {}).get("phase")
         if (
@@ -268,6 +371,12 @@ async def sweep(ctx: ExtenderContext) -> int:
             cache.apply_pod("MODIFIED", raw)
             cache.reservations.pop(r.uid, None)
         else:
-            cache.rollback(r.uid, "unconfirmed")
+            why = (
+                "outcome unknown, not bound by the deadline"
+                if state == ReservationState.UNKNOWN
+                else "unconfirmed"
+            )
+            log.info("rolling back the reservation of %s/%s on %s: %s", r.namespace, r.name, r.node, why)
+            cache.rollback(r.uid, why)
             n += 1
     return n

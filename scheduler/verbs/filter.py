@@ -126,6 +126,9 @@ def filter_nodes(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | 
         else:
             names = NameList.of([])
     cache = ctx.cache
+    held = cache.held(pod.metadata.uid)
+    if held is not None:
+        return _held_outcome(ctx, names, held.node, node_items)
     rows = names.resolve(cache.state.index, cache.index_gen)
     reason_all, detail_all = ctx.evaluate(req)
     known = rows >= 0
@@ -143,3 +146,19 @@ def filter_nodes(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | 
     if node_items is None:
         ctx.names.register_output(names, ok, array_json)
     return FilterOutcome(names, ok, array_json, failed, unresolvable, node_items)
+
+
+def _held_outcome(
+    ctx: ExtenderContext, names: NameList, node: str, node_items: list[dict[str, Any]] | None
+) -> FilterOutcome:
+    """While the outcome of this pod's Binding to `node` is unknown (scheduler.verbs.bind), only that
+    node can take it: its GPUs there are held for it, and a retry there writes the same Binding again."""
+    ok = names.names == node
+    others = np.nonzero(~ok)[0]
+    text = f"gpuplace: the outcome of this pod's bind to {node} is not known yet; its GPUs are held there"
+    values = np.empty(len(others), object)
+    values[:] = [b'":' + orjson.dumps(text) + b',"'] * len(others)
+    array_json = names.json_array(ok)
+    if node_items is None:
+        ctx.names.register_output(names, ok, array_json)
+    return FilterOutcome(names, ok, array_json, names.json_map(others, values), b"{}", node_items)

@@ -18,7 +18,7 @@ from tests.scheduler.conftest import make_ctx
 
 
 class FlakyBinder(MemoryBinder):
-    """Random latency on every call, and a share of Binding calls failing with a 500."""
+    """Random latency on every call, and a share of Binding calls refused with a 429 (surely not written: a 5xx now keeps the GPUs held)."""
 
     def __init__(self, rng: random.Random, failure_rate: float) -> None:
         super().__init__()
@@ -28,7 +28,7 @@ class FlakyBinder(MemoryBinder):
     async def _enter(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         await asyncio.sleep(self.rng.uniform(0, 0.003))
         if kind != "get" and self.rng.random() < self.failure_rate:
-            raise ApiError(500, "injected")
+            raise ApiError(429, "injected")
         return await super()._enter(kind, namespace, name)
 
 
@@ -81,7 +81,7 @@ async def test_binds_to_different_nodes_do_not_wait_for_each_other() -> None:
 
 class SlowBinder(MemoryBinder):
     """Every Binding takes `delay` seconds; records how many are in flight at once; `doomed` pods fail
-    (500) only after their write has overlapped the others."""
+    (429) only after their write has overlapped the others."""
 
     def __init__(self, delay: float, doomed: set[str]) -> None:
         super().__init__()
@@ -98,7 +98,7 @@ class SlowBinder(MemoryBinder):
         try:
             await asyncio.sleep(self.bind_delay)
             if name in self.doomed:
-                raise ApiError(500, "injected")
+                raise ApiError(429, "injected")
             await super().bind(namespace, name, uid=uid, node=node, annotations=annotations)
         finally:
             self.inflight -= 1

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from scheduler.binder import ApiError, ConflictError, MemoryBinder
+from scheduler.binder import ApiError, ConflictError, MemoryBinder, NotSentError
 from scheduler.context import ExtenderContext
 from scheduler.verbs.bind import bind, sweep
 from scheduler.verbs.filter import filter_nodes
@@ -113,9 +113,9 @@ async def test_bind_writes_the_record_with_the_binding_and_is_idempotent(cluster
 async def test_bind_failures_roll_back(cluster: ExtenderContext) -> None:
     b = binder_of(cluster)
     p = b.add(o.pod("p", gpus=8))
-    b.fail["bind"] = ApiError(500, "etcd is sad")
+    b.fail["bind"] = ApiError(403, "forbidden by policy")  # refused: surely not written (a 5xx is not)
     r = await bind(bind_args(p, "h1"), cluster)
-    assert "etcd is sad" in r.error and cluster.cache.reservations == {}
+    assert "forbidden by policy" in r.error and cluster.cache.reservations == {}
     assert cluster.cache.state.gpu_free_milli[cluster.cache.state.index["h1"], :8].tolist() == [1000] * 8
     assert "gpuplace.io/gpus" not in b.pods[("default", "p")]["metadata"].get("annotations", {})
     del b.fail["bind"]
@@ -241,7 +241,7 @@ async def test_a_lost_answer_is_checked_before_rolling_back(cluster: ExtenderCon
     async def lost_before_landing(
         namespace: str, name: str, *, uid: str, node: str, annotations: dict[str, str]
     ) -> None:
-        raise ApiError(0, "connection refused")  # nothing was written
+        raise NotSentError(0, "connection refused")  # nothing was written
 
     q = b.add(o.pod("q", gpus=1))
     b.bind = lost_before_landing  # type: ignore[method-assign]
@@ -252,6 +252,7 @@ async def test_a_lost_answer_is_checked_before_rolling_back(cluster: ExtenderCon
 async def test_an_unknowable_outcome_keeps_the_gpus_until_the_watch_decides(cluster: ExtenderContext) -> None:
     b = binder_of(cluster)
     p = b.add(o.pod("p", gpus=2))
+    b.on_change = None  # the watch has not shown the write yet
     uid = p["metadata"]["uid"]
     real_bind = b.bind
 
@@ -272,6 +273,6 @@ async def test_an_unknowable_outcome_keeps_the_gpus_until_the_watch_decides(clus
     b.bind = landed_but_lost  # type: ignore[method-assign]
     b.get_pod = unreadable_after_the_write  # type: ignore[method-assign]
     result = await bind(bind_args(p, "h1"), cluster)
-    assert "outcome unknown" in result.error
+    assert "is unknown; its GPUs there stay held" in result.error
     # the GPUs stay booked: nothing else may be given them while the pod may run there
     assert uid in cluster.cache.state.allocations and cluster.cache.state.check_invariants() == []
