@@ -11,9 +11,9 @@ scheduler.kubeapi.KubeBinder.
 
 It also loses answers the way a network and a busy kube-apiserver do, for the bind-outcome tests:
 `lose_answer` commits a Binding and raises an error in place of its answer (with `fail_after_commit`
-failing the calls after it, e.g. the read that would tell); `late` keeps Bindings uncommitted until
-the caller gives up and commits them afterwards (`commit_late`), as kube-apiserver finishes a request
-whose client has left, until the request's deadline.
+failing the calls after it, e.g. the read that would tell); `hold_bindings` keeps Bindings uncommitted
+until the caller gives up, and `commit_late` commits them afterwards, as kube-apiserver finishes a
+request whose client has left (until the request's deadline).
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ class MemoryBinder:
         self.fail: dict[str, ApiError] = {}  # "bind" | "get" → error raised while set
         self.lose_answer: ApiError | None = None  # a Binding commits, then this is raised instead
         self.fail_after_commit: dict[str, ApiError] = {}  # merged into `fail` when a Binding commits
-        self.late: list[tuple[str, str, str, str, dict[str, str]]] | None = None  # [] to hold Bindings
+        self.hold_bindings = False  # Bindings wait in `late` (uncommitted) until the caller gives up
+        self.late: list[tuple[str, str, str, str, dict[str, str]]] = []
+        self.held = asyncio.Event()  # set when a Binding is held
         self.calls: list[tuple[str, str, str]] = []
         self._rv = 0
 
@@ -120,8 +122,9 @@ class MemoryBinder:
         self, namespace: str, name: str, *, uid: str, node: str, annotations: dict[str, str]
     ) -> None:
         await self._enter("bind", namespace, name)
-        if self.late is not None:  # the server works on it; the caller gives up (cancels) first
+        if self.hold_bindings:  # the server works on it; the caller gives up (cancels) first
             self.late.append((namespace, name, uid, node, annotations))
+            self.held.set()
             await asyncio.Event().wait()
         self._commit(namespace, name, uid=uid, node=node, annotations=annotations)
         if self.lose_answer is not None:
@@ -131,13 +134,13 @@ class MemoryBinder:
     def commit_late(self) -> list[ApiError | None]:
         """Apply the held Bindings now, in order (each one's server-side outcome: None = committed)."""
         out: list[ApiError | None] = []
-        for namespace, name, uid, node, extra in self.late or []:
+        for namespace, name, uid, node, extra in self.late:
             try:
                 self._commit(namespace, name, uid=uid, node=node, annotations=extra)
                 out.append(None)
             except ApiError as e:
                 out.append(e)
-        self.late = None
+        self.late = []
         return out
 
     def _commit(self, namespace: str, name: str, *, uid: str, node: str, annotations: dict[str, str]) -> None:
