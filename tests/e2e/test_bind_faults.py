@@ -1,0 +1,196 @@
+"""Bind with lost answers on the real kube-apiserver + kube-scheduler: faults injected between gpuplace
+and kube-apiserver by a proxy in the test harness (tests/e2e/apiserver_proxy.py), never in gpuplace.
+
+This module runs its own gpuplace (all its API traffic through the proxy; bind timeout 2 s; the API
+server deadline + margin long enough that no hold expires during a test, so nothing here waits for
+one) and its own kube-scheduler with that gpuplace as extender. Pods carry what the webhook would
+add (GPU requests and the toleration); the webhook is not registered. Every test has its own 8-GPU
+node selected by a label, and checks the API server's records with gpuplace/localcluster/audit.py
+during the scenario, not only at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes_asyncio import client
+
+from gpuplace.localcluster import ControlPlane, ManagedProcess
+from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
+from gpuplace.localcluster.processes import probe
+from gpuplace.localcluster.waiting import wait_until
+from gpuplace.localcluster.workload import create_pod, node_names, pending_reason, pod_manifest, wait_bound
+from tests.e2e.apiserver_proxy import FaultProxy
+from tests.e2e.helpers import NodeFactory, audit_namespaces, owner, record_of
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("faulty_scheduler")]
+
+SETTINGS: dict[str, Any] = {
+    "scheduler": {
+        "bind_timeout_seconds": 2,
+        "apiserver_request_timeout_seconds": 60,
+        "apiserver_deadline_margin_seconds": 120,
+    }
+}
+
+
+class ProxiedGpuplace(GpuplaceServer):
+    """`gpuplace serve` whose kubeconfig points at the fault proxy (same token, same CA)."""
+
+    def __init__(self, cp: ControlPlane, proxy: FaultProxy, **kwargs: Any) -> None:
+        self.proxy = proxy
+        self.proxied_kubeconfig = cp.workdir / "kubeconfigs" / "gpuplace-faults-proxied.kubeconfig"
+        settings = {**SETTINGS, "kubernetes": {"kubeconfig": str(self.proxied_kubeconfig)}}
+        super().__init__(cp, settings=settings, **kwargs)
+
+    def launch(self) -> None:
+        assert self.credentials is not None
+        doc = yaml.safe_load(Path(self.credentials.kubeconfig).read_text())
+        for cluster in doc["clusters"]:
+            cluster["cluster"]["server"] = f"https://127.0.0.1:{self.proxy.port}"
+        self.proxied_kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        self.proxied_kubeconfig.write_text(yaml.safe_dump(doc))
+        self.proxied_kubeconfig.chmod(0o600)
+        super().launch()
+
+
+@pytest.fixture(scope="module")
+def proxy(control_plane: ControlPlane) -> Iterator[FaultProxy]:
+    cert = control_plane.issue_serving_cert("fault-proxy")
+    fp = FaultProxy(control_plane.server, control_plane.ca_file, cert.cert_file, cert.key_file)
+    with fp.running():
+        yield fp
+
+
+@pytest.fixture(scope="module")
+def faulty_gpuplace(control_plane: ControlPlane, proxy: FaultProxy) -> Iterator[ProxiedGpuplace]:
+    with ProxiedGpuplace(control_plane, proxy, name="gpuplace-faults", register_webhook=False) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def faulty_scheduler(
+    control_plane: ControlPlane, faulty_gpuplace: ProxiedGpuplace
+) -> Iterator[ManagedProcess]:
+    process = control_plane.start_scheduler(faulty_gpuplace.scheduler_config(), name="kube-scheduler-faults")
+    yield process
+    control_plane.stop_process(process.name)
+
+
+def metric(gp: GpuplaceServer, name: str, labels: str = "") -> float:
+    status, body = probe(f"{gp.extender_base}/metrics", ca_file=gp.cp.ca_file)
+    assert status == 200
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in body.splitlines()
+        if line.split("{")[0].split(" ")[0] == name and labels in line
+    )
+
+
+def gpu_pod(name: str, gpus: int, selector: dict[str, str]) -> dict[str, Any]:
+    return pod_manifest(name, gpus=gpus, node_selector=selector, gpu_requests=True, tolerate_gpu_taint=True)
+
+
+async def no_double_booking(k8s: client.ApiClient, namespace: str) -> None:
+    result = await audit_namespaces(k8s, namespace)
+    assert result.ok, result.problems
+
+
+async def test_a_binding_lost_on_its_way_is_written_again_when_kube_scheduler_retries(
+    faulty_gpuplace: ProxiedGpuplace,
+    proxy: FaultProxy,
+    k8s: client.ApiClient,
+    namespace: str,
+    node_factory: NodeFactory,
+) -> None:
+    """Item 1. The first Binding never reaches kube-apiserver, the connection drops, the read after it
+    fails: the outcome is unknown. kube-scheduler retries the bind; gpuplace writes the Binding again
+    (old code: answered the retry 'idempotent' without a Binding, and the pod stayed Pending)."""
+    mine = owner(namespace)
+    node = await node_factory("hgx-h100", labels=mine, topology=True)
+    unknown_before = metric(faulty_gpuplace, "gpuplace_binds_total", 'result="unknown"')
+    proxy.drop_binding("lost")
+    await create_pod(k8s, namespace, gpu_pod("lost", 4, mine))
+    bound = await wait_bound(k8s, namespace, ["lost"], within=90)
+    assert bound["lost"] == node
+    assert proxy.bindings("lost") == [-1, 201]  # dropped, then written again by the retry
+    assert metric(faulty_gpuplace, "gpuplace_binds_total", 'result="unknown"') == unknown_before + 1
+    assert (await record_of(k8s, namespace, "lost")).node == node
+    await no_double_booking(k8s, namespace)
+
+
+async def test_a_committed_binding_whose_answer_was_lost_ends_bound_and_its_gpus_stay_booked(
+    faulty_gpuplace: ProxiedGpuplace,
+    proxy: FaultProxy,
+    k8s: client.ApiClient,
+    namespace: str,
+    node_factory: NodeFactory,
+) -> None:
+    """The Binding commits, its answer is dropped and the read after it fails: the watch shows the
+    outcome; the pod is bound once, with gpuplace's record, and a pod asking for the rest of the node's
+    GPUs gets only the GPUs the first one does not hold."""
+    mine = owner(namespace)
+    node = await node_factory("hgx-h100", labels=mine, topology=True)
+    proxy.lose_binding_answer("answerless")
+    await create_pod(k8s, namespace, gpu_pod("answerless", 4, mine))
+    assert (await wait_bound(k8s, namespace, ["answerless"], within=90))["answerless"] == node
+
+    async def answered() -> list[int]:
+        return proxy.bindings("answerless")
+
+    statuses = await wait_until(answered, within=30, what="the proxy to log the Binding")
+    assert statuses[0] == 201  # it committed; gpuplace never saw the answer
+    await no_double_booking(k8s, namespace)
+    await create_pod(k8s, namespace, gpu_pod("rest", 4, mine))
+    assert (await wait_bound(k8s, namespace, ["rest"], within=90))["rest"] == node
+    first, rest = await record_of(k8s, namespace, "answerless"), await record_of(k8s, namespace, "rest")
+    assert not set(first.gpus) & set(rest.gpus), (first.gpus, rest.gpus)
+    await no_double_booking(k8s, namespace)
+
+
+async def test_a_binding_committed_after_gpuplace_gave_up_never_shares_its_gpus(
+    faulty_gpuplace: ProxiedGpuplace,
+    proxy: FaultProxy,
+    k8s: client.ApiClient,
+    namespace: str,
+    node_factory: NodeFactory,
+) -> None:
+    """Item 2. p's Bindings wait in the proxy while gpuplace's client times out; the read right after
+    shows p unbound. q asks for the same 8 GPUs meanwhile and must not get them: the proxy then hands
+    kube-apiserver the held Bindings, the first commits, and p is bound on exactly those GPUs. (Old
+    code: rolled back on that read, bound q there, and the late Binding put both pods on the same GPUs.)"""
+    mine = owner(namespace)
+    node = await node_factory("hgx-h100", labels=mine, topology=True)
+    answered = metric(faulty_gpuplace, "gpuplace_binds_total")
+    proxy.hold_bindings("late")
+    await create_pod(k8s, namespace, gpu_pod("late", 8, mine))
+
+    async def p_answered() -> bool:
+        return proxy.held_count >= 1 and metric(faulty_gpuplace, "gpuplace_binds_total") > answered
+
+    await wait_until(p_answered, within=60, what="gpuplace to answer p's first bind")
+    await create_pod(k8s, namespace, gpu_pod("rival", 8, mine))
+
+    async def q_decided() -> str:
+        await no_double_booking(k8s, namespace)  # the invariant holds all along
+        if (await node_names(k8s, namespace)).get("rival"):
+            return "bound"
+        pending = await pending_reason(k8s, namespace, "rival")
+        return "rejected" if pending is not None and "needs 8 free GPUs; 0 free here" in pending.text else ""
+
+    assert await wait_until(q_decided, within=60, what="q to be bound or refused by gpuplace") == "rejected"
+    statuses = proxy.release()  # kube-apiserver gets p's Bindings long after gpuplace gave up on them
+    assert statuses[0] == 201 and set(statuses[1:]) <= {409}, statuses
+    assert (await wait_bound(k8s, namespace, ["late"], within=90))["late"] == node
+    assert sorted((await record_of(k8s, namespace, "late")).gpus) == list(range(8))
+    assert not (await node_names(k8s, namespace)).get("rival")
+    await no_double_booking(k8s, namespace)
+
+    async def settled() -> bool:
+        return metric(faulty_gpuplace, "gpuplace_reservations") == 0
+
+    await wait_until(settled, within=60, what="the watch to confirm p's reservation")
