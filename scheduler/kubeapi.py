@@ -156,6 +156,7 @@ class KubeBinder:
     """`timeout`: our wait for each call, and the server-side deadline sent with the Binding."""
 
     def __init__(self, api: client.ApiClient, *, timeout: float = 10.0) -> None:
+        self.api = api
         self.core = client.CoreV1Api(api)
         self.timeout = timeout
 
@@ -190,9 +191,8 @@ class KubeBinder:
             "metadata": {"name": name, "namespace": namespace, "uid": uid, "annotations": annotations},
             "target": {"apiVersion": "v1", "kind": "Node", "name": node},
         }
-        api = self.core.api_client
         await self._call(
-            api.call_api(  # as CoreV1Api.create_namespaced_pod_binding, plus the `timeout` parameter
+            self.api.call_api(  # as CoreV1Api.create_namespaced_pod_binding, plus the `timeout` parameter
                 "/api/v1/namespaces/{namespace}/pods/{name}/binding",
                 "POST",
                 {"name": name, "namespace": namespace},

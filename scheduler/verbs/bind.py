@@ -155,6 +155,7 @@ async def _bind(args: ExtenderBindingArgs, ctx: ExtenderContext) -> tuple[Extend
 
 
 async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderBindingResult | str:
+    """A result, or the metric label "idempotent" when the pod is bound there already."""
     uid, node, cache = args.pod_uid, args.node, ctx.cache
     already = cache.bound_node(uid)
     if already is not None:
@@ -213,28 +214,40 @@ def _still_unknown(ctx: ExtenderContext, node: str, hold_until: float) -> str:
 
 async def _write_and_settle(
     args: ExtenderBindingArgs, ctx: ExtenderContext, placement: Placement
-) -> ExtenderBindingResult | str:
+) -> ExtenderBindingResult:
     """Write the Binding for a reservation this call owns (state WRITING) and settle it: WRITTEN on
-    success, rolled back when the Binding surely never lands, UNKNOWN (GPUs kept) otherwise."""
-    uid, cache = args.pod_uid, ctx.cache
-    annotations = _annotations(ctx, placement)
-    sent = cache.clock()
+    success, rolled back when the Binding surely never lands, UNKNOWN (GPUs kept) otherwise — also
+    when this call is cancelled or fails midway, so no reservation stays WRITING with no owner."""
+    sent = ctx.cache.clock()
+    try:
+        verdict, why = await _write_outcome(args, ctx, _annotations(ctx, placement))
+    except BaseException:  # cancelled (or a bug): the Binding may be on its way
+        ctx.cache.unknown(args.pod_uid, sent + hold_seconds(ctx.settings))
+        raise
+    return _settle(args, ctx, placement, sent, verdict, why)
+
+
+async def _write_outcome(
+    args: ExtenderBindingArgs, ctx: ExtenderContext, annotations: dict[str, str]
+) -> tuple[str, str]:
+    """Write the Binding; (verdict, why) — OURS, or what the failure says about the write."""
     try:
         await asyncio.wait_for(_write(args, ctx, annotations), ctx.settings.bind_timeout_seconds)
     except BindFailedError as e:  # a 409, and the pod read after it
-        verdict, why = e.verdict, str(e)
+        return e.verdict, str(e)
     except (ApiError, TimeoutError) as e:
         why = str(e) or type(e).__name__
-        if not isinstance(e, NotSentError) and (isinstance(e, TimeoutError) or not 0 < e.status < 500):
-            verdict, seen = await _look(ctx, args, annotations)
-            why = f"{why}; {seen}" if verdict != OURS else why
-        else:  # never sent, or a definitive answer (400, 403, 404, 422, 429...): not written
-            verdict = REFUSED
-    except BaseException:  # cancelled: the Binding may be on its way
-        cache.unknown(uid, sent + hold_seconds(ctx.settings))
-        raise
-    else:
-        verdict, why = OURS, ""
+        if isinstance(e, NotSentError) or (isinstance(e, ApiError) and 0 < e.status < 500):
+            return REFUSED, why  # never sent, or a definitive answer (400, 403, 404, 422, 429...)
+        verdict, seen = await _look(ctx, args, annotations)  # no answer, a timeout, a 5xx
+        return verdict, (f"{why}; {seen}" if verdict != OURS else why)
+    return OURS, ""
+
+
+def _settle(
+    args: ExtenderBindingArgs, ctx: ExtenderContext, placement: Placement, sent: float, verdict: str, why: str
+) -> ExtenderBindingResult:
+    uid, cache = args.pod_uid, ctx.cache
     if cache.bound_node(uid) == args.node:  # the watch has shown the pod bound there meanwhile
         verdict = OURS if verdict != NEVER else verdict
     res = cache.reservations.get(uid)

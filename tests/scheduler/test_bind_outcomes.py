@@ -294,6 +294,36 @@ async def test_a_bind_cancelled_mid_write_keeps_the_gpus(ctx: ExtenderContext) -
     assert uid in ctx.cache.state.allocations and ctx.cache.held(uid) is not None
 
 
+async def test_a_bind_cancelled_while_reading_after_a_lost_answer_keeps_the_gpus_for_the_sweeper(
+    ctx: ExtenderContext,
+) -> None:
+    """Cancelled in the read after a lost answer: the reservation must not stay WRITING (which nothing
+    ever settles) — it is UNKNOWN, and the sweeper settles it after the deadline."""
+    b = binder_of(ctx)
+    p = b.add(o.pod("p", gpus=8))
+    uid = p["metadata"]["uid"]
+    filtered(ctx, p, ["h1"])
+    ctx.settings = ctx.settings.model_copy(update={"bind_timeout_seconds": 3600.0})
+    reading = asyncio.Event()
+
+    async def hanging_get(namespace: str, name: str) -> dict[str, Any] | None:
+        reading.set()
+        await asyncio.Event().wait()
+        return None
+
+    b.fail = {"bind": LOST}
+    b.get_pod = hanging_get  # type: ignore[method-assign]
+    task = asyncio.create_task(bind(bind_args(p, "h1"), ctx))
+    await reading.wait()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert ctx.cache.held(uid) is not None and uid in ctx.cache.state.allocations
+    del b.get_pod
+    b.fail = {}
+    clock(ctx).now += hold_seconds(ctx.settings) + 1
+    assert await sweep(ctx) == 1 and uid not in ctx.cache.state.allocations
+
+
 def test_relist_keeps_an_unknown_reservation_while_its_pod_exists(ctx: ExtenderContext) -> None:
     """A relist drops an unknown reservation only when its pod is gone (then nothing can land)."""
     from placement_core import Placement
