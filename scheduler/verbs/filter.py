@@ -4,7 +4,8 @@ One placement_core kernel call evaluates every node of the cluster; the offered 
 row. Rejections that no preemption can fix (wrong model, too few GPUs in total, MIG profile absent,
 no NVLink island big enough) go to `FailedAndUnresolvableNodes`, so kube-scheduler does not evict pods
 for nothing; the rest (busy GPUs, CPU, memory) go to `FailedNodes`. Every rejected node gets a reason:
-a node missing from both maps would leave kube-scheduler guessing.
+a node missing from both maps would leave kube-scheduler guessing. While the outcome of the pod's
+own Binding is unknown (scheduler.verbs.bind), only the node holding its GPUs passes.
 
 The result is encoded from byte fragments (scheduler.namelists): one sentence per distinct
 (reason, detail) pair, joined with the node names' precomputed JSON — no per-node Python objects beyond

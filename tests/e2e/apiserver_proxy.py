@@ -84,7 +84,16 @@ class FaultProxy:
     def bindings(self, name: str) -> list[int]:
         """Statuses of the pod's Binding POSTs as kube-apiserver answered them (-1: dropped here)."""
         with self._lock:
-            return [s for m, p, s in self.log if m == "POST" and p.startswith(f"binding/{name}")]
+            return [s for m, p, s in self.log if m == "POST" and p.split("?", 1)[0] == f"binding/{name}"]
+
+    def binding_queries(self, name: str) -> list[str]:
+        """The query strings of the pod's Binding POSTs."""
+        with self._lock:
+            return [
+                p.partition("?")[2]
+                for m, p, _ in self.log
+                if m == "POST" and p.split("?", 1)[0] == f"binding/{name}"
+            ]
 
     def release(self) -> list[int]:
         """Stop holding; forward the held Bindings now, in order; their statuses from kube-apiserver."""
@@ -106,7 +115,7 @@ class FaultProxy:
 
     def _record(self, method: str, path_qs: str, status: int) -> None:
         m = _BINDING.fullmatch(path_qs.split("?", maxsplit=1)[0])
-        path = f"binding/{m[2]}" if m else path_qs
+        path = f"binding/{m[2]}?{path_qs.partition('?')[2]}" if m else path_qs
         with self._lock:
             self.log.append((method, path, status))
 
