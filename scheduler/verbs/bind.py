@@ -247,12 +247,14 @@ async def _write_outcome(
 def _settle(
     args: ExtenderBindingArgs, ctx: ExtenderContext, placement: Placement, sent: float, verdict: str, why: str
 ) -> ExtenderBindingResult:
+    """Act on the verdict: WRITTEN, rolled back, or UNKNOWN held until this write's deadline."""
     uid, cache = args.pod_uid, ctx.cache
-    if cache.bound_node(uid) == args.node:  # the watch has shown the pod bound there meanwhile
-        verdict = OURS if verdict != NEVER else verdict
+    if cache.bound_node(uid) == args.node and verdict != NEVER:  # the watch has shown it bound there
+        verdict = OURS
+    hold_until = sent + hold_seconds(ctx.settings)
     res = cache.reservations.get(uid)
     if verdict == REFUSED and res is not None and res.hold_until > cache.clock():
-        verdict = PENDING  # an earlier write of this reservation may still land
+        verdict, hold_until = PENDING, res.hold_until  # this write failed; an earlier one may still land
     if verdict == OURS:
         cache.bound(uid)
         log.info("bound %s/%s to %s: %s", args.pod_namespace, args.pod_name, args.node, placement)
@@ -260,7 +262,7 @@ def _settle(
     if verdict in (NEVER, REFUSED):
         cache.rollback(uid, "bind failed")
         return _fail(args, why)
-    cache.unknown(uid, sent + hold_seconds(ctx.settings))
+    cache.unknown(uid, hold_until)
     held = cache.held(uid)
     return _fail(args, f"{why}; {_still_unknown(ctx, args.node, held.hold_until if held else sent)}")
 

@@ -249,10 +249,14 @@ async def test_a_refused_retry_keeps_the_gpus_while_an_earlier_write_may_land(ct
     filtered(ctx, p, ["h1"])
     b.hold_bindings = True
     assert "is unknown" in (await bind(bind_args(p, "h1"), ctx)).error
+    uid = p["metadata"]["uid"]
+    first_deadline = ctx.cache.reservations[uid].hold_until
+    clock(ctx).now += 5
     b.hold_bindings, b.fail = False, {"bind": ApiError(429, "Too many requests")}
     assert "Too many requests" in (await bind(bind_args(p, "h1"), ctx)).error
     b.fail = {}
-    assert p["metadata"]["uid"] in ctx.cache.state.allocations and filtered(ctx, q, ["h1"]) == []
+    assert uid in ctx.cache.state.allocations and filtered(ctx, q, ["h1"]) == []
+    assert ctx.cache.reservations[uid].hold_until == first_deadline  # a refused write extends nothing
     assert b.commit_late() == [None]
     no_gpu_twice(b)
     assert ctx.cache.reservations == {} and ctx.cache.state.check_invariants() == []
