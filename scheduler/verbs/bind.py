@@ -199,7 +199,8 @@ async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderB
 
 def hold_seconds(settings: SchedulerSettings) -> float:
     """How long after it was sent a Binding may still commit: the server's deadline for it (the
-    `timeout` we send, capped by kube-apiserver's --request-timeout) plus the margin."""
+    `timeout` KubeBinder sends, bind_timeout_seconds as gpuplace/serve.py builds it, capped by
+    kube-apiserver's --request-timeout) plus the margin."""
     deadline = min(settings.bind_timeout_seconds, settings.apiserver_request_timeout_seconds)
     return deadline + settings.apiserver_deadline_margin_seconds
 
