@@ -13,10 +13,13 @@ from typing import Any
 
 import orjson
 import pytest
+from kubernetes_asyncio import client
 
-from scheduler.binder import ApiError, MemoryBinder
+from placement_core import Placement
+from scheduler.binder import ApiError, MemoryBinder, NotSentError
 from scheduler.cache import ReservationState
 from scheduler.context import ExtenderContext
+from scheduler.kubeapi import KubeBinder
 from scheduler.verbs.bind import bind, hold_seconds, sweep
 from scheduler.verbs.filter import filter_nodes
 from scheduler.wire import ExtenderArgs, ExtenderBindingArgs
@@ -330,8 +333,6 @@ async def test_a_bind_cancelled_while_reading_after_a_lost_answer_keeps_the_gpus
 
 def test_relist_keeps_an_unknown_reservation_while_its_pod_exists(ctx: ExtenderContext) -> None:
     """A relist drops an unknown reservation only when its pod is gone (then nothing can land)."""
-    from placement_core import Placement
-
     cache = ctx.cache
     p = o.pod("p", gpus=1)
     uid = p["metadata"]["uid"]
@@ -341,3 +342,26 @@ def test_relist_keeps_an_unknown_reservation_while_its_pod_exists(ctx: ExtenderC
     assert cache.held(uid) is not None
     cache.replace_pods([], listed_at=cache.clock() + 1)  # gone
     assert cache.reservations == {} and uid not in cache.state.allocations
+
+
+async def test_kube_binder_tells_a_request_never_sent_from_an_answer_lost() -> None:
+    """Only a failed connect is 'not sent' (safe to roll back); a connection that drops after the
+    request went out is a lost answer. The Binding asks kube-apiserver for our deadline (?timeout=)."""
+    seen: list[bytes] = []
+
+    async def read_then_drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.close()
+
+    server = await asyncio.start_server(read_then_drop, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    kw: dict[str, Any] = {"uid": "u", "node": "n", "annotations": {}}
+    async with client.ApiClient(client.Configuration(host=f"http://127.0.0.1:{port}")) as api:
+        with pytest.raises(ApiError) as lost:
+            await KubeBinder(api, timeout=5).bind("ns", "p", **kw)
+        assert not isinstance(lost.value, NotSentError) and lost.value.status == 0
+        assert seen and seen[0].startswith(b"POST /api/v1/namespaces/ns/pods/p/binding?timeout=5000ms ")
+        server.close()
+        await server.wait_closed()
+        with pytest.raises(NotSentError):  # nobody listens there now
+            await KubeBinder(api, timeout=5).bind("ns", "p", **kw)
