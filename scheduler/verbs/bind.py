@@ -43,11 +43,12 @@ proposed before that deadline can commit just after it. So:
   reads the pod once more and confirms or rolls back; a failed read keeps the GPUs for the next sweep.
   GPUs are never handed out while a write that books them may still commit.
 - A restart loses UNKNOWN reservations (nothing is stored outside the API server): the relist counts
-  the pod by its record if the write landed. The Binding carries `?timeout=` = the bind timeout, so
-  a write the old process sent can commit for at most that long (+ margin) after it was sent; a late
-  commit still arrives through the watch and is counted exactly, but if a restarted gpuplace gave
-  those GPUs to another pod within that window they are oversubscribed (counted,
-  `gpuplace_oversubscribed_pods_total`). scheduler/README.md says so; a start-up hold is not built.
+  the pod by its record if the write landed. That is the whole truth once no write of the old process
+  can commit: the Binding carries `?timeout=` = the bind timeout, and a graceful stop waits until
+  every UNKNOWN outcome is settled or past its deadline (scheduler.service.drain; deploy/gpuplace
+  restarts with Recreate). After a crash a late commit still arrives through the watch and is counted
+  exactly, but if the new process gave those GPUs to another pod within that window they are
+  oversubscribed (counted, `gpuplace_oversubscribed_pods_total`); scheduler/README.md says so.
 
 Why the API write is outside the lock, and why that is safe. Safe: the reservation is in the
 ClusterState before the lock is released, so the next bind to the node chooses around it; the
