@@ -385,7 +385,7 @@ class ClusterCache:
         res.state = ReservationState.WRITING
         return res
 
-    def held(self, uid: str) -> Reservation | None:
+    def outcome_unknown(self, uid: str) -> Reservation | None:
         """The pod's reservation while the outcome of its Binding is unknown."""
         res = self.reservations.get(uid)
         return res if res is not None and res.state == ReservationState.UNKNOWN else None

@@ -37,7 +37,7 @@ proposed before that deadline can commit just after it. So:
   definitive refusal of a retry does not roll back while an earlier write may still commit. A bind
   to another node is refused while the outcome is unknown (bind errors go to kube-scheduler's
   backoff queue, so the pod is retried within seconds); the filter offers only the held node
-  meanwhile (`held_filter`), so the retry goes there.
+  meanwhile (filter `_unknown_outcome`), so the retry goes there.
 - The watch settles it at any time: the pod bound to the node turns the reservation into the pod's
   record; the pod deleted releases it (a deleted pod cannot be bound). After `hold_until` the sweeper
   reads the pod once more and confirms or rolls back; a failed read keeps the GPUs for the next sweep.
@@ -152,7 +152,7 @@ async def _bind(args: ExtenderBindingArgs, ctx: ExtenderContext) -> tuple[Extend
         return ExtenderBindingResult(), res
     if not res.error:
         return res, "ok"
-    return res, "unknown" if ctx.cache.held(args.pod_uid) is not None else "failed"
+    return res, "unknown" if ctx.cache.outcome_unknown(args.pod_uid) is not None else "failed"
 
 
 async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderBindingResult | str:
@@ -163,12 +163,12 @@ async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderB
         if already == node:
             return "idempotent"
         return _fail(args, f"pod is already bound to {already}")
-    held = cache.held(uid)
-    if held is not None:  # an earlier Binding's answer was lost: write it again, same GPUs
-        if held.node != node:
-            return _fail(args, _still_unknown(ctx, held.node, held.hold_until))
+    unknown = cache.outcome_unknown(uid)
+    if unknown is not None:  # an earlier Binding's answer was lost: write it again, same GPUs
+        if unknown.node != node:
+            return _fail(args, _still_unknown(ctx, unknown.node, unknown.hold_until))
         cache.resume(uid)
-        return await _write_and_settle(args, ctx, held.placement)
+        return await _write_and_settle(args, ctx, unknown.placement)
     pod, why = await _pod_for(args, ctx)
     if pod is None:
         return _fail(args, why)
@@ -183,7 +183,7 @@ async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderB
     async with cache.node_lock(node):  # re-validate + choose + reserve; no I/O in here
         if cache.bound_node(uid) == node:  # the watch confirmed it while we waited
             return "idempotent"
-        if cache.held(uid) is not None or uid in cache.reservations:
+        if cache.outcome_unknown(uid) is not None or uid in cache.reservations:
             return _fail(args, "another bind of this pod is being settled")
         held = cache.nominated.against(uid, pod.spec.priority, node)  # scheduler.nominated
         with holding(cache, held):
@@ -265,8 +265,8 @@ def _settle(
         cache.rollback(uid, "bind failed")
         return _fail(args, why)
     cache.unknown(uid, hold_until)
-    held = cache.held(uid)
-    return _fail(args, f"{why}; {_still_unknown(ctx, args.node, held.hold_until if held else sent)}")
+    unknown = cache.outcome_unknown(uid)
+    return _fail(args, f"{why}; {_still_unknown(ctx, args.node, unknown.hold_until if unknown else sent)}")
 
 
 def _annotations(ctx: ExtenderContext, placement: Placement) -> dict[str, str]:

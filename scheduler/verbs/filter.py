@@ -127,9 +127,9 @@ def filter_nodes(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | 
         else:
             names = NameList.of([])
     cache = ctx.cache
-    held = cache.held(pod.metadata.uid)
-    if held is not None:
-        return _held_outcome(ctx, names, held.node, node_items)
+    unknown = cache.outcome_unknown(pod.metadata.uid)
+    if unknown is not None:
+        return _unknown_outcome(ctx, names, unknown.node, node_items)
     rows = names.resolve(cache.state.index, cache.index_gen)
     reason_all, detail_all = ctx.evaluate(req)
     known = rows >= 0
@@ -149,7 +149,7 @@ def filter_nodes(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | 
     return FilterOutcome(names, ok, array_json, failed, unresolvable, node_items)
 
 
-def _held_outcome(
+def _unknown_outcome(
     ctx: ExtenderContext, names: NameList, node: str, node_items: list[dict[str, Any]] | None
 ) -> FilterOutcome:
     """While the outcome of this pod's Binding to `node` is unknown (scheduler.verbs.bind), only that

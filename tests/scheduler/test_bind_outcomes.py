@@ -299,7 +299,7 @@ async def test_a_bind_cancelled_mid_write_keeps_the_gpus(ctx: ExtenderContext) -
     task.cancel()
     result = await asyncio.gather(task, return_exceptions=True)
     assert isinstance(result[0], asyncio.CancelledError)
-    assert uid in ctx.cache.state.allocations and ctx.cache.held(uid) is not None
+    assert uid in ctx.cache.state.allocations and ctx.cache.outcome_unknown(uid) is not None
 
 
 async def test_a_bind_cancelled_while_reading_after_a_lost_answer_keeps_the_gpus_for_the_sweeper(
@@ -325,7 +325,7 @@ async def test_a_bind_cancelled_while_reading_after_a_lost_answer_keeps_the_gpus
     await reading.wait()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    assert ctx.cache.held(uid) is not None and uid in ctx.cache.state.allocations
+    assert ctx.cache.outcome_unknown(uid) is not None and uid in ctx.cache.state.allocations
     del b.get_pod
     b.fail = {}
     clock(ctx).now += hold_seconds(ctx.settings) + 1
@@ -340,7 +340,7 @@ def test_relist_keeps_an_unknown_reservation_while_its_pod_exists(ctx: ExtenderC
     cache.reserve(uid, "default", "p", Placement(node="h1", gpus=(0,)))
     cache.unknown(uid, cache.clock() + 70)
     cache.replace_pods([p], listed_at=cache.clock() + 1)  # pending in the list: kept
-    assert cache.held(uid) is not None
+    assert cache.outcome_unknown(uid) is not None
     cache.replace_pods([], listed_at=cache.clock() + 1)  # gone
     assert cache.reservations == {} and uid not in cache.state.allocations
 
