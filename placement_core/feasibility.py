@@ -59,6 +59,12 @@ def _one_node_py(
 ) -> tuple[int, int]:
     if not s.node_valid[i]:
         return _R.UNSCHEDULABLE, 0
+    if count == 0 and mig_id == -1:  # no GPU asked: any node with the cpu and memory
+        if s.node_cpu_free[i] < cpu:
+            return _R.CPU, s.node_cpu_free[i]
+        if s.node_mem_free[i] < mem:
+            return _R.MEMORY, s.node_mem_free[i]
+        return _R.OK, 0
     if s.node_gpu_count[i] == 0 or s.node_model[i] < 0:
         return _R.NO_GPUS, 0
     if not model_ok[s.node_model[i]]:
@@ -140,6 +146,14 @@ def feasibility_kernel(
         detail[i] = 0
         if not node_valid[i]:
             reason[i] = 1
+            continue
+        if count == 0 and mig_id == -1:
+            if node_cpu_free[i] < cpu:
+                reason[i] = 8
+                detail[i] = node_cpu_free[i]
+            elif node_mem_free[i] < mem:
+                reason[i] = 9
+                detail[i] = node_mem_free[i]
             continue
         if node_gpu_count[i] == 0 or node_model[i] < 0:
             reason[i] = 2

@@ -13,6 +13,11 @@ Sources, most specific first:
      first, onto MIG-enabled GPUs placed before the whole GPUs;
    - MIG `single` (`…-MIG-1g.10gb` products): every MIG device is modelled as a small plain GPU
      without NVLink — that is how pods see it (they request `nvidia.com/gpu`).
+Why `spec.unschedulable` (cordon) is not read: kube-scheduler's NodeUnschedulable plugin runs before the
+extender and already rejects a cordoned node unless the pod tolerates `node.kubernetes.io/unschedulable`
+(DaemonSet pods do; pkg/scheduler/framework/plugins/nodeunschedulable, `Filter`). A cordoned node that
+reaches the extender is one kube-scheduler decided the pod may use; a second check here would only
+reject it for a reason kube-scheduler already waived.
 Why never raise: one odd node must not stop the cache. A bad annotation yields `warning` and the
 label path; a node whose labels make no sense becomes a GPU-less node with a warning.
 """
@@ -92,7 +97,7 @@ def fingerprint(node: dict[str, Any], rules: NodeRules) -> tuple[Any, ...]:
     )
     alloc = tuple(sorted(((node.get("status") or {}).get("allocatable") or {}).items()))
     topo = (meta.get("annotations") or {}).get(rules.keys.topology)
-    return rel, alloc, topo, bool((node.get("spec") or {}).get("unschedulable"))
+    return rel, alloc, topo
 
 
 def _int_label(labels: dict[str, str], key: str) -> int | None:
@@ -235,7 +240,6 @@ def node_inventory(node: dict[str, Any], rules: NodeRules) -> NodeInventory:
         "zone": labels.get(rules.zone_label, ""),
         "rack": labels.get(rules.rack_label, ""),
         "clique": labels.get(CLIQUE, ""),
-        "schedulable": not (node.get("spec") or {}).get("unschedulable", False),
     }
     raw = (meta.get("annotations") or {}).get(rules.keys.topology)
     warning = None

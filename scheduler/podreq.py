@@ -148,7 +148,11 @@ def pod_request(pod: Pod, rules: Rules) -> GpuRequest:
     mig_profile = None
     if migs:
         mig_profile, count = next(iter(migs.items()))
-    milli = _int_annotation(pod, keys.gpu_milli, 1, 1000) or 1000
+    # No GPU asked (no GPU resource, or `nvidia.com/gpu: "0"`, a common chart default): the kubelet hands
+    # the pod no device, so a share annotation has nothing to share and is not read.
+    milli = 1000
+    if count or mig_profile:
+        milli = _int_annotation(pod, keys.gpu_milli, 1, 1000) or 1000
     if milli < 1000:
         if mig_profile:
             raise PodRequestError(f"{keys.gpu_milli} cannot be combined with a MIG request")
@@ -192,6 +196,9 @@ def pod_request(pod: Pod, rules: Rules) -> GpuRequest:
 
 
 def wants_gpus(req: GpuRequest) -> bool:
+    """Whether the pod asks for any GPU or MIG device. A pod that names a managed resource only with a
+    zero amount reaches the extender (kube-scheduler's `IsInterested` tests the key, not the amount)
+    but asks gpuplace for nothing."""
     return req.count > 0
 
 

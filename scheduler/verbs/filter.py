@@ -25,7 +25,7 @@ from placement_core import GpuRequest, Reason, explain
 from scheduler.context import ExtenderContext
 from scheduler.namelists import NameList
 from scheduler.nominated import explain_blocked, refilter
-from scheduler.podreq import PodRequestError
+from scheduler.podreq import PodRequestError, wants_gpus
 from scheduler.wire import ExtenderArgs, ExtenderFilterResult
 
 _UNRESOLVABLE_MAX = int(Reason.CPU)  # codes 1..7 are unresolvable (Reason.unresolvable)
@@ -130,13 +130,18 @@ def filter_nodes(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | 
     unknown = cache.outcome_unknown(pod.metadata.uid)
     if unknown is not None:
         return _unknown_outcome(ctx, names, unknown.node, node_items)
-    rows = names.resolve(cache.state.index, cache.index_gen)
-    reason_all, detail_all = ctx.evaluate(req)
-    known = rows >= 0
-    safe = np.where(known, rows, 0)
-    reason = np.where(known, reason_all[safe], np.int8(Reason.UNSCHEDULABLE)).astype(np.int8)
-    detail = np.where(known, detail_all[safe], 0).astype(np.int64)
-    blocked = refilter(cache, req, pod, rows, reason, detail) if len(cache.nominated) else {}
+    if wants_gpus(req):
+        rows = names.resolve(cache.state.index, cache.index_gen)
+        reason_all, detail_all = ctx.evaluate(req)
+        known = rows >= 0
+        safe = np.where(known, rows, 0)
+        reason = np.where(known, reason_all[safe], np.int8(Reason.UNSCHEDULABLE)).astype(np.int8)
+        detail = np.where(known, detail_all[safe], 0).astype(np.int64)
+        blocked = refilter(cache, req, pod, rows, reason, detail) if len(cache.nominated) else {}
+    else:  # e.g. `nvidia.com/gpu: "0"`: nothing for gpuplace to check, every offered node passes
+        reason = np.zeros(len(names), np.int8)
+        detail = np.zeros(len(names), np.int64)
+        blocked = {}
     ok = reason == 0
     if not ok.all():
         ctx.metrics.count_rejections(reason)

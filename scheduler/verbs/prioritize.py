@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from scheduler.context import ExtenderContext
 from scheduler.namelists import NameList
+from scheduler.podreq import wants_gpus
 from scheduler.wire import ExtenderArgs, HostPriority
 
 
@@ -65,6 +66,8 @@ def prioritize(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | No
     try:
         req = ctx.requests.get(args.pod)
     except ValueError:
+        return PriorityOutcome(names, np.zeros(len(names), np.int64))
+    if not wants_gpus(req):  # no GPU asked: no preference; the in-tree plugins rank the nodes
         return PriorityOutcome(names, np.zeros(len(names), np.int64))
     reason, _ = ctx.evaluate(req)
     raw_all = ctx.score(cache.state, req, reason)

@@ -98,3 +98,13 @@ def test_most_allocated_packs_and_topology_term_keeps_big_islands() -> None:
     s = placer.score(st, req, reason, Policy.LEAST_ALLOCATED, topo_weight=0.0)
     assert s[1] > s[0]
     assert np.isfinite(s).all()
+
+
+def test_a_request_for_no_gpus_fits_any_node_and_chooses_nothing() -> None:
+    """`nvidia.com/gpu: "0"` is no GPU request (issue 9 item 7): CPU nodes fit it, nothing is chosen."""
+    st = ClusterState()
+    st.upsert_node(NodeSpec.uniform("h", MODELS["H100-80GB"], 8, cpu_milli=1000, memory_mib=1000))
+    st.upsert_node(NodeSpec("cpu", None, cpu_milli=1000, memory_mib=1000))
+    r, _ = placer.evaluate(st, GpuRequest(count=0))
+    assert [Reason(x) for x in r] == [Reason.OK, Reason.OK]
+    assert placer.choose(st, "cpu", GpuRequest(count=0, cpu_milli=500)) == Placement("cpu", cpu_milli=500)

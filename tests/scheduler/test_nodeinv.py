@@ -32,9 +32,9 @@ def test_gfd_labels_and_presets() -> None:
     assert inv.source == "labels" and inv.warning is None
 
 
-def test_cpu_node_and_unschedulable() -> None:
+def test_cpu_node_and_cordon_is_left_to_kube_scheduler() -> None:
     inv = node_inventory(o.node("c", product="", gpus=0, unschedulable=True), RULES)
-    assert inv.spec.model is None and inv.spec.gpus == [] and not inv.spec.schedulable
+    assert inv.spec.model is None and inv.spec.gpus == [] and inv.spec.schedulable  # NodeUnschedulable's job
 
 
 def test_withdrawn_gpus_are_unhealthy() -> None:

@@ -42,8 +42,10 @@ def test_mig_share_models_memory_nvlink() -> None:
     assert req(o.pod("p", mig="3g.40gb")).mig_profile == "3g.40gb"
     share = req(o.pod("p", gpus=1, annotations={"gpuplace.io/gpu-milli": "250"}))
     assert (share.count, share.milli) == (1, 250)
-    share0 = req(o.pod("p", annotations={"gpuplace.io/gpu-milli": "500"}))
-    assert (share0.count, share0.milli) == (1, 500)
+    for no_gpu in (o.pod("p", annotations={"gpuplace.io/gpu-milli": "500"}), o.pod("p", gpus=0)):
+        no_gpu["metadata"]["annotations"]["gpuplace.io/gpu-milli"] = "half"
+        no_gpu["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = "0"
+        assert (req(no_gpu).count, req(no_gpu).milli) == (0, 1000)  # no device from the kubelet: no share
     m = req(o.pod("p", gpus=1, annotations={"gpuplace.io/gpu-models": "H100-80GB, NVIDIA-A100-SXM4-80GB"}))
     assert m.models == frozenset({"H100-80GB", "A100-80GB"})
     sel = req(
