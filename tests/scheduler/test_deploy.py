@@ -2,14 +2,67 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from placement_core import MODELS
 from scheduler.settings import SchedulerSettings
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "scheduler"
+ROOT = Path(__file__).resolve().parents[2] / "deploy"
+DEPLOY = ROOT / "scheduler"
+
+
+def _extender_entries(doc: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every kube-scheduler `extenders[]` entry in a YAML document, also inside ConfigMap data strings."""
+    if isinstance(doc, dict):
+        for entry in doc.get("extenders") or []:
+            yield where, entry
+        if doc.get("kind") == "ConfigMap":
+            for key, text in (doc.get("data") or {}).items():
+                for inner in yaml.safe_load_all(text):
+                    yield from _extender_entries(inner, f"{where} data.{key}")
+        for key, value in doc.items():
+            if key not in ("extenders", "data"):
+                yield from _extender_entries(value, where)
+    elif isinstance(doc, list):
+        for item in doc:
+            yield from _extender_entries(item, where)
+
+
+def catalog_managed_resources() -> set[str]:
+    """nvidia.com/gpu and every MIG resource of every catalog model: what kube-scheduler must route to
+    gpuplace, or pods asking for a missing one bypass it (HAMi #2564)."""
+    s = SchedulerSettings()
+    return {s.gpu_resource} | {
+        f"{s.mig_resource_prefix}{p.resource_suffix}" for m in MODELS.values() for p in m.mig_profiles
+    }
+
+
+def test_every_managed_resource_list_in_deploy_is_the_catalog() -> None:
+    """Issue 9 item 8: every kube-scheduler extender entry shipped under deploy/ (the merge snippet, the
+    second scheduler's ConfigMap, anything added later) manages exactly the catalog's resources."""
+    wanted = catalog_managed_resources()
+    found = [
+        (where, entry)
+        for path in sorted(ROOT.rglob("*.y*ml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        for where, entry in _extender_entries(doc, str(path.relative_to(ROOT.parent)))
+    ]
+    assert {w.split(" ")[0] for w, _ in found} >= {
+        "deploy/scheduler/kube-scheduler-config.yaml",
+        "deploy/second-scheduler/scheduler.yaml",
+    }
+    for where, entry in found:
+        listed = [r["name"] for r in entry["managedResources"]]
+        missing = sorted(wanted - set(listed))
+        assert not missing, f"{where} misses: " + "".join(
+            f"\n  - {{name: {n}, ignoredByScheduler: false}}" for n in missing
+        )
+        assert set(listed) == wanted and len(listed) == len(set(listed)), where
+        assert all(r["ignoredByScheduler"] is False for r in entry["managedResources"]), where
 
 
 def test_kube_scheduler_config_matches_the_service() -> None:
@@ -26,12 +79,6 @@ def test_kube_scheduler_config_matches_the_service() -> None:
     )
     assert ext["nodeCacheCapable"] is True and ext["ignorable"] is False and ext["weight"] > 0
     assert int(ext["httpTimeout"].rstrip("s")) > s.bind_timeout_seconds
-    managed = {r["name"] for r in ext["managedResources"]}
-    assert all(r["ignoredByScheduler"] is False for r in ext["managedResources"])
-    wanted = {s.gpu_resource} | {
-        f"{s.mig_resource_prefix}{p.resource_suffix}" for m in MODELS.values() for p in m.mig_profiles
-    }
-    assert managed == wanted
 
 
 def test_rbac_grants_what_the_service_calls() -> None:
