@@ -33,14 +33,16 @@ def feasibility_twin(
     mig_id: int,
     cpu: int,
     mem: int,
+    fit_cpu_mem: bool = True,
 ) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
-    """Per node: (reason, detail). `s` is a ClusterState (or anything with its array attributes)."""
+    """Per node: (reason, detail). `s` is a ClusterState (or anything with its array attributes).
+    `fit_cpu_mem=False`: cpu and memory never make a node infeasible (GpuRequest.fit_cpu_memory)."""
     n = s.n_rows
     reason = np.zeros(n, np.int8)
     detail = np.zeros(n, np.int32)
     for i in range(n):
         reason[i], detail[i] = _one_node_py(
-            s, i, model_ok, count, milli, min_mem, nvlink_required, mig_id, cpu, mem
+            s, i, model_ok, count, milli, min_mem, nvlink_required, mig_id, cpu, mem, fit_cpu_mem
         )
     return reason, detail
 
@@ -56,13 +58,14 @@ def _one_node_py(
     mig_id: int,
     cpu: int,
     mem: int,
+    fit_cpu_mem: bool,
 ) -> tuple[int, int]:
     if not s.node_valid[i]:
         return _R.UNSCHEDULABLE, 0
     if count == 0 and mig_id == -1:  # no GPU asked: any node with the cpu and memory
-        if s.node_cpu_free[i] < cpu:
+        if fit_cpu_mem and s.node_cpu_free[i] < cpu:
             return _R.CPU, s.node_cpu_free[i]
-        if s.node_mem_free[i] < mem:
+        if fit_cpu_mem and s.node_mem_free[i] < mem:
             return _R.MEMORY, s.node_mem_free[i]
         return _R.OK, 0
     if s.node_gpu_count[i] == 0 or s.node_model[i] < 0:
@@ -76,9 +79,9 @@ def _one_node_py(
         free = int((is_profile & ~s.mig_used[i]).sum())
         if mig_id < 0 or total < count:
             return _R.MIG_ABSENT, total
-        if s.node_cpu_free[i] < cpu:
+        if fit_cpu_mem and s.node_cpu_free[i] < cpu:
             return _R.CPU, s.node_cpu_free[i]
-        if s.node_mem_free[i] < mem:
+        if fit_cpu_mem and s.node_mem_free[i] < mem:
             return _R.MEMORY, s.node_mem_free[i]
         return (_R.MIG_BUSY, free) if free < count else (_R.OK, free)
     plain = healthy & ~s.gpu_mig[i]
@@ -90,9 +93,9 @@ def _one_node_py(
     need_island = nvlink_required and count > 1
     if need_island and largest_island_py(s.links[i], eligible) < count:
         return _R.NVLINK_TOPOLOGY, largest_island_py(s.links[i], eligible)
-    if s.node_cpu_free[i] < cpu:
+    if fit_cpu_mem and s.node_cpu_free[i] < cpu:
         return _R.CPU, s.node_cpu_free[i]
-    if s.node_mem_free[i] < mem:
+    if fit_cpu_mem and s.node_mem_free[i] < mem:
         return _R.MEMORY, s.node_mem_free[i]
     if milli < WHOLE:
         best = int(s.gpu_free_milli[i][eligible].max())
@@ -131,6 +134,7 @@ def feasibility_kernel(
     mig_id,
     cpu,
     mem,
+    fit_cpu_mem,
     reason,
     detail,
 ):
@@ -148,10 +152,10 @@ def feasibility_kernel(
             reason[i] = 1
             continue
         if count == 0 and mig_id == -1:
-            if node_cpu_free[i] < cpu:
+            if fit_cpu_mem and node_cpu_free[i] < cpu:
                 reason[i] = 8
                 detail[i] = node_cpu_free[i]
-            elif node_mem_free[i] < mem:
+            elif fit_cpu_mem and node_mem_free[i] < mem:
                 reason[i] = 9
                 detail[i] = node_mem_free[i]
             continue
@@ -176,10 +180,10 @@ def feasibility_kernel(
             if mig_id < 0 or total < count:
                 reason[i] = 6
                 detail[i] = total
-            elif node_cpu_free[i] < cpu:
+            elif fit_cpu_mem and node_cpu_free[i] < cpu:
                 reason[i] = 8
                 detail[i] = node_cpu_free[i]
-            elif node_mem_free[i] < mem:
+            elif fit_cpu_mem and node_mem_free[i] < mem:
                 reason[i] = 9
                 detail[i] = node_mem_free[i]
             else:
@@ -211,11 +215,11 @@ def feasibility_kernel(
                 reason[i] = 7
                 detail[i] = isl
                 continue
-        if node_cpu_free[i] < cpu:
+        if fit_cpu_mem and node_cpu_free[i] < cpu:
             reason[i] = 8
             detail[i] = node_cpu_free[i]
             continue
-        if node_mem_free[i] < mem:
+        if fit_cpu_mem and node_mem_free[i] < mem:
             reason[i] = 9
             detail[i] = node_mem_free[i]
             continue

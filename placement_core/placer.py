@@ -38,6 +38,7 @@ class Compiled:
     mig_id: int
     cpu: int
     mem: int
+    fit_cpu_mem: bool
 
 
 def compile_request(state: ClusterState, req: GpuRequest) -> Compiled:
@@ -53,6 +54,7 @@ def compile_request(state: ClusterState, req: GpuRequest) -> Compiled:
         mig_id=mig_id,
         cpu=req.cpu_milli,
         mem=req.memory_mib,
+        fit_cpu_mem=req.fit_cpu_memory,
     )
 
 
@@ -64,7 +66,16 @@ def evaluate(
     c = compile_request(state, req)
     if twin:
         r, d = feasibility_twin(
-            state, c.model_ok, c.count, c.milli, c.min_mem, c.nvlink_required, c.mig_id, c.cpu, c.mem
+            state,
+            c.model_ok,
+            c.count,
+            c.milli,
+            c.min_mem,
+            c.nvlink_required,
+            c.mig_id,
+            c.cpu,
+            c.mem,
+            c.fit_cpu_mem,
         )
         return (r[rows], d[rows]) if rows is not None else (r, d)
     sl = rows if rows is not None else slice(0, state.n_rows)
@@ -101,6 +112,7 @@ def evaluate(
         c.mig_id,
         c.cpu,
         c.mem,
+        c.fit_cpu_mem,
         reason,
         detail,
     )

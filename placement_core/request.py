@@ -31,6 +31,9 @@ class GpuRequest:
     Exactly one of three shapes: whole GPUs (`count` ≥ 1, `milli` = 1000), a fractional share of one GPU
     (`count` = 1, 0 < `milli` < 1000, time-sliced), or `count` MIG instances of `mig_profile`.
     `models` restricts catalog model names (None = any); `min_memory_mib` applies per GPU.
+    `cpu_milli`/`memory_mib` are always counted (placements carry them; the policies score with them);
+    `fit_cpu_memory=False` keeps them from making a node infeasible, for callers whose cpu/memory
+    fit is decided elsewhere (the kube-scheduler extender: NodeResourcesFit).
     """
 
     count: int = 1
@@ -42,6 +45,7 @@ class GpuRequest:
     scope: Scope = Scope.NODE
     cpu_milli: int = 0
     memory_mib: int = 0
+    fit_cpu_memory: bool = True
 
     def __post_init__(self) -> None:
         if self.count < 0 or self.count > 64:

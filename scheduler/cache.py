@@ -36,6 +36,7 @@ from scheduler.disruption import Disruption
 from scheduler.nodeinv import NodeInventory, NodeRules, fingerprint, node_inventory
 from scheduler.nominated import Nominations
 from scheduler.podreq import PodRequestError, Rules, pod_request
+from scheduler.podresources import requests_fingerprint
 from scheduler.settings import SchedulerSettings
 from scheduler.wire import Pod
 
@@ -206,7 +207,13 @@ class ClusterCache:
         if not node:
             return  # pending: holds nothing (a bind in flight holds its reservation)
         self.disruption.observe_pod(uid, pod)
-        fp = (node, (meta.get("annotations") or {}).get(self.pod_rules.keys.gpus))
+        annotations = meta.get("annotations") or {}
+        fp = (  # what _record reads; a resize changes the requests of a bound pod
+            node,
+            annotations.get(self.pod_rules.keys.gpus),
+            self.pod_rules.annotations_read(annotations),
+            requests_fingerprint(pod),
+        )
         old = self.pods.get(uid)
         if old is not None and old.fp == fp:
             return

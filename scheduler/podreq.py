@@ -9,8 +9,8 @@ The inputs, in the order they are read (the full contract is in scheduler/README
   a `nodeSelector` on `nvidia.com/gpu.product` restricts models the same way (both: intersection);
 - `gpuplace.io/gpu-memory-mib`: minimum memory per GPU;
 - `gpuplace.io/nvlink`: required | preferred | none (default from settings);
-- cpu and memory requests, summed as kube-scheduler sums them (containers + sidecars, or the largest
-  init container, whichever is more; plus pod overhead).
+- every resource as kube-scheduler counts it (scheduler.podresources: upstream `PodRequests` with v1.36's
+  defaults — pod-level resources, sidecars, init containers, overhead, in-place resize).
 
 Why so strict about malformed values: a pod with `gpu-milli: "half"` must fail scheduling with a
 sentence that says so (the filter's in-band Error), not be placed as if the annotation were absent.
@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from placement_core import MODELS, GpuRequest, NvlinkNeed, resolve_product
-from placement_core.quantity import QuantityError, parse_quantity
 from scheduler.contract import Keys
+from scheduler.podresources import ResourceError, pod_requests
 from scheduler.settings import SchedulerSettings
-from scheduler.wire import Container, Pod
+from scheduler.wire import Pod
 
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 _NVLINK = {"required": NvlinkNeed.REQUIRED, "preferred": NvlinkNeed.PREFERRED, "none": NvlinkNeed.NONE}
@@ -53,53 +53,13 @@ class Rules:
             s.gpu_resource, s.mig_resource_prefix, _NVLINK[s.default_nvlink], Keys(s.annotation_prefix)
         )
 
+    def annotations_read(self, annotations: dict[str, str]) -> tuple[str | None, ...]:
+        """The values of the annotations `pod_request` reads (part of the cache's pod fingerprint)."""
+        k = self.keys
+        return tuple(annotations.get(key) for key in (k.gpu_milli, k.gpu_models, k.gpu_memory_mib, k.nvlink))
+
     def is_gpu_resource(self, name: str) -> bool:
         return name == self.gpu_resource or (bool(self.mig_prefix) and name.startswith(self.mig_prefix))
-
-
-def _amounts(c: Container) -> dict[str, Decimal]:
-    r = c.resources
-    names = set(r.requests) | set(r.limits)
-    out = {}
-    for name in names:
-        raw = r.requests.get(name, r.limits.get(name))
-        if raw is None:
-            continue
-        try:
-            out[name] = parse_quantity(raw)
-        except QuantityError as e:
-            raise PodRequestError(f"container {c.name!r}: resource {name}: {e}") from None
-    return out
-
-
-def _add(into: dict[str, Decimal], more: dict[str, Decimal]) -> None:
-    for k, v in more.items():
-        into[k] = into.get(k, Decimal(0)) + v
-
-
-def effective_resources(pod: Pod) -> dict[str, Decimal]:
-    """Per resource, what kube-scheduler counts for the pod (see module docstring)."""
-    total: dict[str, Decimal] = {}
-    for c in pod.spec.containers:
-        _add(total, _amounts(c))
-    sidecars: dict[str, Decimal] = {}
-    init_peak: dict[str, Decimal] = {}
-    for c in pod.spec.init_containers:
-        amounts = _amounts(c)
-        if c.restart_policy == "Always":
-            _add(sidecars, amounts)
-            continue
-        for k, v in amounts.items():  # a run-to-completion init container runs beside the sidecars before it
-            init_peak[k] = max(init_peak.get(k, Decimal(0)), v + sidecars.get(k, Decimal(0)))
-    _add(total, sidecars)
-    for k, v in init_peak.items():
-        total[k] = max(total.get(k, Decimal(0)), v)
-    for k, raw in pod.spec.overhead.items():
-        try:
-            _add(total, {k: parse_quantity(raw)})
-        except QuantityError as e:
-            raise PodRequestError(f"pod overhead {k}: {e}") from None
-    return total
 
 
 def _whole(v: Decimal, what: str) -> int:
@@ -132,8 +92,23 @@ def model_names(names: Iterable[str]) -> frozenset[str]:
 
 
 def pod_request(pod: Pod, rules: Rules) -> GpuRequest:
-    """The pod's GpuRequest; PodRequestError with a readable message when it is malformed."""
-    res = effective_resources(pod)
+    """The pod's GpuRequest; PodRequestError with a readable message when it is malformed.
+
+    cpu/memory are counted, never fitted (`fit_cpu_memory=False`), and this is why:
+    kube-scheduler's NodeResourcesFit (pkg/scheduler/framework/plugins/noderesources/fit.go, `Filter`) runs
+    before the extender's filter and checks cpu, memory, hugepages and every other resource against its own
+    node cache — exact, including the pods it has assumed but not yet bound and, in the dry runs, the
+    nominated pods. Every node the extender is offered has already passed it. gpuplace's cpu/memory picture
+    is the same arithmetic (scheduler.podresources) but fed by a watch that lags kube-scheduler's cache, so a
+    second check can only disagree in one direction: reject a node kube-scheduler rightly admitted (and
+    then, in bind, refuse the node kube-scheduler already chose, a retry loop). GPU fit is gpuplace's job
+    because kube-scheduler cannot see GPUs; cpu/memory fit is not. The amounts stay in the request: the
+    placements count them and the fragmentation-aware policies score CPU left beside free GPUs.
+    """
+    try:
+        res = pod_requests(pod)
+    except ResourceError as e:
+        raise PodRequestError(str(e)) from None
     keys = rules.keys
     count = _whole(res.get(rules.gpu_resource, Decimal(0)), rules.gpu_resource)
     migs = {
@@ -190,6 +165,7 @@ def pod_request(pod: Pod, rules: Rules) -> GpuRequest:
             nvlink=nvlink,
             cpu_milli=int(cpu.to_integral_value(rounding="ROUND_CEILING")),
             memory_mib=int(mem.to_integral_value(rounding="ROUND_CEILING")),
+            fit_cpu_memory=False,  # see the docstring
         )
     except ValueError as e:
         raise PodRequestError(str(e)) from None

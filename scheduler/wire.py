@@ -72,11 +72,30 @@ class PodSpec(Kube):
     priority: int = 0  # null (no PriorityClass admission) reads as 0, the Kubernetes default
     overhead: dict[str, Quantity] = Field(default_factory=dict)
     scheduler_name: str = ""
+    resources: ResourceRequirements | None = None  # pod-level resources (PodLevelResources)
+
+
+class ContainerStatus(Kube):
+    """The resize-relevant part of v1.ContainerStatus (scheduler.podresources); None = not reported."""
+
+    name: str = ""
+    allocated_resources: dict[str, Quantity] | None = None
+    resources: ResourceRequirements | None = None
+
+
+class PodCondition(Kube):
+    type: str = ""
+    reason: str = ""
 
 
 class PodStatus(Kube):
     phase: str = ""
     start_time: str | None = None  # preemption orders victims by it (scheduler.disruption)
+    conditions: list[PodCondition] = Field(default_factory=list)
+    container_statuses: list[ContainerStatus] = Field(default_factory=list)
+    init_container_statuses: list[ContainerStatus] = Field(default_factory=list)
+    resources: ResourceRequirements | None = None  # pod-level, actuated
+    allocated_resources: dict[str, Quantity] | None = None  # pod-level
 
 
 class Pod(Kube):

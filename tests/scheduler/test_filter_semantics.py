@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from scheduler.context import ExtenderContext
 from scheduler.verbs.bind import bind
 from scheduler.verbs.filter import filter_nodes
 from scheduler.verbs.prioritize import prioritize
