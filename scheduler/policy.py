@@ -1,14 +1,22 @@
 """Policy name (from the config) → scoring function over all nodes.
 
 Why a registry of plain functions: prioritize must not know which policy it runs. Every function has
-the shape of `placer.score`: raw float per row, higher is better, −inf where `reason` says infeasible;
-prioritize normalises to kube-scheduler's 0..10.
+the shape of `placer.score` — one float per row, higher is better, −inf where `reason` says infeasible —
+and one more promise: feasible rows score in [0, 1] on a FIXED scale, the same for a node whichever other
+nodes are offered. Prioritize then scales by the best offered node, as kube-scheduler's
+DefaultNormalizeScore does, so differences stay proportional and a near-tie stays a near-tie (it must:
+kube-scheduler adds score × weight × 10 to the in-tree plugins' points, and a stretched tie would
+override the soft in-tree preferences such as preferred node affinity or PreferNoSchedule taints).
 
-- `most-allocated` (default): pack GPUs (placement_core.scoring) + the NVLink island term.
+- `most-allocated` (default): GPU utilisation after placing (placement_core.scoring), + the NVLink
+  island term for multi-GPU pods: (base + w·k/s) / (1 + w), w = `topology_weight`.
+- `least-allocated`: 1 − utilisation after placing, + the same island term.
+- `best-fit`: 1 − (GPUs left free after placing) / max_gpus_per_node, + the island term.
 - `gpuplace`: gpuplace's fragmentation-aware policy (placement_core.policies, the one that beats FGD on
-  the Alibaba trace — bench/simulate.py), plus the NVLink topology term.
-- `fgd`: FGD (USENIX ATC'23) re-implemented in placement_core.policies, plus the topology term.
-- `least-allocated` / `best-fit`: placement_core.scoring's other simple policies.
+  the Alibaba trace — bench/simulate.py). Its raw value (fragmentation removed in GPUs, weighted, plus
+  the headroom term) has no natural bound, so it goes through the logistic σ(raw) — FGD itself maps its
+  ΔF with a sigmoid — a fixed, monotone map that keeps small raw differences small.
+- `fgd`: FGD (USENIX ATC'23) re-implemented in placement_core.policies: its own 0..100 score / 100.
 
 Why the default packs rather than running the trace winner: `gpuplace` measures fragmentation against the
 trace's typical pods (mostly fractional, CPU-heavy) and, among placements that fragment alike, spreads
@@ -17,11 +25,13 @@ to free GPUs. On clusters of whole-GPU jobs the same rule spreads them: in the e
 left 4 nodes partly used where most-allocated leaves 1. Choose `gpuplace` (or `fgd`) for shared-GPU
 fleets like the trace's; the default is what a whole-GPU training/inference cluster expects.
 For the fragmentation-aware policies the topology decides first for multi-GPU pods: the node whose
-smallest free NVLink island holding the k GPUs is tightest (k/s highest) wins, and the policy's score
-(rescaled to [0, 1] over the feasible nodes) orders nodes of equal fit. Lexicographic on purpose: the
-trace-tuned policy spreads among placements that fragment alike (bench/results/summary.md), which on its
-own would break an empty 8-GPU island for a 2-GPU pod while a 2-GPU hole waits elsewhere. Shares, single
-GPUs and MIG follow the policy alone. `topology_weight: 0` turns the island rule off.
+smallest free NVLink island holding the k GPUs is tightest (k/s highest) wins, and the policy's unit score
+orders nodes of equal fit: (policy + ISLAND_FIRST·k/s) / (1 + ISLAND_FIRST). Topology first on purpose:
+the trace-tuned policy spreads among placements that fragment alike (bench/results/summary.md), which on
+its own would break an empty 8-GPU island for a 2-GPU pod while a 2-GPU hole waits elsewhere. The price of
+proportional scores: the policy's part is worth less than one of the extender's 0..10 points there, so
+among nodes of equal island fit the in-tree plugins decide. Shares, single GPUs and MIG follow the policy
+alone. `topology_weight: 0` turns the island rule off.
 """
 
 from __future__ import annotations
@@ -38,14 +48,38 @@ from placement_core.scorer import PolicyScorer, island_fit
 ScoreFn = Callable[[ClusterState, GpuRequest, npt.NDArray[np.int8]], npt.NDArray[np.float64]]
 
 
+def _topology_applies(req: GpuRequest, topology_weight: float) -> bool:
+    """When placement_core.scoring adds its island term (whole multi-GPU, non-MIG requests)."""
+    return topology_weight > 0 and req.count > 1 and not req.is_share and req.mig_profile is None
+
+
 def _placer(policy: Policy) -> Callable[[float], ScoreFn]:
     def make(topology_weight: float) -> ScoreFn:
         def fn(state: ClusterState, req: GpuRequest, reason: npt.NDArray[np.int8]) -> npt.NDArray[np.float64]:
-            return placer.score(state, req, reason, policy, topo_weight=topology_weight)
+            raw = placer.score(state, req, reason, policy, topo_weight=topology_weight)
+            w = topology_weight if _topology_applies(req, topology_weight) else 0.0
+            if policy == Policy.BEST_FIT:  # base = −(GPUs left free) ∈ [−max_gpus, 0]
+                return _unit((raw + state.G) / (state.G + w))
+            return _unit(raw / (1.0 + w))
 
         return fn
 
     return make
+
+
+def _unit(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Clip feasible values into [0, 1]; −inf stays."""
+    return np.where(np.isfinite(x), np.clip(x, 0.0, 1.0), -np.inf)
+
+
+def _policy_unit(policy: FragPolicy, raw: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    finite = np.isfinite(raw)
+    out = np.full(len(raw), -np.inf)
+    if policy == FragPolicy.FGD:
+        out[finite] = raw[finite] / 100.0  # FGD's score is 100·σ(ΔF/1000) ∈ (0, 100)
+    else:
+        out[finite] = 0.5 * (1.0 + np.tanh(0.5 * raw[finite]))  # σ(raw), without exp overflow
+    return _unit(out)
 
 
 def _fragmentation_aware(policy: FragPolicy) -> Callable[[float], ScoreFn]:
@@ -53,15 +87,9 @@ def _fragmentation_aware(policy: FragPolicy) -> Callable[[float], ScoreFn]:
         scorer = PolicyScorer(policy)
 
         def fn(state: ClusterState, req: GpuRequest, reason: npt.NDArray[np.int8]) -> npt.NDArray[np.float64]:
-            raw = scorer(state, req, reason)
-            feasible = np.isfinite(raw)
-            if not feasible.any():
-                return raw
-            lo, hi = raw[feasible].min(), raw[feasible].max()
-            out = np.full(len(raw), -np.inf)
-            out[feasible] = (raw[feasible] - lo) / (hi - lo) if hi > lo else 1.0
-            if topology_weight > 0 and req.count > 1 and not req.is_share and req.mig_profile is None:
-                out = out + ISLAND_FIRST * island_fit(state, req, reason)
+            out = _policy_unit(policy, scorer(state, req, reason))
+            if _topology_applies(req, topology_weight):
+                out = (out + ISLAND_FIRST * island_fit(state, req, reason)) / (1.0 + ISLAND_FIRST)
             return out
 
         return fn
@@ -77,7 +105,7 @@ POLICIES: dict[str, Callable[[float], ScoreFn]] = {
     "best-fit": _placer(Policy.BEST_FIT),
 }
 DEFAULT_POLICY = "most-allocated"
-ISLAND_FIRST = 10.0  # island fit k/s ∈ (0, 1] × 10 dominates the policy's [0, 1]
+ISLAND_FIRST = 10.0  # island fit k/s ∈ (0, 1] × 10 dominates the policy's unit score
 
 
 def scoring_function(name: str, topology_weight: float) -> ScoreFn:

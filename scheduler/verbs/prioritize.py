@@ -1,11 +1,14 @@
 """prioritize: 0..10 per offered node from the configured policy.
 
-The policy (scheduler.policy) returns a raw score for every row; the offered nodes' feasible scores are
-min–max normalised to 0..10 (kube-scheduler multiplies by the extender's weight and by 10), so the
-best node always gets 10 and the worst feasible one 0 — the same relative shape kube-scheduler's own
-plugins produce with DefaultNormalizeScore. Infeasible or unknown nodes get 0; when all feasible nodes
-tie, they all get 10. Prioritize errors are ignored by kube-scheduler, so nothing here needs an
-in-band error: a failure is an HTTP 500 and the pod is scheduled on the in-tree scores alone.
+The policy (scheduler.policy) returns a raw score in [0, 1] on a fixed scale for every row; the offered
+nodes' scores are scaled so the best gets 10 and the rest keep their ratio to it — kube-scheduler's own
+`DefaultNormalizeScore` (pkg/scheduler/framework/plugins/helper/normalize_score.go: score × max / best).
+Why proportional and not min–max: kube-scheduler adds score × weight × (MaxNodeScore /
+MaxExtenderPriority) to each node's in-tree total (pkg/scheduler/schedule_one.go, `prioritizeNodes`);
+min–max turned raw 0.900 vs 0.901 into 0 vs 10, i.e. 500 points at weight 5 for a difference of nothing,
+which overrode preferred node affinity (≤ 100 × its plugin weight 2) and PreferNoSchedule taints.
+Infeasible or unknown nodes get 0. Prioritize errors are ignored by kube-scheduler, so nothing here
+needs an in-band error: a failure is an HTTP 500 and the pod is scheduled on the in-tree scores alone.
 """
 
 from __future__ import annotations
@@ -37,16 +40,16 @@ class PriorityOutcome:
 
 
 def normalise(raw: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
-    """Finite scores → 0..10 by min–max; −inf (infeasible) → 0."""
+    """Non-negative raw scores → 0..10 as `DefaultNormalizeScore(MaxExtenderPriority, false, …)`:
+    10 × raw / max(raw), rounded; all zero → all 0; −inf (infeasible) → 0."""
     finite = np.isfinite(raw)
     out = np.zeros(len(raw), np.int64)
     if not finite.any():
         return out
-    lo, hi = raw[finite].min(), raw[finite].max()
-    if hi - lo < 1e-12:
-        out[finite] = 10
-    else:
-        out[finite] = np.rint((raw[finite] - lo) * (10.0 / (hi - lo))).astype(np.int64)
+    best = raw[finite].max()
+    if best <= 0:
+        return out
+    out[finite] = np.rint(np.clip(raw[finite], 0.0, None) * (10.0 / best)).astype(np.int64)
     return out
 
 

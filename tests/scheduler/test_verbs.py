@@ -74,7 +74,7 @@ def test_filter_full_nodes_mode_takes_node_facts_from_the_request(cluster: Exten
 def test_prioritize_prefers_packing_and_topology(cluster: ExtenderContext) -> None:
     r = prioritize(args(o.pod("p", gpus=2), ["h0", "h1", "c0"]), cluster).to_wire()
     scores = {h.host: h.score for h in r}
-    assert scores == {"h0": 10, "h1": 0, "c0": 0}
+    assert scores == {"h0": 10, "h1": 2, "c0": 0}  # proportional: h1 scores 0.25 of h0 (exact pair, full node)
     assert normalise(__import__("numpy").array([1.0, 1.0, -float("inf")])).tolist() == [10, 10, 0]
 
 
