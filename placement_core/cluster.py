@@ -1,7 +1,9 @@
 """The cluster model: nodes and GPUs as a struct of numpy arrays, updated incrementally.
 
 Kernels read whole columns (all nodes at once); allocation and release touch only the rows of one node,
-so committing or undoing one pod costs O(GPUs on that node). Node rows are recycled through a free list;
+so committing or undoing one pod costs O(GPUs on that node).
+A share (milli < 1000) on a node whose GPUs are not time-sliced holds its whole GPU: without replicas the
+device plugin hands each pod a whole device, and the model must not think otherwise. Node rows are recycled through a free list;
 a removed node's row is marked invalid and never scored.
 
 The model is the single source of truth for "is this GPU taken": `allocate` refuses any placement that
@@ -88,6 +90,7 @@ class ClusterState:
         self.node_zone = np.full(n, -1, np.int32)
         self.node_rack = np.full(n, -1, np.int32)
         self.node_clique = np.full(n, -1, np.int32)
+        self.node_sliced = np.zeros(n, np.bool_)
         self.gpu_present = np.zeros((n, G), np.bool_)
         self.gpu_healthy = np.zeros((n, G), np.bool_)
         self.gpu_mem = np.zeros((n, G), np.int32)
@@ -110,6 +113,7 @@ class ClusterState:
         "node_zone",
         "node_rack",
         "node_clique",
+        "node_sliced",
         "gpu_present",
         "gpu_healthy",
         "gpu_mem",
@@ -165,6 +169,7 @@ class ClusterState:
         self.node_zone[row] = self.zones.id(spec.zone)
         self.node_rack[row] = self.racks.id(spec.rack)
         self.node_clique[row] = self.cliques.id(spec.clique)
+        self.node_sliced[row] = spec.time_sliced
         self.gpu_present[row] = False
         self.gpu_present[row, :n] = True
         self.gpu_healthy[row] = False
@@ -247,13 +252,14 @@ class ClusterState:
 
     def _apply(self, row: int, p: Placement, *, sign: int, check: bool) -> None:
         G = self.G
+        milli = p.milli if self.node_sliced[row] else WHOLE  # see the module docstring
         if check:
             for g in p.gpus:
                 if not (0 <= g < G and self.gpu_present[row, g]) or self.gpu_mig[row, g]:
                     raise DoubleBookingError(f"{p.node}: GPU {g} is not an allocatable GPU")
-                if self.gpu_free_milli[row, g] < p.milli:
+                if self.gpu_free_milli[row, g] < milli:
                     raise DoubleBookingError(
-                        f"{p.node}: GPU {g} has {self.gpu_free_milli[row, g]} milli free, needs {p.milli}"
+                        f"{p.node}: GPU {g} has {self.gpu_free_milli[row, g]} milli free, needs {milli}"
                     )
             if len(set(p.gpus)) != len(p.gpus):
                 raise DoubleBookingError(f"{p.node}: a GPU appears twice in {p.gpus}")
@@ -264,7 +270,7 @@ class ClusterState:
                     raise DoubleBookingError(f"{p.node}: MIG instance {g}/{s} is already in use")
         for g in p.gpus:
             if 0 <= g < G:
-                self.gpu_free_milli[row, g] -= sign * p.milli
+                self.gpu_free_milli[row, g] -= sign * milli
         for g, s in p.mig:
             if 0 <= g < G and 0 <= s < MAX_MIG_SLOTS:
                 self.mig_used[row, g, s] = sign > 0

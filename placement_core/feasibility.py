@@ -90,6 +90,8 @@ def _one_node_py(
         return _R.GPU_MEMORY, int(s.gpu_mem[i][plain].max())
     if eligible.sum() < count:
         return _R.TOO_FEW_GPUS, int(eligible.sum())
+    if milli < WHOLE and not s.node_sliced[i]:
+        return _R.SHARE_NOT_TIME_SLICED, 0
     need_island = nvlink_required and count > 1
     if need_island and largest_island_py(s.links[i], eligible) < count:
         return _R.NVLINK_TOPOLOGY, largest_island_py(s.links[i], eligible)
@@ -117,6 +119,7 @@ def feasibility_kernel(
     node_gpu_count,
     node_cpu_free,
     node_mem_free,
+    node_sliced,
     gpu_present,
     gpu_healthy,
     gpu_mem,
@@ -208,6 +211,9 @@ def feasibility_kernel(
         if n_elig < count:
             reason[i] = 5
             detail[i] = n_elig
+            continue
+        if milli < WHOLE and not node_sliced[i]:
+            reason[i] = 14
             continue
         if need_island:
             isl = largest_island(links[i], eligible)

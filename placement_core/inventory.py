@@ -43,6 +43,9 @@ class NodeSpec:
     rack: str = ""
     clique: str = ""
     schedulable: bool = True
+    # GPUs shared by time-slicing (or MPS) replicas. False: every unit of the GPU resource is a whole
+    # device, so a fractional share cannot be placed and one found there costs a whole GPU.
+    time_sliced: bool = True
 
     @classmethod
     def uniform(

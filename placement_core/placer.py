@@ -88,6 +88,7 @@ def evaluate(
             "node_gpu_count",
             "node_cpu_free",
             "node_mem_free",
+            "node_sliced",
             "gpu_present",
             "gpu_healthy",
             "gpu_mem",

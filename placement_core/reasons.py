@@ -22,10 +22,12 @@ class Reason(enum.IntEnum):
     NVLINK_BUSY = 11
     SHARE_BUSY = 12
     MIG_BUSY = 13
+    # Unresolvable too (numbered after the others so existing codes keep their values).
+    SHARE_NOT_TIME_SLICED = 14
 
     @property
     def unresolvable(self) -> bool:
-        return 0 < self.value < Reason.CPU.value
+        return 0 < self.value < Reason.CPU.value or self is Reason.SHARE_NOT_TIME_SLICED
 
     @property
     def slug(self) -> str:
@@ -72,4 +74,9 @@ def explain(
         return f"needs {milli}m of one GPU; most free on any GPU here is {max(detail, 0)}m"
     if r is Reason.MIG_BUSY:
         return f"needs {count}× MIG {mig_profile}; {detail} free here"
+    if r is Reason.SHARE_NOT_TIME_SLICED:
+        return (
+            f"needs a {milli}m share of a GPU; GPUs here are not time-sliced (nvidia.com/gpu.replicas "
+            "absent or 1), so the device plugin would hand out a whole GPU"
+        )
     return f"feasible ({what})"

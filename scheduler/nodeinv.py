@@ -7,6 +7,7 @@ Sources, most specific first:
    model from `nvidia.com/gpu.product`, memory from `nvidia.com/gpu.memory`, topology from the product's
    preset. Without the annotation some facts are inferred, and the inference is stated here:
    - GPUs = `nvidia.com/gpu.count`, or allocatable `nvidia.com/gpu` (÷ replicas when time-sliced);
+   - time-sliced (`time_sliced`): fractional shares are placed only there;
      allocatable below that count means the device plugin withdrew unhealthy GPUs — the highest
      indices are marked unhealthy (which ones is unknown without the annotation);
    - MIG `mixed`: allocatable `nvidia.com/mig-<profile>` instances are packed first-fit, largest
@@ -98,6 +99,16 @@ def fingerprint(node: dict[str, Any], rules: NodeRules) -> tuple[Any, ...]:
     alloc = tuple(sorted(((node.get("status") or {}).get("allocatable") or {}).items()))
     topo = (meta.get("annotations") or {}).get(rules.keys.topology)
     return rel, alloc, topo
+
+
+def time_sliced(labels: dict[str, str]) -> bool:
+    """GFD says the GPUs are shared: a `-SHARED` product or a sharing strategy other than none, with
+    `nvidia.com/gpu.replicas` > 1. Only then does one `nvidia.com/gpu` unit stand for part of a GPU; on
+    any other node the device plugin hands each unit out as a whole device (so shares are refused there
+    and a share found there holds a whole GPU: placement_core.cluster)."""
+    product = labels.get(PRODUCT, "")
+    shared = product.endswith("-SHARED") or labels.get(SHARING, "none") not in ("", "none")
+    return shared and (_int_label(labels, REPLICAS) or 1) > 1
 
 
 def _int_label(labels: dict[str, str], key: str) -> int | None:
@@ -240,6 +251,7 @@ def node_inventory(node: dict[str, Any], rules: NodeRules) -> NodeInventory:
         "zone": labels.get(rules.zone_label, ""),
         "rack": labels.get(rules.rack_label, ""),
         "clique": labels.get(CLIQUE, ""),
+        "time_sliced": time_sliced(labels),
     }
     raw = (meta.get("annotations") or {}).get(rules.keys.topology)
     warning = None

@@ -2,10 +2,15 @@
 
 One placement_core kernel call evaluates every node of the cluster; the offered nodes are picked out by
 row. Rejections that no preemption can fix (wrong model, too few GPUs in total, MIG profile absent,
-no NVLink island big enough) go to `FailedAndUnresolvableNodes`, so kube-scheduler does not evict pods
-for nothing; the rest (busy GPUs, CPU, memory) go to `FailedNodes`. Every rejected node gets a reason:
-a node missing from both maps would leave kube-scheduler guessing. While the outcome of the pod's
-own Binding is unknown (scheduler.verbs.bind), only the node holding its GPUs passes.
+no NVLink island big enough, a share on GPUs without time-slicing) go to `FailedAndUnresolvableNodes`,
+so kube-scheduler does not evict pods for nothing; the rest (busy GPUs, busy NVLink islands, busy MIG
+instances) go to `FailedNodes`. Every rejected node gets a reason: a node missing from both maps would
+leave kube-scheduler guessing. While the outcome of the pod's own Binding is unknown
+(scheduler.verbs.bind), only the node holding its GPUs passes.
+
+What filter leaves to kube-scheduler's own plugins, which run first: cordons (NodeUnschedulable,
+scheduler.nodeinv), cpu and memory (NodeResourcesFit, scheduler.podreq.pod_request says why), and pods
+that ask for no GPU at all (`nvidia.com/gpu: "0"`: every offered node passes).
 
 The result is encoded from byte fragments (scheduler.namelists): one sentence per distinct
 (reason, detail) pair, joined with the node names' precomputed JSON — no per-node Python objects beyond
@@ -28,7 +33,7 @@ from scheduler.nominated import explain_blocked, refilter
 from scheduler.podreq import PodRequestError, wants_gpus
 from scheduler.wire import ExtenderArgs, ExtenderFilterResult
 
-_UNRESOLVABLE_MAX = int(Reason.CPU)  # codes 1..7 are unresolvable (Reason.unresolvable)
+_UNRESOLVABLE = np.array([Reason(c).unresolvable for c in range(max(Reason) + 1)])  # by reason code
 
 
 @dataclass
@@ -100,7 +105,7 @@ def _failed_maps(
     uniq, inv = np.unique(codes, return_inverse=True)
     frags = np.empty(len(uniq), object)
     frags[:] = _sentences(req, uniq)
-    unres = ((uniq >> 32) > 0) & ((uniq >> 32) < _UNRESOLVABLE_MAX)
+    unres = _UNRESOLVABLE[uniq >> 32]
     u = unres[inv]
     texts = frags[inv]
     return names.json_map(fail[~u], texts[~u]), names.json_map(fail[u], texts[u])

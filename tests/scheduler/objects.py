@@ -22,8 +22,10 @@ def node(
     mig: dict[str, int] | None = None,
     labels: dict[str, str] | None = None,
     unschedulable: bool = False,
+    replicas: int = 1,
 ) -> dict[str, Any]:
-    """A GFD-labelled GPU node (gpus=0 and product='' for a CPU node)."""
+    """A GFD-labelled GPU node (gpus=0 and product='' for a CPU node). `replicas` > 1: time-sliced as GFD
+    labels it (`-SHARED` product, strategy, replicas; allocatable nvidia.com/gpu = GPUs × replicas)."""
     lab = {"kubernetes.io/hostname": name}
     alloc = {"cpu": cpu, "memory": memory, "pods": "110"}
     if product:
@@ -33,7 +35,11 @@ def node(
             "nvidia.com/gpu.count": str(gpus),
             "nvidia.com/mig.strategy": "mixed" if mig else "none",
         }
-        alloc["nvidia.com/gpu"] = str(gpus)
+        alloc["nvidia.com/gpu"] = str(gpus * replicas)
+        if replicas > 1:
+            lab["nvidia.com/gpu.product"] = f"{product}-SHARED"
+            lab["nvidia.com/gpu.replicas"] = str(replicas)
+            lab["nvidia.com/gpu.sharing-strategy"] = "time-slicing"
     for profile, n in (mig or {}).items():
         alloc[f"nvidia.com/mig-{profile}"] = str(n)
         lab[f"nvidia.com/mig-{profile}.count"] = str(n)

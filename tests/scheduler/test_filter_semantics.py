@@ -60,3 +60,47 @@ async def test_zero_gpu_request_is_no_gpu_request() -> None:
     binder_of(ctx).add(p)
     assert (await bind(_bind_args(p, "cpu"), ctx)).error == ""
     assert binder_of(ctx).pods[("default", "chart")]["spec"]["nodeName"] == "cpu"
+
+
+def _sliced(name: str, replicas: int = 4) -> dict[str, Any]:
+    return o.node(name, replicas=replicas)
+
+
+def _share(name: str, *, node_name: str = "", milli: int = 250) -> dict[str, Any]:
+    phase = "Running" if node_name else "Pending"
+    return o.pod(name, gpus=1, node_name=node_name, phase=phase, annotations={"gpuplace.io/gpu-milli": str(milli)})
+
+
+def test_share_on_a_node_without_time_slicing_is_refused_with_the_reason() -> None:
+    """Item 4: without time-slicing replicas the device plugin gives a `nvidia.com/gpu: 1` pod a whole GPU;
+    gpuplace refuses the share there (unresolvable: no eviction makes the node time-sliced)."""
+    ctx = make_ctx([o.node("plain"), _sliced("sliced"), _sliced("one-replica", replicas=1)])
+    r = filter_nodes(_args(_share("s"), ["plain", "sliced", "one-replica"]), ctx).to_wire()
+    assert r.node_names == ["sliced"]
+    assert set(r.failed_and_unresolvable_nodes) == {"plain", "one-replica"}
+    assert "not time-sliced" in r.failed_and_unresolvable_nodes["plain"]
+    whole = filter_nodes(_args(o.pod("w", gpus=1), ["plain", "sliced"]), ctx).to_wire()
+    assert whole.node_names == ["plain", "sliced"]
+
+
+def test_shares_placed_on_an_unsliced_node_by_others_cost_whole_gpus() -> None:
+    """Item 4, the scenario from the issue: 8 share pods on an 8-GPU node without time-slicing (bound by
+    another scheduler, or before gpuplace ran) hold all 8 GPUs — the kubelet gave each a whole device,
+    and kube-scheduler counts 8 of 8 nvidia.com/gpu — so a 4-GPU pod does not pass. Before, gpuplace
+    booked 8 × 250m = 2 GPUs and passed it."""
+    shares = [_share(f"s{i}", node_name="plain") for i in range(8)]
+    ctx = make_ctx([o.node("plain")], shares)
+    s = ctx.cache.state
+    assert s.gpu_free_milli[s.index["plain"], :8].tolist() == [0] * 8
+    assert not s.check_invariants()
+    r = filter_nodes(_args(o.pod("big", gpus=4), ["plain"]), ctx).to_wire()
+    assert r.node_names == [] and r.failed_nodes == {"plain": "needs 4 free GPUs; 0 free here"}
+
+
+def test_shares_on_a_time_sliced_node_are_counted_in_milli_gpu() -> None:
+    shares = [_share(f"s{i}", node_name="sliced") for i in range(8)]
+    ctx = make_ctx([_sliced("sliced")], shares)
+    s = ctx.cache.state
+    assert sorted(s.gpu_free_milli[s.index["sliced"], :8].tolist()) == [0, 0] + [1000] * 6
+    r = filter_nodes(_args(o.pod("big", gpus=4), ["sliced"]), ctx).to_wire()
+    assert r.node_names == ["sliced"]

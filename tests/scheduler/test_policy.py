@@ -41,8 +41,9 @@ def _busy(node: str, gpus: int, name: str | None = None) -> dict[str, Any]:
 
 
 def _cluster(policy: str, **settings: Any) -> Any:
-    """e0: empty 8-GPU H100; b6: 6 of 8 busy (a free NVLink pair); b4: 4 busy; c0: CPU only."""
-    nodes = [o.node("e0"), o.node("b6"), o.node("b4"), o.node("c0", product="", gpus=0)]
+    """e0: empty 8-GPU H100; b6: 6 of 8 busy (a free NVLink pair); b4: 4 busy; c0: CPU only. The GPU
+    nodes are time-sliced (shares are placed only there)."""
+    nodes = [o.node(n, replicas=4) for n in ("e0", "b6", "b4")] + [o.node("c0", product="", gpus=0)]
     return make_ctx(nodes, [_busy("b6", 6), _busy("b4", 4)], policy=policy, **settings)
 
 
