@@ -57,14 +57,17 @@ SHAPES = [  # (gpus, annotations) of the pods being scheduled
 
 
 def node(name: str, product: str, mem: int, rng: random.Random) -> dict[str, Any]:
-    """A Node as a GFD-labelled cluster serves it, padded with the usual status noise (~7 KB)."""
+    """A Node as a GFD-labelled cluster serves it, padded with the usual status noise (~7 KB). L40S nodes
+    are time-sliced (4 replicas), so the fractional-share pods have somewhere to go."""
+    sliced = "L40S" in product
     alloc = {
         "cpu": "224",
         "memory": "2000Gi",
         "pods": "110",
-        "nvidia.com/gpu": "8",
+        "nvidia.com/gpu": "32" if sliced else "8",
         "ephemeral-storage": "1Ti",
     }
+    sharing = {"nvidia.com/gpu.replicas": "4", "nvidia.com/gpu.sharing-strategy": "time-slicing"} if sliced else {}
     images = [
         {
             "names": [
@@ -85,7 +88,8 @@ def node(name: str, product: str, mem: int, rng: random.Random) -> dict[str, Any
             "resourceVersion": "1",
             "labels": {
                 "kubernetes.io/hostname": name,
-                "nvidia.com/gpu.product": product,
+                "nvidia.com/gpu.product": f"{product}-SHARED" if sliced else product,
+                **sharing,
                 "nvidia.com/gpu.memory": str(mem),
                 "nvidia.com/gpu.count": "8",
                 "nvidia.com/mig.strategy": "none",

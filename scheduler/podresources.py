@@ -26,6 +26,7 @@ hand-written test pods do.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -151,9 +152,10 @@ _STATUS_KEYS = ("name", "resources", "allocatedResources")
 
 
 def requests_fingerprint(pod: Mapping[str, Any]) -> bytes:
-    """Everything `pod_requests` reads, from the raw pod JSON: equal bytes, equal requests. The cache
-    re-reads a bound pod when this changes (an in-place resize changes spec and status) and skips
-    the many status updates that change nothing here."""
+    """A digest of everything `pod_requests` reads, from the raw pod JSON: equal digest, equal requests.
+    The cache re-reads a bound pod when this changes (an in-place resize changes spec and status) and
+    skips the many status updates that change nothing here. A 16-byte digest, not the JSON itself:
+    orjson's output keeps a 4 KiB allocation per pod (80 MiB for 20,000 pods)."""
     spec, status = pod.get("spec") or {}, pod.get("status") or {}
 
     def containers(key: str) -> list[Any]:
@@ -163,17 +165,20 @@ def requests_fingerprint(pod: Mapping[str, Any]) -> bytes:
         return [[cs.get(k) for k in _STATUS_KEYS] for cs in status.get(key) or []]
 
     resize = [c.get("reason") for c in status.get("conditions") or [] if c.get("type") == "PodResizePending"]
-    return orjson.dumps(
-        [
-            containers("containers"),
-            containers("initContainers"),
-            spec.get("resources"),
-            spec.get("overhead"),
-            statuses("containerStatuses"),
-            statuses("initContainerStatuses"),
-            status.get("resources"),
-            status.get("allocatedResources"),
-            resize[:1],
-        ],
-        option=orjson.OPT_SORT_KEYS,
-    )
+    return hashlib.blake2b(
+        orjson.dumps(
+            [
+                containers("containers"),
+                containers("initContainers"),
+                spec.get("resources"),
+                spec.get("overhead"),
+                statuses("containerStatuses"),
+                statuses("initContainerStatuses"),
+                status.get("resources"),
+                status.get("allocatedResources"),
+                resize[:1],
+            ],
+            option=orjson.OPT_SORT_KEYS,
+        ),
+        digest_size=16,
+    ).digest()
