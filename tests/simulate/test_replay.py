@@ -97,12 +97,20 @@ def test_cli_writes_table_and_files(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert {p.name for p in out.iterdir()} == {"results.md", "results.json", "allocation.png"}
 
 
-def test_cli_reports_malformed_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    nodes = write(tmp_path / "n.csv", NODES)
-    pods = write(tmp_path / "p.csv", "name,cpu_milli,memory_mib,num_gpu,gpu_milli\nq,1000,10,2,500\n")
+def test_cli_errors_are_single_plain_lines_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """People grep logs: an error is one unwrapped, uncoloured line on stderr, however long the path is."""
+    deep = tmp_path / ("a-directory-name-long-enough-to-pass-any-console-width-" * 3)
+    deep.mkdir()
+    nodes = write(deep / "n.csv", NODES)
+    pods = write(deep / "p.csv", "name,cpu_milli,memory_mib,num_gpu,gpu_milli\nq,1000,10,2,500\n")
     assert main(["--nodes", str(nodes), "--pods", str(pods), "--no-progress"]) == 2
-    assert f"{pods}:2: pod q: a fractional share" in capsys.readouterr().err.replace("\n", "")
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        f"gpuplace simulate: error: {pods}:2: pod q: a fractional share (gpu_milli=500) needs num_gpu=1, got 2"]
     assert main(["--nodes", str(nodes), "--pods", str(pods), "--policy", "tetris"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("gpuplace simulate: error: ") and "tetris" in line and "\x1b" not in line
 
 
 @pytest.mark.slow
