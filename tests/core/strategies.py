@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import event
 from hypothesis import strategies as st
 
 from placement_core import MODELS, ClusterState, GpuRequest, GpuSpec, MigInstance, NodeSpec, NvlinkNeed
@@ -99,3 +100,12 @@ def requests(draw):
                           cpu_milli=common["cpu_milli"])
     return GpuRequest(count=draw(st.integers(0, 8)),
                       nvlink=draw(st.sampled_from(list(NvlinkNeed))), **common)
+
+
+def note_cases(state, req, reason) -> None:
+    """Label the cases that matter (hypothesis `event`; see them with --hypothesis-show-statistics)."""
+    feasible = bool((reason == 0).any())
+    if req.mig_profile:
+        event(f"MIG request feasible on some node: {feasible}")
+    elif not req.is_share and req.count >= 6:
+        event(f"6-8 whole-GPU request feasible on some node: {feasible}")

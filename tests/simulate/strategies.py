@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from hypothesis import event
 from hypothesis import strategies as st
 
 M = 3  # model ids 0..2 (+1 spare column, as ClusterState.model_mask)
@@ -99,3 +100,13 @@ def typical(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
     w = np.array([draw(st.integers(1, 10)) for _ in range(t)], np.float64)
     return (np.array(cpu, np.int64), np.array(mem, np.int64), np.array(count, np.int32),
             np.array(milli, np.int32), allowed.astype(np.bool_), w / w.sum())
+
+
+def note_scores(policy: int, req: tuple, scores: np.ndarray, reserved: np.ndarray) -> None:  # type: ignore[type-arg]
+    """Label the cases that matter (hypothesis `event`; see them with --hypothesis-show-statistics)."""
+    count = req[2]
+    finite = np.isfinite(scores)
+    if count >= 2:
+        event(f"multi-GPU ranking compared on >= 2 finite scores: {int(finite.sum()) >= 2}")
+    if policy == 8 and count < 8:  # Policy.GPUPLACE
+        event(f"gpuplace reserve penalty on a feasible node: {bool((reserved & finite).any())}")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from placement_core._policy_twins import group_states_twin, score_all_twin
 from placement_core.policies import RESERVE_PENALTY, Policy, node_score
 from placement_core.policy_batch import group_states, score_all, state_key
-from tests.simulate.strategies import Nodes, nodes, requests, typical
+from tests.simulate.strategies import Nodes, nodes, note_scores, requests, typical
 
 FRAG_POLICIES = [Policy.FGD, Policy.GPUPLACE]
 
@@ -63,6 +63,7 @@ def test_grouped_scores_equal_row_by_row(policy: Policy, c: Nodes, req: tuple, t
             c.node_mem_total, c.node_model, c.node_kinds, *req, *tp, max_cpu, max_gpu, quantize, reserved, 8,
             np.zeros(n))
     s_kernel, g_kernel = score_all(*args)
+    note_scores(int(policy), req, s_kernel, reserved)
     s_rows, g_rows = row_by_row(args)
     np.testing.assert_array_equal(s_kernel, s_rows)  # bit for bit
     np.testing.assert_array_equal(g_kernel, g_rows)

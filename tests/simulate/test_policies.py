@@ -14,7 +14,7 @@ from placement_core._policy_twins import score_all_twin
 from placement_core.policies import RESERVE_PENALTY, Policy
 from placement_core.policy_batch import Context, Request, reserve_plan, reserved_nodes, score_all, score_nodes
 from placement_core.workload import BigJob
-from tests.simulate.strategies import Nodes, nodes, requests, typical
+from tests.simulate.strategies import Nodes, nodes, note_scores, requests, typical
 
 # Two 2-GPU nodes, 16 cores and 64,000 MiB each (so max_cpu = 16,000 and max_gpu = 2,000):
 #   n0: half its CPU used, 48,000 MiB free, GPUs free [1000, 500]  (one share pod of 0.5 on GPU 1)
@@ -195,6 +195,7 @@ def test_kernel_equals_twin(policy: Policy, c: Nodes, req: tuple, tp: tuple, qua
     args = (int(policy), c.gpu_free_milli, c.gpu_present, c.node_cpu_free, c.node_mem_free, c.node_cpu_total,
             c.node_mem_total, c.node_model, c.node_kinds, *req, *tp, max_cpu, max_gpu, quantize, reserved, 8, u)
     s_kernel, g_kernel = score_all(*args)
+    note_scores(int(policy), req, s_kernel, reserved)
     s_twin, g_twin = score_all_twin(*args)
     np.testing.assert_allclose(s_kernel, s_twin, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(g_kernel, g_twin)
