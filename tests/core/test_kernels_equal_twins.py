@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from placement_core import ClusterState, Policy, placer
+from placement_core import Policy, placer
 from placement_core.islands import (
     largest_island,
     largest_island_py,
@@ -15,14 +15,15 @@ from placement_core.islands import (
 )
 from placement_core.mig import creatable_kernel, creatable_twin, hostable_starts_kernel, hostable_starts_twin
 
-from .strategies import clusters, note_cases, requests
+from .strategies import cases, clusters, note_cases
 
 PROFILE = settings(max_examples=150, deadline=None)
 
 
 @PROFILE
-@given(clusters(), requests())
-def test_feasibility_kernel_equals_twin(state: ClusterState, req) -> None:
+@given(cases())
+def test_feasibility_kernel_equals_twin(case) -> None:
+    state, req = case
     rk, dk = placer.evaluate(state, req)
     rt, dt = placer.evaluate(state, req, twin=True)
     note_cases(state, req, rk)
@@ -31,8 +32,9 @@ def test_feasibility_kernel_equals_twin(state: ClusterState, req) -> None:
 
 
 @PROFILE
-@given(clusters(), requests(), st.sampled_from(list(Policy)), st.sampled_from([0.0, 0.5, 2.0]))
-def test_score_kernel_equals_twin(state, req, policy, w) -> None:
+@given(cases(), st.sampled_from(list(Policy)), st.sampled_from([0.0, 0.5, 2.0]))
+def test_score_kernel_equals_twin(case, policy, w) -> None:
+    state, req = case
     reason, _ = placer.evaluate(state, req)
     note_cases(state, req, reason)
     sk = placer.score(state, req, reason, policy, topo_weight=w)
@@ -43,8 +45,9 @@ def test_score_kernel_equals_twin(state, req, policy, w) -> None:
 
 
 @PROFILE
-@given(clusters(), requests())
-def test_choose_kernel_equals_twin_and_respects_feasibility(state, req) -> None:
+@given(cases())
+def test_choose_kernel_equals_twin_and_respects_feasibility(case) -> None:
+    state, req = case
     reason, _ = placer.evaluate(state, req)
     note_cases(state, req, reason)
     for row, name in enumerate(state.names):

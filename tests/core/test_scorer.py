@@ -10,12 +10,14 @@ from placement_core import placer
 from placement_core.policies import Policy
 from placement_core.scorer import PolicyScorer
 
-from .strategies import clusters, note_cases, requests
+from .strategies import cases, note_cases, requests
 
 
 @settings(max_examples=60, deadline=None)
-@given(clusters(), st.lists(requests(), min_size=1, max_size=4), st.sampled_from([Policy.GPUPLACE, Policy.FGD]))
-def test_cached_scores_equal_fresh_scores_across_allocations(state, reqs, policy) -> None:  # type: ignore[no-untyped-def]
+@given(cases(fleet_odds=2), st.lists(requests(), max_size=3), st.sampled_from([Policy.GPUPLACE, Policy.FGD]))
+def test_cached_scores_equal_fresh_scores_across_allocations(case, more, policy) -> None:  # type: ignore[no-untyped-def]
+    state, first = case
+    reqs = [first, *more]
     warm = PolicyScorer(policy)
     for k, req in enumerate(reqs):
         reason, _ = placer.evaluate(state, req)

@@ -14,6 +14,7 @@ import pytest
 from gpuplace.localcluster import audit
 from gpuplace.localcluster.fake_nodes import node_manifest
 
+
 def bound(name: str, node: str, *, gpus: int = 0, mig: str | None = None, record: dict[str, Any] | None = None
           ) -> dict[str, Any]:
     resource = f"nvidia.com/mig-{mig}" if mig else "nvidia.com/gpu"
