@@ -50,19 +50,24 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def fail(error: Exception) -> int:
+    """An error is one plain line on stderr (people grep logs): never rich's console, which wraps and colours."""
+    message = " ".join(str(error).split())
+    print(f"gpuplace simulate: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    err = Console(stderr=True)
     try:
         policies = parse_policies(args.policy)
         seeds = parse_seeds(args.seeds)
         scenario = Scenario(read_nodes(args.nodes), read_pods(args.pods), args.arrival, args.departures)
     except (TraceError, ValueError) as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
-        return 2
+        return fail(e)
     results: list[PolicySummary] = []
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=err, transient=True, disable=args.no_progress)
+                        console=Console(stderr=True), transient=True, disable=args.no_progress)
     try:
         with progress:
             task = progress.add_task("simulating", total=len(policies) * len(seeds))
@@ -71,8 +76,7 @@ def main(argv: list[str]) -> int:
                 results.append(run_policy(policy, scenario, seeds, quantize=False if args.exact_scores else None,
                                           on_seed=lambda _s, _m: progress.advance(task)))
     except ValueError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
-        return 2
+        return fail(e)
     title = (f"{args.pods.name} on {args.nodes.name}: seeds {args.seeds}, "
              + ("departures replayed" if args.departures else f"arrival {args.arrival:.2f}"))
     report.print_table(title, results, scenario.points, departures=args.departures)

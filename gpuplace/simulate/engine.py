@@ -294,21 +294,24 @@ def _replay(policy, quantize, topo, gpu_free, gpu_present, cpu_free, mem_free, c
         else:
             arrived += count * milli
             sg = -1
-            if policy == 0:  # RANDOM: a uniform pick among the feasible nodes
+            if policy == 0:  # RANDOM: a uniform pick among the feasible nodes (feasibility cached per class)
+                c = p_class[i]
                 feasible = 0
                 for n in range(N):
-                    s, _ = node_score(0, gpu_free[n], gpu_present[n], cpu_free[n], mem_free[n], cpu_total[n],
-                                      mem_total[n], node_model[n], kinds[n], 0.0, cpu, mem, count, milli,
-                                      p_allowed[i], tp_cpu, tp_mem, tp_count, tp_milli, tp_allowed, tp_weight,
-                                      max_cpu, max_gpu_milli, quantize, 0.5)
-                    cache_score[0, n] = s
-                    if s > NEG_INF:
+                    if cache_ver[c, n] != version[n]:
+                        s, _ = node_score(0, gpu_free[n], gpu_present[n], cpu_free[n], mem_free[n], cpu_total[n],
+                                          mem_total[n], node_model[n], kinds[n], 0.0, cpu, mem, count, milli,
+                                          p_allowed[i], tp_cpu, tp_mem, tp_count, tp_milli, tp_allowed, tp_weight,
+                                          max_cpu, max_gpu_milli, quantize, 0.5)
+                        cache_score[c, n] = s
+                        cache_ver[c, n] = version[n]
+                    if cache_score[c, n] > NEG_INF:
                         feasible += 1
                 if feasible > 0:
                     pick = min(int(u_pick[e] * feasible), feasible - 1)
                     for r in range(N):
                         n = order[r]
-                        if cache_score[0, n] > NEG_INF:
+                        if cache_score[c, n] > NEG_INF:
                             if pick == 0:
                                 b = n
                                 break

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from placement_core import ClusterState, Policy, placer
+from placement_core import Policy, placer
 from placement_core.islands import (
     largest_island,
     largest_island_py,
@@ -15,24 +15,28 @@ from placement_core.islands import (
 )
 from placement_core.mig import creatable_kernel, creatable_twin, hostable_starts_kernel, hostable_starts_twin
 
-from .strategies import clusters, requests
+from .strategies import cases, clusters, note_cases
 
 PROFILE = settings(max_examples=150, deadline=None)
 
 
 @PROFILE
-@given(clusters(), requests())
-def test_feasibility_kernel_equals_twin(state: ClusterState, req) -> None:
+@given(cases())
+def test_feasibility_kernel_equals_twin(case) -> None:
+    state, req = case
     rk, dk = placer.evaluate(state, req)
     rt, dt = placer.evaluate(state, req, twin=True)
+    note_cases(state, req, rk)
     assert rk.tolist() == rt.tolist()
     assert dk.tolist() == dt.tolist()
 
 
 @PROFILE
-@given(clusters(), requests(), st.sampled_from(list(Policy)), st.sampled_from([0.0, 0.5, 2.0]))
-def test_score_kernel_equals_twin(state, req, policy, w) -> None:
+@given(cases(), st.sampled_from(list(Policy)), st.sampled_from([0.0, 0.5, 2.0]))
+def test_score_kernel_equals_twin(case, policy, w) -> None:
+    state, req = case
     reason, _ = placer.evaluate(state, req)
+    note_cases(state, req, reason)
     sk = placer.score(state, req, reason, policy, topo_weight=w)
     st_ = placer.score(state, req, reason, policy, topo_weight=w, twin=True)
     np.testing.assert_allclose(sk, st_, rtol=0, atol=1e-12)
@@ -41,9 +45,11 @@ def test_score_kernel_equals_twin(state, req, policy, w) -> None:
 
 
 @PROFILE
-@given(clusters(), requests())
-def test_choose_kernel_equals_twin_and_respects_feasibility(state, req) -> None:
+@given(cases())
+def test_choose_kernel_equals_twin_and_respects_feasibility(case) -> None:
+    state, req = case
     reason, _ = placer.evaluate(state, req)
+    note_cases(state, req, reason)
     for row, name in enumerate(state.names):
         pk = placer.choose(state, name, req)
         pt = placer.choose(state, name, req, twin=True)
@@ -51,6 +57,8 @@ def test_choose_kernel_equals_twin_and_respects_feasibility(state, req) -> None:
         # a feasible node always yields a placement, an infeasible one never does
         assert (pk is not None) == (reason[row] == 0)
         if pk is not None:
+            if pk.gpus and len(pk.gpus) >= 6:
+                event("6-8 GPU placement chosen and checked")
             state.allocate("probe", pk)  # raises on any double booking
             assert state.check_invariants() == []
             state.release("probe")

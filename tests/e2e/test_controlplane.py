@@ -22,6 +22,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from gpuplace.localcluster import ControlPlane, ManagedProcess, free_port, wait_until
 from gpuplace.localcluster.fake_nodes import GPU_RESOURCE, GPU_TAINT_KEY
+from gpuplace.localcluster.workload import wait_pending
 
 pytestmark = pytest.mark.e2e
 
@@ -74,7 +75,8 @@ async def test_upstream_scheduler_binds_pods_to_fake_nodes(
 
     # The node is full now (8/8 GPUs): another GPU pod stays unbound. Bound pods stay Pending (no kubelet).
     await core.create_namespaced_pod(namespace, pod_body("gpu-2", selector=mine, gpus=1))
-    await asyncio.sleep(2)
+    failed = await wait_pending(k8s, namespace, "gpu-2", contains="Insufficient nvidia.com/gpu", within=60)
+    assert failed.condition_reason == "Unschedulable"
     pending = await core.read_namespaced_pod("gpu-2", namespace)
     assert pending.spec.node_name is None
     assert pending.status.phase == "Pending"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -21,12 +22,20 @@ def test_live_demo_once(local_binaries: binaries.Binaries) -> None:
     )  # fmt: skip
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
-    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 6}
-    assert "h100-" in rows["train-llm-a"] and "0,1,2,3,4,5,6,7" in rows["train-llm-a"]
-    assert "v100-" in rows["train-v100-a"] and " yes " in rows["train-v100-a"]
-    assert all("l4-" in rows[f"infer-l4-{i}"] for i in range(3))
-    assert "a100mig-" in rows["mig-3g-a"] and "3g.40gb" in rows["mig-3g-a"]
-    assert "cpu-" in rows["web-frontend"]
-    assert "Pending" in rows["embed-100gb"] and "needs GPUs with ≥ 100000 MiB" in rows["embed-100gb"]
-    assert "Pending" in rows["train-a100-8"]
+    rows = {cells[0]: cells for line in out.splitlines() if line.count("│") > 6
+            for cells in [[c.strip() for c in line.split("│")[1:-1]]]}  # fmt: skip
+    # pod | asks for | node | GPUs chosen (gpuplace's record) | NVLink island | pending reason / note
+    _, _, node, gpus, island, _ = rows["train-llm-a"]
+    assert node.startswith("h100-") and gpus == "0,1,2,3,4,5,6,7" and island == "yes"
+    _, _, node, gpus, island, _ = rows["train-v100-a"]
+    assert node.startswith("v100-") and len(gpus.split(",")) == 4 and island == "yes"
+    for i in range(3):  # the model annotation is gpuplace's: kube-scheduler alone could pick any GPU node
+        _, _, node, gpus, _, _ = rows[f"infer-l4-{i}"]
+        assert node.startswith("l4-") and gpus == "0"
+    _, _, node, gpus, _, _ = rows["mig-3g-a"]
+    assert node.startswith("a100mig-") and re.fullmatch(r"GPU\d+/slot\d+ 3g\.40gb", gpus), gpus
+    assert rows["web-frontend"][2].startswith("cpu-") and rows["web-frontend"][3] == ""  # the GPU taint's work
+    # Pending with gpuplace's reasons, on nodes that passed kube-scheduler's own filters (it alone would bind both).
+    assert rows["embed-100gb"][2] == "Pending" and "needs GPUs with ≥ 100000 MiB" in rows["embed-100gb"][5]
+    assert rows["train-a100-8"][2] == "Pending" and "GPU model is not one of A100-80GB" in rows["train-a100-8"][5]
     assert "created 16 fake nodes" in out

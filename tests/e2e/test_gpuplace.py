@@ -9,14 +9,12 @@ GPU amounts in ``limits`` only and no toleration — the webhook supplies both.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from gpuplace.localcluster import ManagedProcess
+from gpuplace.localcluster.fake_nodes import topology_document
 from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
 from gpuplace.localcluster.processes import probe
 from gpuplace.localcluster.workload import create_pod, pod_manifest, wait_bound, wait_pending
@@ -43,6 +41,11 @@ def _metric(gp: GpuplaceServer, name: str, labels: str) -> float:
         if line.startswith(name) and labels in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def _calls(gp: GpuplaceServer, verb: str) -> float:
+    """How many times kube-scheduler called this extender verb (gpuplace's own request histogram)."""
+    return _metric(gp, "gpuplace_extender_request_seconds_count", f'verb="{verb}"')
 
 
 async def test_shipped_rbac_is_enough(gpuplace: GpuplaceServer) -> None:
@@ -83,16 +86,26 @@ async def test_limits_only_gpu_pod_is_mutated_scheduled_and_bound_by_gpuplace(
     assert _metric(gpuplace, "gpuplace_binds_total", 'result="ok"') >= binds_before + 1
 
 
-async def test_non_gpu_pods_stay_off_gpu_nodes(
-    k8s: client.ApiClient, namespace: str, node_factory: NodeFactory
+async def test_only_gpu_pods_are_let_onto_gpu_nodes(
+    gpuplace: GpuplaceServer, k8s: client.ApiClient, namespace: str, node_factory: NodeFactory
 ) -> None:
+    """The GPU taint keeps every pod off GPU nodes; gpuplace's webhook lets GPU pods past it (the toleration)
+    and no others, and its extender is consulted for GPU pods only (managedResources)."""
     mine = owner(namespace)
     gpu_nodes = {await node_factory("hgx-h100", labels=mine, topology=True),
                  await node_factory("l4", labels=mine, topology=True)}  # fmt: skip
     cpu_node = await node_factory("cpu", labels=mine)
+
+    # A GPU pod written without a toleration reaches a GPU node: only gpuplace's webhook adds one.
+    await create_pod(k8s, namespace, pod_manifest("gpu-job", gpus=1, node_selector=mine))
+    assert (await wait_bound(k8s, namespace, ["gpu-job"]))["gpu-job"] in gpu_nodes
+    assert (await record_of(k8s, namespace, "gpu-job")).gpus
+    filters = _calls(gpuplace, "filter")
+
     names = [f"web-{i}" for i in range(4)]
     for name in names:
-        await create_pod(k8s, namespace, pod_manifest(name, cpu="500m", memory="1Gi", node_selector=mine))
+        created = await create_pod(k8s, namespace, pod_manifest(name, cpu="500m", memory="1Gi", node_selector=mine))
+        assert not any(t.key == GPU for t in created.spec.tolerations or [])
     placed = await wait_bound(k8s, namespace, names)
     assert set(placed.values()) == {cpu_node}
 
@@ -102,6 +115,7 @@ async def test_non_gpu_pods_stay_off_gpu_nodes(
     assert not any(t.key == GPU for t in created.spec.tolerations or [])
     pending = await wait_pending(k8s, namespace, "lost", contains="untolerated taint")
     assert f"{len(gpu_nodes)} node(s) had untolerated taint" in pending.event_message
+    assert _calls(gpuplace, "filter") == filters  # five CPU pods scheduled, none sent to the extender
 
 
 async def test_inconsistent_gpu_requests_and_limits_are_refused_with_gpuplace_message(
@@ -156,7 +170,8 @@ async def test_model_and_memory_constraints(
         "by-model": ({"gpuplace.io/gpu-models": "V100-32GB"}, {}, v100),
         "by-memory": ({"gpuplace.io/gpu-memory-mib": "40000"}, {}, h100),
         "by-gfd-product": ({"gpuplace.io/gpu-models": "NVIDIA-L4"}, {}, l4),
-        # GFD label in a nodeSelector (kube-scheduler filters on it; gpuplace reads it as a model constraint)
+        # A GFD label in a nodeSelector: kube-scheduler's own NodeAffinity filter picks the node; this case
+        # shows gpuplace still binds such a pod (its record below), not that gpuplace chose the node.
         "by-selector": ({}, {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}, h100),
     }
     for name, (notes, selector, _) in cases.items():
@@ -164,6 +179,8 @@ async def test_model_and_memory_constraints(
                          pod_manifest(name, gpus=1, annotations=notes, node_selector={**mine, **selector}))  # fmt: skip
     placed = await wait_bound(k8s, namespace, list(cases))
     assert placed == {name: want for name, (_, _, want) in cases.items()}
+    for name in cases:  # gpuplace's annotations are not kube-scheduler's: only gpuplace's bind honours them
+        assert (await record_of(k8s, namespace, name)).node == placed[name]
 
     await create_pod(k8s, namespace, pod_manifest(
         "no-such-model", gpus=1, annotations={"gpuplace.io/gpu-models": "A100-80GB"}, node_selector=mine))  # fmt: skip
@@ -174,39 +191,50 @@ async def test_model_and_memory_constraints(
     assert (await audit_namespaces(k8s, namespace)).ok
 
 
-async def test_mig_pods_only_where_the_profile_exists(
+async def test_mig_pods_only_on_healthy_instances_of_their_profile(
     k8s: client.ApiClient, namespace: str, node_factory: NodeFactory
 ) -> None:
+    """GPU 1 of the MIG node is unhealthy in its topology annotation while its allocatable still counts its
+    two 3g.40gb instances: kube-scheduler's count check would admit four 3g.40gb pods, gpuplace two."""
     mine = owner(namespace)
-    a100 = await node_factory("a100-80gb-mig", labels=mine, topology=True)  # 4x 3g.40gb, 14x 1g.10gb, 4 whole
+    name = f"a100-80gb-mig-{namespace[-6:]}"
+    topology = topology_document(name, "a100-80gb-mig")  # GPUs 0-1: 2x 3g.40gb, 2-3: 7x 1g.10gb, 4-7 whole
+    assert topology is not None
+    topology["gpus"][1]["healthy"] = False
+    a100 = await node_factory("a100-80gb-mig", name=name, labels=mine, topology=topology)
     await node_factory("hgx-h100", labels=mine, topology=True)  # no MIG
-    pods = {f"mig3g-{i}": ("3g.40gb", 1) for i in range(4)} | {"mig1g-pair": ("1g.10gb", 2)}
-    for name, (profile, count) in pods.items():
-        await create_pod(k8s, namespace, pod_manifest(name, gpus=count, mig=profile, node_selector=mine))
+    pods = {f"mig3g-{i}": ("3g.40gb", 1) for i in range(2)} | {"mig1g-pair": ("1g.10gb", 2)}
+    for pod, (profile, count) in pods.items():
+        await create_pod(k8s, namespace, pod_manifest(pod, gpus=count, mig=profile, node_selector=mine))
     placed = await wait_bound(k8s, namespace, list(pods))
     assert set(placed.values()) == {a100}
-    topology = await node_topology(k8s, a100)
-    for name, (profile, count) in pods.items():
-        record = await record_of(k8s, namespace, name)
+    for pod, (profile, count) in pods.items():
+        record = await record_of(k8s, namespace, pod)
         assert len(record.mig) == count and not record.gpus
         for gpu, slot in record.mig:
+            assert gpu != 1, f"{pod} got an instance of the unhealthy GPU"
             assert topology["gpus"][gpu]["mig"][slot]["profile"] == profile
 
-    # All four 3g.40gb instances are taken: a fifth waits; a profile no node has waits too.
+    # GPU 0's two 3g.40gb instances are taken; in-tree counts say two more fit; gpuplace says why not.
     await create_pod(k8s, namespace, pod_manifest("mig3g-extra", gpus=1, mig="3g.40gb", node_selector=mine))
-    await create_pod(k8s, namespace, pod_manifest("mig2g", gpus=1, mig="2g.20gb", node_selector=mine))
-    await wait_pending(k8s, namespace, "mig3g-extra", contains="nvidia.com/mig-3g.40gb")
-    await wait_pending(k8s, namespace, "mig2g", contains="nvidia.com/mig-2g.20gb")
+    await wait_pending(k8s, namespace, "mig3g-extra", contains="needs 1× MIG 3g.40gb; 0 free here")
+    assert (await read_pod(k8s, namespace, "mig3g-extra")).spec.node_name is None
     assert (await audit_namespaces(k8s, namespace)).ok
 
 
-def test_scheduler_calls_gpuplace_over_https(gpuplace: GpuplaceServer, gpuplace_scheduler: ManagedProcess) -> None:
+async def test_scheduler_calls_every_verb_over_https(
+    gpuplace: GpuplaceServer, k8s: client.ApiClient, namespace: str, node_factory: NodeFactory
+) -> None:
+    """Counted on gpuplace's side (its only listener is HTTPS): one GPU pod with two fitting nodes costs
+    kube-scheduler one filter, one prioritize and one bind call."""
     assert gpuplace.extender_base.startswith("https://")
     status, body = probe(f"{gpuplace.extender_base}/readyz", ca_file=gpuplace.cp.ca_file)
     assert (status, body) == (200, "ready")
-    config = yaml.safe_load(Path(str(gpuplace_scheduler.extra["config_file"])).read_text())
-    (extender,) = config["extenders"]
-    assert extender["urlPrefix"] == gpuplace.extender_url
-    assert extender["enableHTTPS"] is True and extender["bindVerb"] == "bind"
-    assert extender["nodeCacheCapable"] is True
-    assert config["percentageOfNodesToScore"] == 100
+    mine = owner(namespace)
+    nodes = {await node_factory("hgx-h100", labels=mine, topology=True) for _ in range(2)}
+    before = {verb: _calls(gpuplace, verb) for verb in ("filter", "prioritize", "bind")}
+    await create_pod(k8s, namespace, pod_manifest("counted", gpus=1, node_selector=mine))
+    assert (await wait_bound(k8s, namespace, ["counted"]))["counted"] in nodes
+    assert (await record_of(k8s, namespace, "counted")).gpus
+    after = {verb: _calls(gpuplace, verb) for verb in before}
+    assert {verb: after[verb] - before[verb] for verb in before} == {"filter": 1, "prioritize": 1, "bind": 1}

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from gpuplace.localcluster.waiting import wait_until
 from placement_core import Placement
 from scheduler.contract import encode_record
 from scheduler.settings import SchedulerSettings, WatchSettings
@@ -182,10 +183,11 @@ async def test_reflector_lists_pages_watches_bookmarks_and_relists_on_410() -> N
         await r_pods.watch_once()
     task = asyncio.create_task(r_pods.run())  # 410 from the last script; then relist, then idle
     r_pods.resource_version = "110"
-    for _ in range(200):
-        await asyncio.sleep(0.01)
-        if r_pods.lists >= 2 and not src.streams:
-            break
+
+    async def relisted_and_idle() -> bool:
+        return r_pods.lists >= 2 and not src.streams
+
+    await wait_until(relisted_and_idle, within=120, interval=0.01, what="the relist after 410 Gone")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

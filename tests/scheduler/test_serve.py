@@ -12,9 +12,12 @@ import orjson
 import pytest
 
 from gpuplace.config import ConfigError, load_config
+from gpuplace.localcluster.waiting import wait_until
 from gpuplace.serve import main, serve
 from tests.scheduler import objects as o
 from tests.scheduler.fake_apiserver import FakeApiServer, write_kubeconfig
+
+PATIENCE = 120.0  # a guard against a hang, not a speed claim: each wait ends as soon as its condition holds
 
 
 def free_port() -> int:
@@ -80,15 +83,10 @@ async def test_serve_end_to_end_against_a_fake_api_server(tmp_path: Path, aiohtt
     task = asyncio.create_task(serve(load_config(cfg_file), stop))
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
-        for _ in range(400):
-            await asyncio.sleep(0.025)
-            try:
-                if (await http.get(f"{base}/readyz")).status == 200:
-                    break
-            except aiohttp.ClientConnectionError:
-                continue
-        else:
-            pytest.fail("never ready")
+        async def ready() -> bool:
+            return (await http.get(f"{base}/readyz")).status == 200
+
+        await wait_until(ready, within=PATIENCE, interval=0.02, what="/readyz")
         args = orjson.dumps(o.extender_args(pending, names=["n1", "n2"]))
         r = await (await http.post(f"{base}/scheduler/filter", data=args)).json()
         assert r["NodeNames"] == ["n2"] and "n1" in r["FailedNodes"]
@@ -109,27 +107,25 @@ async def test_serve_end_to_end_against_a_fake_api_server(tmp_path: Path, aiohtt
             "name": "n2",
         }
         assert not [method for method, _ in api.requests if method == "PATCH"]
-        for _ in range(100):  # the watch confirms the reservation
-            await asyncio.sleep(0.02)
+        async def confirmed() -> str | None:  # the watch confirms the reservation
             text = await (await http.get(f"{base}/metrics")).text()
-            if "gpuplace_reservations 0.0" in text:
-                break
-        assert "gpuplace_reservations 0.0" in text and 'gpuplace_binds_total{result="ok"} 1.0' in text
+            return text if "gpuplace_reservations 0.0" in text else None
+
+        text = await wait_until(confirmed, within=PATIENCE, interval=0.02, what="the watch to confirm the bind")
+        assert 'gpuplace_binds_total{result="ok"} 1.0' in text
         api.put("pods", stored, "DELETED")  # deleted pods release at once
-        r2 = None
-        for _ in range(100):
-            await asyncio.sleep(0.02)
+        async def released() -> bool:
             r2 = await (
                 await http.post(
                     f"{base}/scheduler/filter",
                     data=orjson.dumps(o.extender_args(o.pod("eight", gpus=8), names=["n2"])),
                 )
             ).json()
-            if r2["NodeNames"] == ["n2"]:
-                break
-        assert r2 is not None and r2["NodeNames"] == ["n2"]
+            return bool(r2["NodeNames"] == ["n2"])
+
+        await wait_until(released, within=PATIENCE, interval=0.02, what="the deleted pod's GPUs to be free")
     stop.set()
-    await asyncio.wait_for(task, 10)
+    await asyncio.wait_for(task, PATIENCE)
 
 
 async def test_serve_mounts_the_webhook_on_its_own_https_port(tmp_path: Path, aiohttp_server: Any) -> None:
@@ -165,20 +161,13 @@ async def test_serve_mounts_the_webhook_on_its_own_https_port(tmp_path: Path, ai
         },
     }
     async with aiohttp.ClientSession() as http:
-        for _ in range(400):
-            await asyncio.sleep(0.025)
-            try:
-                resp = await http.post(
-                    f"https://127.0.0.1:{hook}/mutate", data=orjson.dumps(review), ssl=trust
-                )
-                break
-            except aiohttp.ClientConnectionError:
-                continue
-        else:
-            pytest.fail("webhook never listened")
+        async def listening() -> aiohttp.ClientResponse:
+            return await http.post(f"https://127.0.0.1:{hook}/mutate", data=orjson.dumps(review), ssl=trust)
+
+        resp = await wait_until(listening, within=PATIENCE, interval=0.02, what="the webhook to listen")
         assert resp.status == 200
         assert (await resp.json())["response"]["uid"] == "u1"
         metrics = await (await http.get(f"http://127.0.0.1:{port}/metrics")).text()
         assert "gpuplace_webhook_reviews_total" in metrics  # one registry for both faces
     stop.set()
-    await asyncio.wait_for(task, 10)
+    await asyncio.wait_for(task, PATIENCE)

@@ -12,15 +12,15 @@ from hypothesis import strategies as st
 from placement_core._policy_twins import group_states_twin, score_all_twin
 from placement_core.policies import RESERVE_PENALTY, Policy, node_score
 from placement_core.policy_batch import group_states, score_all, state_key
-from tests.simulate.strategies import Nodes, nodes, requests, typical
+from tests.simulate.strategies import Nodes, nodes, note_scores, requests, typical
 
 FRAG_POLICIES = [Policy.FGD, Policy.GPUPLACE]
 
 
 @st.composite
-def repeated(draw: st.DrawFn) -> Nodes:
+def repeated(draw: st.DrawFn, mode: str | None = None) -> Nodes:
     """A few node states, each repeated with its GPU slots (values and presence) shuffled."""
-    c = draw(nodes(max_nodes=5))
+    c = draw(nodes(max_nodes=5, mode=mode))
     n, G = c.gpu_free_milli.shape
     if n == 0:
         return c
@@ -52,9 +52,11 @@ def row_by_row(args: tuple) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[ty
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.sampled_from(FRAG_POLICIES), repeated(), requests(), typical(), st.booleans(), st.booleans())
-def test_grouped_scores_equal_row_by_row(policy: Policy, c: Nodes, req: tuple, tp: tuple, quantize: bool,  # type: ignore[type-arg]
-                                         reserve: bool) -> None:
+@given(st.sampled_from(FRAG_POLICIES), st.data(), requests(), typical(), st.booleans(), st.booleans())
+def test_grouped_scores_equal_row_by_row(policy: Policy, data: st.DataObject, req: tuple, tp: tuple,  # type: ignore[type-arg]
+                                         quantize: bool, reserve: bool) -> None:
+    roomy = req[2] >= 2 and data.draw(st.integers(0, 2)) > 0  # multi-GPU requests mostly meet nodes they fit
+    c = data.draw(repeated("roomy" if roomy else None))
     n = c.gpu_free_milli.shape[0]
     reserved = (np.arange(n) % 2 == 0) & reserve
     max_cpu = int(c.node_cpu_total.max(initial=1))
@@ -63,6 +65,7 @@ def test_grouped_scores_equal_row_by_row(policy: Policy, c: Nodes, req: tuple, t
             c.node_mem_total, c.node_model, c.node_kinds, *req, *tp, max_cpu, max_gpu, quantize, reserved, 8,
             np.zeros(n))
     s_kernel, g_kernel = score_all(*args)
+    note_scores(int(policy), req, s_kernel, reserved)
     s_rows, g_rows = row_by_row(args)
     np.testing.assert_array_equal(s_kernel, s_rows)  # bit for bit
     np.testing.assert_array_equal(g_kernel, g_rows)

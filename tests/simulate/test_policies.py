@@ -14,7 +14,7 @@ from placement_core._policy_twins import score_all_twin
 from placement_core.policies import RESERVE_PENALTY, Policy
 from placement_core.policy_batch import Context, Request, reserve_plan, reserved_nodes, score_all, score_nodes
 from placement_core.workload import BigJob
-from tests.simulate.strategies import Nodes, nodes, requests, typical
+from tests.simulate.strategies import Nodes, note_scores, ranked, typical
 
 # Two 2-GPU nodes, 16 cores and 64,000 MiB each (so max_cpu = 16,000 and max_gpu = 2,000):
 #   n0: half its CPU used, 48,000 MiB free, GPUs free [1000, 500]  (one share pod of 0.5 on GPU 1)
@@ -184,9 +184,11 @@ def test_policy_names() -> None:
 
 
 @settings(max_examples=120, deadline=None)
-@given(st.sampled_from(list(Policy)), nodes(), requests(), typical(), st.booleans(), st.booleans())
-def test_kernel_equals_twin(policy: Policy, c: Nodes, req: tuple, tp: tuple, quantize: bool,
+@given(st.sampled_from([*Policy, Policy.GPUPLACE, Policy.GPUPLACE]), ranked(), typical(), st.booleans(),
+       st.booleans())  # gpuplace three times as often: its reserve is a path of its own
+def test_kernel_equals_twin(policy: Policy, case: tuple[Nodes, tuple], tp: tuple, quantize: bool,  # type: ignore[type-arg]
                             reserve: bool) -> None:
+    c, req = case
     n = c.gpu_free_milli.shape[0]
     reserved = (np.arange(n) % 2 == 0) & reserve
     u = np.linspace(0.05, 0.95, n) if n else np.zeros(0)
@@ -195,6 +197,7 @@ def test_kernel_equals_twin(policy: Policy, c: Nodes, req: tuple, tp: tuple, qua
     args = (int(policy), c.gpu_free_milli, c.gpu_present, c.node_cpu_free, c.node_mem_free, c.node_cpu_total,
             c.node_mem_total, c.node_model, c.node_kinds, *req, *tp, max_cpu, max_gpu, quantize, reserved, 8, u)
     s_kernel, g_kernel = score_all(*args)
+    note_scores(int(policy), req, s_kernel, reserved)
     s_twin, g_twin = score_all_twin(*args)
     np.testing.assert_allclose(s_kernel, s_twin, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(g_kernel, g_twin)

@@ -22,12 +22,15 @@ class FakeApiserver:
         self.objects: dict[str, Any] = {"/apis/batch/v1/namespaces/ns/jobs/train": JOB}
         self.status: int | None = None
         self.delay = 0.0
+        self.gate: asyncio.Event | None = None  # when set, every answer waits for it
         self.paths: list[str] = []
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.paths.append(request.path)
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.gate is not None:
+            await self.gate.wait()
         if self.status is not None:
             return web.json_response({"kind": "Status", "code": self.status}, status=self.status)
         if request.path not in self.objects:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio.client import ApiClient, Configuration
 
+from gpuplace.localcluster.waiting import wait_until
 from tests.webhook.fakeapi import JOB, Clock
 from webhook.owners import KubeOwners
 from webhook.settings import WebhookSettings
@@ -40,15 +41,22 @@ async def test_concurrent_reads_share_one_request(apiserver: Any, client: ApiCli
 
 async def test_a_cancelled_reader_does_not_cancel_the_shared_read(apiserver: Any, client: ApiClient) -> None:
     fake, _ = apiserver
-    fake.delay = 0.05
+    fake.gate = asyncio.Event()
     reader = owners(client)
     first = asyncio.create_task(reader.get_job("ns", "train"))
-    await asyncio.sleep(0.01)
+
+    async def reached() -> bool:
+        return bool(fake.paths)
+
+    await wait_until(reached, interval=0.01, what="the first read to reach the server")
     second = asyncio.create_task(reader.get_job("ns", "train"))
+    await asyncio.sleep(0)  # second joins the read in flight
     first.cancel()
-    assert await second == JOB
     with pytest.raises(asyncio.CancelledError):
         await first
+    fake.gate.set()
+    assert await second == JOB
+    assert len(fake.paths) == 1  # the shared read survived its first reader's cancellation
 
 
 async def test_a_different_uid_bypasses_the_cache(apiserver: Any, client: ApiClient) -> None:

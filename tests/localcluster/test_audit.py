@@ -14,8 +14,6 @@ import pytest
 from gpuplace.localcluster import audit
 from gpuplace.localcluster.fake_nodes import node_manifest
 
-pytestmark = pytest.mark.e2e
-
 
 def bound(name: str, node: str, *, gpus: int = 0, mig: str | None = None, record: dict[str, Any] | None = None
           ) -> dict[str, Any]:
