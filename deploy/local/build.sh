@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Build upstream kube-apiserver, kube-scheduler, kubectl and etcd from the Go
-# module proxy into deploy/local/bin/, for gpuplace's local control plane
-# (gpuplace/localcluster) and the e2e tests. See README.md in this folder.
+# Build upstream kube-apiserver, kube-scheduler, kube-controller-manager,
+# kubectl, etcd and the kwok controller from the Go module proxy into
+# deploy/local/bin/, for gpuplace's local control plane (gpuplace/localcluster)
+# and the e2e tests. See README.md in this folder.
 #
 # Idempotent: bin/.stamp records a hash of everything that determines the
-# binaries (go.mod/go.sum of both wrapper modules, this script, the Go
+# binaries (go.mod/go.sum of the three wrapper modules, this script, the Go
 # version). When the stamp matches and every binary is present it exits at once.
 #
 # Environment:
@@ -31,17 +32,18 @@ mkdir -p "$bin"
 k8s_version="$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' go.mod)"
 etcd_version="$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' etcd/go.mod)"
 [ -n "$etcd_version" ] || etcd_version="$(awk '$1 == "require" && $2 == "go.etcd.io/etcd/server/v3" {print $3}' etcd/go.mod)"
-if [ -z "$k8s_version" ] || [ -z "$etcd_version" ]; then
-  echo "build.sh: could not read versions from go.mod / etcd/go.mod" >&2
+kwok_version="$(awk '$1 == "require" && $2 == "sigs.k8s.io/kwok" {print $3}' kwok/go.mod)"
+if [ -z "$k8s_version" ] || [ -z "$etcd_version" ] || [ -z "$kwok_version" ]; then
+  echo "build.sh: could not read versions from go.mod / etcd/go.mod / kwok/go.mod" >&2
   exit 2
 fi
 
-binaries=(kube-apiserver kube-scheduler kubectl etcd)
+binaries=(kube-apiserver kube-scheduler kube-controller-manager kubectl etcd kwok)
 stamp="$(
   {
-    echo "k8s=$k8s_version etcd=$etcd_version"
+    echo "k8s=$k8s_version etcd=$etcd_version kwok=$kwok_version"
     "$GO" version
-    cat go.mod go.sum etcd/go.mod etcd/go.sum "$script"
+    cat go.mod go.sum etcd/go.mod etcd/go.sum kwok/go.mod kwok/go.sum "$script"
   } | sha256sum | cut -d' ' -f1
 )"
 
@@ -53,7 +55,7 @@ up_to_date() {
 }
 
 if up_to_date; then
-  echo "deploy/local/bin is up to date (kubernetes $k8s_version, etcd $etcd_version)"
+  echo "deploy/local/bin is up to date (kubernetes $k8s_version, etcd $etcd_version, kwok $kwok_version)"
   exit 0
 fi
 
@@ -61,7 +63,7 @@ fi
 exec 9>"$bin/.lock"
 flock 9
 if up_to_date; then
-  echo "deploy/local/bin is up to date (kubernetes $k8s_version, etcd $etcd_version)"
+  echo "deploy/local/bin is up to date (kubernetes $k8s_version, etcd $etcd_version, kwok $kwok_version)"
   exit 0
 fi
 rm -f "$bin/.stamp"
@@ -92,8 +94,11 @@ build() {  # build NAME PACKAGE LDFLAGS (in the current module)
 total_start=$(date +%s)
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$ldflags"
 build kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$ldflags"
+build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$ldflags"
 build kubectl k8s.io/kubernetes/cmd/kubectl "$ldflags"
 (cd etcd && build etcd go.etcd.io/etcd/server/v3 "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$etcd_version")
+# kwok's version is a constant in its released source (sigs.k8s.io/kwok/pkg/consts): no -X needed.
+(cd kwok && build kwok sigs.k8s.io/kwok/cmd/kwok "-s -w")
 
 echo "$stamp" > "$bin/.stamp"
-echo "built kubernetes $k8s_version and etcd $etcd_version into deploy/local/bin in $(( $(date +%s) - total_start ))s"
+echo "built kubernetes $k8s_version, etcd $etcd_version and kwok $kwok_version into deploy/local/bin in $(( $(date +%s) - total_start ))s"

@@ -1,8 +1,8 @@
 """Where the upstream binaries live and how to (re)build them.
 
-``deploy/local/build.sh`` compiles kube-apiserver, kube-scheduler, kubectl and etcd from the Go
-module proxy into ``deploy/local/bin``. ``GPUPLACE_LOCAL_BIN`` points somewhere else (for
-example at binaries a user already has); it must contain the same four names.
+``deploy/local/build.sh`` compiles kube-apiserver, kube-scheduler, kube-controller-manager, kubectl,
+etcd and kwok from the Go module proxy into ``deploy/local/bin``. ``GPUPLACE_LOCAL_BIN`` points
+somewhere else (for example at binaries a user already has); it must contain the same six names.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-REQUIRED = ("etcd", "kube-apiserver", "kube-scheduler", "kubectl")
+REQUIRED = ("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "kubectl", "kwok")
 ENV_BIN_DIR = "GPUPLACE_LOCAL_BIN"
 
 
@@ -40,7 +40,9 @@ class Binaries:
     etcd: Path
     kube_apiserver: Path
     kube_scheduler: Path
+    kube_controller_manager: Path
     kubectl: Path
+    kwok: Path
 
     @classmethod
     def locate(cls, bin_dir: Path | None = None) -> Binaries:
@@ -55,7 +57,9 @@ class Binaries:
             etcd=directory / "etcd",
             kube_apiserver=directory / "kube-apiserver",
             kube_scheduler=directory / "kube-scheduler",
+            kube_controller_manager=directory / "kube-controller-manager",
             kubectl=directory / "kubectl",
+            kwok=directory / "kwok",
         )
 
 
