@@ -1,9 +1,10 @@
 """A local, real Kubernetes control plane for gpuplace's e2e tests and demo.
 
-Upstream etcd, kube-apiserver and kube-scheduler (built by ``deploy/local/build.sh``) run as
-child processes on loopback ports; fake GPU nodes are created through the API. See
-:mod:`gpuplace.localcluster.controlplane` for what runs and why, and
-:mod:`gpuplace.localcluster.fake_nodes` for the node presets.
+Upstream etcd, kube-apiserver, kube-controller-manager and kube-scheduler and the kwok controller
+(built by ``deploy/local/build.sh``) run as child processes on loopback ports; fake GPU nodes are
+created through the API and kwok plays their kubelets. See :mod:`gpuplace.localcluster.controlplane`
+for what runs and why, :mod:`gpuplace.localcluster.lifecycle` for the controllers, kwok's stages and
+the shortened timers, and :mod:`gpuplace.localcluster.fake_nodes` for the node presets.
 
     with ControlPlane() as cp:
         cp.start_scheduler()

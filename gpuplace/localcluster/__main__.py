@@ -1,8 +1,8 @@
 """``python -m gpuplace.localcluster``: a local control plane with the demo nodes, until Ctrl-C.
 
-Starts etcd, kube-apiserver and upstream kube-scheduler (default profile, unless
-``--no-scheduler``), creates the 16 fake demo nodes, prints the admin kubeconfig path, and
-waits. With ``--gpuplace``, ``gpuplace serve`` runs too (webhook registered) and kube-scheduler
+Starts etcd, kube-apiserver, kube-controller-manager, kwok and upstream kube-scheduler (default
+profile, unless ``--no-scheduler``), creates the 16 fake demo nodes (kwok runs the pods bound to
+them), prints the admin kubeconfig path, and waits. With ``--gpuplace``, ``gpuplace serve`` runs too (webhook registered) and kube-scheduler
 has it as extender. Everything is stopped and removed on Ctrl-C or SIGTERM.
 """
 

@@ -10,11 +10,14 @@ imports gpuplace's cache or placement code; only the record's decoder (the docum
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
+import aiohttp
 import orjson
 from kubernetes_asyncio import client
 
@@ -118,6 +121,7 @@ class Audit:
     problems: list[str] = field(default_factory=list)
     gpu_pods: int = 0
     with_record: int = 0
+    orphaned: int = 0  # GPU pods still bound to a deleted node
 
     @property
     def ok(self) -> bool:
@@ -146,6 +150,9 @@ def audit(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, Any]],
             by_node[p.node].append(p)
     for node_name, placed in sorted(by_node.items()):
         node = node_by_name.get(node_name)
+        if node is None:  # the node was deleted; its pods wait for the pod garbage collector
+            result.orphaned += len(placed)
+            continue
         topo = topology_of(node) if node is not None else None
         _check_node(node_name, node, topo, placed, result, require_records)
     return result
@@ -226,3 +233,53 @@ def usage(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, Any]])
 def partially_used(use: Mapping[str, tuple[int, int]]) -> list[str]:
     """Nodes with some but not all GPU devices taken (the fragmentation a packer avoids)."""
     return sorted(n for n, (u, t) in use.items() if 0 < u < t)
+
+
+class AuditLoop:
+    """:func:`audit` every ``every`` seconds DURING a scenario, over all pods and nodes (or ``namespaces``).
+
+    ``async with AuditLoop(api) as loop: ...`` then ``loop.problems`` (each prefixed with the round) and
+    ``loop.rounds``. An audit that fails to list (the API server busy) is skipped, not counted. Problems
+    are kept up to ``keep``; the loop never raises into the scenario.
+    """
+
+    def __init__(self, api: client.ApiClient, *, namespaces: Iterable[str] = (), every: float = 1.0,
+                 require_records: bool = True, keep: int = 50) -> None:  # fmt: skip
+        self.api = api
+        self.namespaces = tuple(namespaces)
+        self.every = every
+        self.require_records = require_records
+        self.keep = keep
+        self.rounds = 0
+        self.max_gpu_pods = 0
+        self.problems: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def once(self) -> Audit:
+        if self.namespaces:
+            pods = [p for ns in self.namespaces for p in await list_raw(self.api, "pods", namespace=ns)]
+        else:
+            pods = await list_raw(self.api, "pods")
+        result = audit(pods, await list_raw(self.api, "nodes"), require_records=self.require_records)
+        self.rounds += 1
+        self.max_gpu_pods = max(self.max_gpu_pods, result.gpu_pods)
+        for problem in result.problems[: max(0, self.keep - len(self.problems))]:
+            self.problems.append(f"round {self.rounds}: {problem}")
+        return result
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError, client.ApiException, aiohttp.ClientError, OSError):  # a skipped round
+                await self.once()
+            await asyncio.sleep(self.every)
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.once()  # and a last look at the end state

@@ -1,10 +1,17 @@
-"""A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-scheduler.
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager, kwok,
+and kube-scheduler on demand.
 
-There is no kubelet and no kube-controller-manager. Fake Nodes created through the API (see
-:mod:`gpuplace.localcluster.fake_nodes`) are Ready because their status says so, and upstream
-kube-scheduler binds pods to them; the pods then stay Pending (nothing runs them), so tests assert
-on ``spec.nodeName``. Without the controller manager, namespaces never finish terminating (use
-fresh ones) and pods must be deleted with grace period 0.
+Fake Nodes are created through the API (see :mod:`gpuplace.localcluster.fake_nodes`); kwok plays
+their kubelets and kube-controller-manager runs the controllers (:mod:`gpuplace.localcluster.lifecycle`):
+bound pods become Running and finish when they say so, Jobs and Deployments make pods, graceful
+deletion completes, namespaces finish terminating, NotReady nodes are tainted and emptied. The
+apiserver runs with its default admission plugins (none disabled).
+
+``ControlPlane(lifecycle=False)`` is the static world instead (for benchmarks that want nothing but
+the scheduler moving): no controller manager, no kwok, so bound pods stay Pending, namespaces never
+finish terminating, pods must be deleted with grace period 0, and the admission plugins that need
+those (ServiceAccount: the token controller; TaintNodesByCondition: nothing would remove the
+not-ready taint) are disabled.
 
 :class:`ControlPlane` is a *synchronous* context manager: starting processes and waiting for
 them is blocking work that pytest session fixtures and a CLI demo both call from plain code.
@@ -13,9 +20,10 @@ From async code, use ``await asyncio.to_thread(cp.start)`` / ``cp.stop``. The AP
 :meth:`~ControlPlane.register_webhook`) are ``async`` and open a short-lived kubernetes_asyncio
 client in the caller's event loop, so they work with per-test event loops.
 
-Identities (static bearer tokens, ``--token-auth-file``): ``admin`` in ``system:masters``, and
-``system:kube-scheduler``, which the apiserver's bootstrap RBAC already grants what
-kube-scheduler needs. gpuplace itself should run as a ServiceAccount made by
+Identities (static bearer tokens, ``--token-auth-file``): ``admin`` in ``system:masters``,
+``system:kube-scheduler`` and ``system:kube-controller-manager``, which the apiserver's bootstrap RBAC
+already grants what they need, and ``kwok`` (in ``system:masters``: it writes node and pod status,
+leases, events and deletes pods, as every kubelet together would). gpuplace itself should run as a ServiceAccount made by
 :meth:`ControlPlane.create_service_account` with the least rules it documents.
 """
 
@@ -29,7 +37,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -38,6 +46,7 @@ import yaml
 from kubernetes_asyncio import client, config
 
 from gpuplace.localcluster import accounts
+from gpuplace.localcluster import lifecycle as lc
 from gpuplace.localcluster.binaries import Binaries
 from gpuplace.localcluster.kubeconfig import write_kubeconfig
 from gpuplace.localcluster.pki import (
@@ -68,7 +77,8 @@ _PORT_ATTEMPTS = 3
 
 
 class ControlPlane:
-    """etcd + kube-apiserver on free loopback ports, with kube-scheduler and other processes on demand.
+    """etcd + kube-apiserver (+ kube-controller-manager and kwok unless ``lifecycle=False``) on free
+    loopback ports, with kube-scheduler and other processes on demand.
 
     Use ``with ControlPlane() as cp:`` (or ``start()``/``stop()``). Everything lives in a fresh
     temporary directory (``cp.workdir``), removed on stop unless ``keep_workdir`` or the
@@ -84,6 +94,9 @@ class ControlPlane:
         apiserver_args: Sequence[str] = (),
         etcd_args: Sequence[str] = (),
         startup_timeout: float = 90.0,
+        lifecycle: bool = True,
+        timers: lc.Timers | None = None,
+        controller_manager_args: Sequence[str] = (),
     ) -> None:
         self.binaries = Binaries.locate(bin_dir)
         self._tmp_parent = tmp_parent
@@ -92,6 +105,9 @@ class ControlPlane:
         )
         self._apiserver_args = list(apiserver_args)
         self._etcd_args = list(etcd_args)
+        self.lifecycle = lifecycle
+        self.timers = timers or lc.Timers()
+        self._controller_manager_args = list(controller_manager_args)
         self.startup_timeout = startup_timeout
         self.processes: dict[str, ManagedProcess] = {}
         self._workdir: Path | None = None
@@ -99,6 +115,8 @@ class ControlPlane:
         self.etcd_url: str | None = None
         self.admin_token = secrets.token_hex(24)
         self.scheduler_token = secrets.token_hex(24)
+        self._controller_manager_token = secrets.token_hex(24)
+        self._kwok_token = secrets.token_hex(24)
         self.ca: CertificateAuthority | None = None
 
     # ----- lifecycle -------------------------------------------------------------------------------
@@ -126,6 +144,8 @@ class ControlPlane:
                     self._stop_processes()
                     if not exc.port_clash or attempt == _PORT_ATTEMPTS - 1:
                         raise
+            if self.lifecycle:
+                self._start_lifecycle()
         except BaseException:
             self.stop()
             raise
@@ -175,6 +195,14 @@ class ControlPlane:
     def scheduler_kubeconfig(self) -> Path:
         return self.workdir / "kubeconfigs" / "scheduler.kubeconfig"
 
+    @property
+    def controller_manager_kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfigs" / "controller-manager.kubeconfig"
+
+    @property
+    def kwok_kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfigs" / "kwok.kubeconfig"
+
     def log_file(self, name: str) -> Path:
         return self.workdir / "logs" / f"{name}.log"
 
@@ -194,12 +222,15 @@ class ControlPlane:
             dns_names=_APISERVER_DNS,
         )
         self.ca.write_pair(pki, "kube-scheduler", ca_file=self.ca_file)
+        self.ca.write_pair(pki, "kube-controller-manager", ca_file=self.ca_file)
         private, public = generate_service_account_key()
         write_private(pki / "sa.key", private)
         (pki / "sa.pub").write_bytes(public)
         tokens = (
             f'{self.admin_token},admin,admin,"system:masters"\n'
             f"{self.scheduler_token},system:kube-scheduler,system:kube-scheduler\n"
+            f"{self._controller_manager_token},system:kube-controller-manager,system:kube-controller-manager\n"
+            f'{self._kwok_token},kwok,kwok,"system:masters"\n'
         )
         write_private(pki / "tokens.csv", tokens.encode())
 
@@ -244,9 +275,7 @@ class ControlPlane:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            # No kube-controller-manager: no token controller for the ServiceAccount plugin, and
-            # nothing would remove the not-ready taint TaintNodesByCondition puts on new Nodes.
-            "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
+            *self._admission_args(),
             # The advertise address is loopback and there is one apiserver: do not manage Endpoints.
             "--endpoint-reconciler-type=none",
             "--allow-privileged=true",
@@ -271,6 +300,25 @@ class ControlPlane:
             token=self.scheduler_token,
             user="system:kube-scheduler",
         )
+        write_kubeconfig(
+            self.controller_manager_kubeconfig,
+            server=server,
+            ca_file=self.ca_file,
+            token=self._controller_manager_token,
+            user="system:kube-controller-manager",
+        )
+        write_kubeconfig(self.kwok_kubeconfig, server=server, ca_file=self.ca_file, token=self._kwok_token, user="kwok")
+
+    def _admission_args(self) -> list[str]:
+        """Default admission plugins; the static world disables the two that need missing components."""
+        if self.lifecycle:
+            return self.timers.apiserver_args()  # DefaultTolerationSeconds' bounds
+        # No token controller for the ServiceAccount plugin, and nothing would remove the not-ready
+        # taint TaintNodesByCondition puts on new Nodes.
+        return ["--disable-admission-plugins=ServiceAccount,TaintNodesByCondition"]
+
+    def _start_lifecycle(self) -> None:
+        lc.start(self, controller_manager_args=self._controller_manager_args)
 
     # ----- processes ------------------------------------------------------------------------------
 
@@ -339,9 +387,9 @@ class ControlPlane:
         config_file = self.workdir / f"{name}.config.yaml"
         config_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
         pki = self.workdir / "pki"
-        for attempt in range(_PORT_ATTEMPTS):
-            port = free_port()
-            argv = [
+
+        def argv(port: int) -> list[str]:
+            return [
                 str(self.binaries.kube_scheduler),
                 f"--config={config_file}",
                 "--bind-address=127.0.0.1",
@@ -356,16 +404,29 @@ class ControlPlane:
                 "--v=2",
                 *extra_args,
             ]
+
+        process = self.start_on_free_port(name, argv, "https://127.0.0.1:{port}/readyz", ready_timeout=ready_timeout)
+        process.extra["config_file"] = config_file
+        return process
+
+    def start_on_free_port(
+        self, name: str, argv: Callable[[int], Sequence[str]], ready_url: str, *, ready_timeout: float = 60.0
+    ) -> ManagedProcess:
+        """``start_process(name, argv(port))`` on a free port, retried when another process took it first.
+
+        ``ready_url`` is formatted with ``port``; the port is kept in ``process.extra["port"]``.
+        """
+        for attempt in range(_PORT_ATTEMPTS):
+            port = free_port()
             try:
                 process = self.start_process(
-                    name, argv, ready_url=f"https://127.0.0.1:{port}/readyz", ready_timeout=ready_timeout
+                    name, argv(port), ready_url=ready_url.format(port=port), ready_timeout=ready_timeout
                 )
             except ProcessStartError as exc:
                 if not exc.port_clash or attempt == _PORT_ATTEMPTS - 1:
                     raise
                 continue
             process.extra["port"] = port
-            process.extra["config_file"] = config_file
             return process
         raise AssertionError("unreachable")
 

@@ -1,8 +1,10 @@
 """Fake GPU (and CPU) Nodes created through the API, looking like NVIDIA GFD-labelled nodes.
 
-No kubelet runs: a Node is schedulable because its status says Ready and lists allocatable
-``cpu``, ``memory``, ``pods``, ``nvidia.com/gpu`` and MIG resources. Pods bound to it stay Pending.
-Nothing updates these nodes afterwards (no node-lifecycle controller), so they stay Ready.
+A Node is created with its status (Ready, allocatable ``cpu``, ``memory``, ``pods``,
+``nvidia.com/gpu`` and MIG resources) and the label ``gpuplace.io/fake-node=true``, by which kwok
+manages it (:mod:`gpuplace.localcluster.lifecycle`): kwok renews its Lease and runs the pods bound to
+it. The TaintNodesByCondition admission plugin gives every new Node the ``node.kubernetes.io/not-ready``
+taint until the node-lifecycle controller sees it Ready; :func:`wait_schedulable` waits for that.
 
 Labels follow GPU Feature Discovery: ``nvidia.com/gpu.product`` / ``.memory`` (MiB) /
 ``.count`` / ``.family``, ``nvidia.com/mig.strategy``; under the *mixed* MIG strategy
@@ -30,6 +32,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from gpuplace.localcluster.waiting import wait_until
 from placement_core import resolve_product
 from placement_core.topology import preset as link_preset
 
@@ -348,12 +351,41 @@ async def create_fake_node(
     return await create_node(api, node_manifest(name, preset, **kwargs))
 
 
-async def create_nodes(api: client.ApiClient, manifests: Iterable[Mapping[str, Any]]) -> list[str]:
+async def create_nodes(
+    api: client.ApiClient, manifests: Iterable[Mapping[str, Any]], *, wait: bool = True
+) -> list[str]:
+    """Create the Nodes; with ``wait``, return once all of them are schedulable (:func:`wait_schedulable`)."""
     names = []
     for manifest in manifests:
         node = await create_node(api, manifest)
         names.append(node.metadata.name)
+    if wait:
+        await wait_schedulable(api, names)
     return names
+
+
+CONDITION_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+
+
+def schedulable(node: Any) -> bool:
+    """Ready, and without the taints the node-lifecycle controller keeps on nodes that are not."""
+    conditions = (node.status.conditions if node.status else None) or []
+    ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+    taints = (node.spec.taints if node.spec else None) or []
+    return ready and not any(t.key in CONDITION_TAINTS for t in taints)
+
+
+async def wait_schedulable(api: client.ApiClient, names: Iterable[str], *, within: float = 60.0) -> None:
+    """Wait until every named Node is :func:`schedulable` (new Nodes: until the not-ready taint is gone)."""
+    core = client.CoreV1Api(api)
+    wanted = set(names)
+
+    async def done() -> bool:
+        nodes = await core.list_node()
+        ok = {n.metadata.name for n in nodes.items if schedulable(n)}
+        return wanted <= ok
+
+    await wait_until(done, within=within, what=f"nodes {sorted(wanted)[:5]}... to be Ready without not-ready taints")
 
 
 async def delete_nodes(api: client.ApiClient, names: Iterable[str]) -> None:

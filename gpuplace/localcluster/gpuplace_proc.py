@@ -36,12 +36,13 @@ from typing import Any, Self, TypeVar
 
 import yaml
 from kubernetes_asyncio import client
+from prometheus_client.parser import text_string_to_metric_families
 
 from gpuplace.localcluster import accounts, manifests
 from gpuplace.localcluster.binaries import repo_root
 from gpuplace.localcluster.controlplane import ControlPlane
 from gpuplace.localcluster.pki import CertPair
-from gpuplace.localcluster.processes import ManagedProcess, free_port, wait_ready
+from gpuplace.localcluster.processes import ManagedProcess, free_port, probe, wait_ready
 from gpuplace.localcluster.waiting import wait_until
 from placement_core import MODELS
 
@@ -212,6 +213,22 @@ class GpuplaceServer:
     @property
     def log_file(self) -> Path:
         return self.cp.log_file(self.name)
+
+    def node_gpus(self) -> dict[str, dict[str, float]]:
+        """gpuplace's own view, from its ``gpuplace_node_gpus`` gauge: node → {"allocated": n, "free": n}.
+
+        A node is absent when gpuplace's model has no GPUs for it (deleted, or not a GPU node).
+        """
+        status, body = probe(f"{self.extender_base}/metrics", ca_file=self.cp.ca_file, timeout=10)
+        if status != 200:
+            raise RuntimeError(f"gpuplace /metrics answered {status}")
+        out: dict[str, dict[str, float]] = {}
+        for family in text_string_to_metric_families(body):
+            if family.name == "gpuplace_node_gpus":
+                for sample in family.samples:
+                    node = out.setdefault(sample.labels["node"], {})
+                    node[sample.labels["state"]] = node.get(sample.labels["state"], 0.0) + sample.value
+        return out
 
     # ----- preparation -------------------------------------------------------------------------------
 

@@ -3,18 +3,18 @@
 The sample workload, submitted in this order to the 16-node demo cluster (fake_nodes.demo_cluster):
 training pods that need one NVLink island (8 and 4 GPUs), a 2-GPU fine-tune, V100 training by
 model name, an 80 GB-memory embedding job, an inference Deployment of three L4 replicas, MIG pods
-(3g.40gb and 2x 1g.10gb), a CPU-only web pod, and two pods that cannot be placed — 8 whole A100s
-(the A100 nodes expose 4 whole GPUs, the rest is MIG) and a job needing a 100 GB GPU — to show
-the reasons gpuplace gives kube-scheduler.
+(3g.40gb and 2x 1g.10gb), a CPU-only web pod, a training Job (4 completions, 2 at a time, 1 GPU,
+4 s each), and two pods that cannot be placed — 8 whole A100s (the A100 nodes expose 4 whole GPUs,
+the rest is MIG) and a job needing a 100 GB GPU — to show the reasons gpuplace gives kube-scheduler.
 
-No kube-controller-manager runs in the local control plane, so nothing turns the Deployment into
-pods: the demo stores the Deployment and creates its replicas itself from the pod template (named
-``<deployment>-<i>``, same labels), which is what its ReplicaSet would do.
+kube-controller-manager turns the Deployment and the Job into pods and kwok runs them: placed pods
+are Running, the Job's pods end Succeeded (their GPUs go back to gpuplace, the second wave takes
+them) and the Job Complete; :func:`submit` waits for that before the table is printed.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import copy
 import json
 from collections.abc import Mapping, Sequence
@@ -25,7 +25,9 @@ import numpy as np
 from kubernetes_asyncio import client
 from rich.table import Table
 
-from gpuplace.localcluster import audit
+from gpuplace.localcluster import apps, audit
+from gpuplace.localcluster.lifecycle import run_for, wait_namespace_usable
+from gpuplace.localcluster.waiting import wait_until
 from gpuplace.localcluster.workload import pending_reason, pod_manifest
 from placement_core.topology import islands
 
@@ -35,16 +37,28 @@ NVLINK = {"gpuplace.io/nvlink": "required"}
 
 @dataclass(frozen=True)
 class Item:
-    """One thing to submit: a pod, or a Deployment whose ``replicas`` pods the demo creates itself."""
+    """One thing to submit: a pod, a Deployment of ``replicas`` pods, or a Job of ``completions`` pods
+    (run two at a time) made from ``pod`` as template."""
 
     name: str
     pod: dict[str, Any]
     replicas: int = 0  # > 0: a Deployment
+    completions: int = 0  # > 0: a Job
     note: str = ""
 
     @property
-    def pod_names(self) -> list[str]:
-        return [f"{self.name}-{i}" for i in range(self.replicas)] if self.replicas else [self.name]
+    def pod_count(self) -> int:
+        return self.replicas or self.completions or 1
+
+    def owns(self, pod: Mapping[str, Any]) -> bool:
+        """Whether ``pod`` (raw JSON) is this item's pod, or one its controller made."""
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if self.completions:
+            return labels.get("job-name") == self.name
+        if self.replicas:
+            return labels.get("app") == self.name
+        return meta.get("name") == self.name
 
 
 def _pod(name: str, **kwargs: Any) -> dict[str, Any]:
@@ -66,11 +80,13 @@ def sample_workload() -> list[Item]:
                                 annotations={"gpuplace.io/gpu-memory-mib": "70000"})),
         Item("infer-l4", _pod("infer-l4", gpus=1, cpu="4", memory="16Gi", labels={"app": "infer-l4"},
                               annotations={"gpuplace.io/gpu-models": "L4"}), replicas=3,
-             note="Deployment; replicas created by the demo (no controller-manager)"),
+             note="Deployment, 3 replicas"),
         Item("mig-3g-a", _pod("mig-3g-a", gpus=1, mig="3g.40gb", cpu="4", memory="32Gi")),
         Item("mig-3g-b", _pod("mig-3g-b", gpus=1, mig="3g.40gb", cpu="4", memory="32Gi")),
         Item("mig-1g-x2", _pod("mig-1g-x2", gpus=2, mig="1g.10gb", cpu="2", memory="8Gi")),
         Item("web-frontend", _pod("web-frontend", cpu="2", memory="4Gi")),
+        Item("train-job", _pod("train-job", gpus=1, cpu="4", memory="16Gi", annotations=run_for(4)),
+             completions=4, note="Job: 4 completions, 2 at a time"),
         Item("train-llm-c", _pod("train-llm-c", gpus=8, cpu="32", memory="256Gi", annotations={**NVLINK, **h100})),
         Item("train-a100-8", _pod("train-a100-8", gpus=8, cpu="32", memory="256Gi",
                                   annotations={"gpuplace.io/gpu-models": "A100-80GB"}),
@@ -93,38 +109,61 @@ def deployment_manifest(item: Item) -> dict[str, Any]:
     }
 
 
-async def _settled(api: client.ApiClient, namespace: str, name: str, within: float = 30.0) -> None:
-    """Wait until the pod is bound or kube-scheduler has recorded why it is not."""
-    core = client.CoreV1Api(api)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        pod = await core.read_namespaced_pod(name, namespace)
-        if pod.spec.node_name or await pending_reason(api, namespace, name):
-            return
-        await asyncio.sleep(0.1)
+def job_manifest(item: Item) -> dict[str, Any]:
+    template = copy.deepcopy(item.pod)
+    template["metadata"].pop("name", None)
+    template["spec"]["restartPolicy"] = "OnFailure"
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": item.name},
+        "spec": {"completions": item.completions, "parallelism": 2, "template": template},
+    }
+
+
+async def _settled(api: client.ApiClient, namespace: str, item: Item, within: float = 30.0) -> None:
+    """Wait until the item's first pods exist and each is bound or has a reason why it is not."""
+    expected = item.replicas or min(item.completions, 2) or 1
+
+    async def settled() -> bool:
+        pods = [p for p in await audit.list_raw(api, "pods", namespace=namespace) if item.owns(p)]
+        if len(pods) < expected:
+            return False
+        for p in pods:
+            name = p["metadata"]["name"]
+            if not (p.get("spec") or {}).get("nodeName") and not await pending_reason(api, namespace, name):
+                return False
+        return True
+
+    with contextlib.suppress(TimeoutError):  # then the table says "waiting for the scheduler"
+        await wait_until(settled, within=within, interval=0.1, what=f"{item.name} to be placed or refused")
 
 
 async def submit(api: client.ApiClient, items: Sequence[Item], namespace: str = NAMESPACE) -> None:
-    """Create the namespace and every item, one pod at a time (each settles before the next)."""
-    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    """Create the namespace and every item in order (each settles before the next); then wait for the Jobs."""
     ns: Any = {"metadata": {"name": namespace}}
-    await core.create_namespace(ns)
+    await client.CoreV1Api(api).create_namespace(ns)
+    await wait_namespace_usable(api, namespace)
     for item in items:
         if item.replicas:
-            deployment: Any = deployment_manifest(item)
-            await apps.create_namespaced_deployment(namespace, deployment)
-        for name in item.pod_names:
+            await apps.create(api, namespace, deployment_manifest(item))
+        elif item.completions:
+            await apps.create(api, namespace, job_manifest(item))
+        else:
             body: Any = copy.deepcopy(item.pod)
-            body["metadata"]["name"] = name
-            await core.create_namespaced_pod(namespace, body)
-            await _settled(api, namespace, name)
+            await client.CoreV1Api(api).create_namespaced_pod(namespace, body)
+        await _settled(api, namespace, item)
+    for item in items:
+        if item.completions:
+            await wait_until(lambda name=item.name: apps.job_finished(api, namespace, name),  # type: ignore[misc]
+                             within=120, what=f"Job {item.name} to finish")  # fmt: skip
 
 
 @dataclass
 class Row:
     pod: str
     asks: str
+    phase: str = ""
     node: str = ""
     gpus: str = ""
     island: str = ""
@@ -168,15 +207,17 @@ def _island(node: Mapping[str, Any] | None, gpus: tuple[int, ...]) -> str:
 async def snapshot(api: client.ApiClient, items: Sequence[Item], namespace: str = NAMESPACE) -> Snapshot:
     pods = await audit.list_raw(api, "pods", namespace=namespace)
     nodes = await audit.list_raw(api, "nodes")
-    by_name = {p["metadata"]["name"]: p for p in pods}
     node_by_name = {n["metadata"]["name"]: n for n in nodes}
     snap = Snapshot(nodes=nodes, pods=pods)
     for item in items:
-        for name in item.pod_names:
-            pod = by_name.get(name)
-            if pod is None:
-                continue
-            row = Row(name, describe_request(pod), note=item.note)
+        mine = sorted((p for p in pods if item.owns(p)),
+                      key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"]))  # fmt: skip
+        for pod in mine:
+            name = pod["metadata"]["name"]
+            phase = (pod.get("status") or {}).get("phase", "")
+            if (pod["metadata"]).get("deletionTimestamp"):
+                phase = "Terminating"
+            row = Row(name, describe_request(pod), phase=phase, note=item.note)
             node = (pod.get("spec") or {}).get("nodeName")
             if node:
                 row.node = node
@@ -208,11 +249,11 @@ def first_sentence(message: str) -> str:
 
 def placement_table(snap: Snapshot, title: str) -> Table:
     table = Table(title=title, show_lines=False)
-    for col in ("pod", "asks for", "node", "GPUs chosen", "NVLink island", "pending reason / note"):
+    for col in ("pod", "asks for", "phase", "node", "GPUs chosen", "NVLink island", "pending reason / note"):
         table.add_column(col, overflow="fold")
     for r in snap.rows:
-        node = r.node or "[red]Pending[/red]"
-        table.add_row(r.pod, r.asks, node, r.gpus, r.island, r.reason or f"[dim]{r.note}[/dim]")
+        phase = {"Running": "[green]Running[/green]", "Pending": "[red]Pending[/red]"}.get(r.phase, r.phase)
+        table.add_row(r.pod, r.asks, phase, r.node or "-", r.gpus, r.island, r.reason or f"[dim]{r.note}[/dim]")
     return table
 
 

@@ -1,4 +1,5 @@
-"""Fixtures for tests against a real control plane: etcd, kube-apiserver and kube-scheduler v1.36.3.
+"""Fixtures for tests against a real control plane: etcd, kube-apiserver, kube-controller-manager and
+kube-scheduler v1.36.3, with kwok playing the kubelet of every fake node.
 
 Binaries come from ``deploy/local/build.sh`` (Go module proxy; ~4 min cold, instant when built).
 - CI (``CI=true``): the build must succeed, else the session fails (never a silent skip).
@@ -6,9 +7,11 @@ Binaries come from ``deploy/local/build.sh`` (Go module proxy; ~4 min cold, inst
   the command to run; with ``GPUPLACE_E2E=1`` they are built first.
 - ``GPUPLACE_LOCAL_BIN=/dir`` uses binaries from that folder and skips the build.
 
-One control plane per session (3 s to start). Cluster-scoped state is shared between tests, so:
-use ``namespace`` (fresh per test; its pods are deleted with grace period 0 afterwards), create
-nodes with ``node_factory`` (deleted afterwards), and run at most one scheduler for the default
+One control plane per session (a few seconds to start). Bound pods become Running and finish when
+their ``gpuplace.io/kwok-duration`` says (gpuplace.localcluster.lifecycle). Cluster-scoped state is
+shared between tests, so: use ``namespace`` (fresh per test, usable for pods when yielded; its pods
+are deleted with grace period 0 and the namespace deleted afterwards), create nodes with
+``node_factory`` (schedulable when it returns, deleted afterwards), and run at most one scheduler for the default
 ``schedulerName`` at a time (``default_scheduler`` is module-scoped; stop it before starting an
 extender-configured one with ``control_plane.start_scheduler(config)``).
 
@@ -32,8 +35,9 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from gpuplace.localcluster import ControlPlane, ManagedProcess, binaries
-from gpuplace.localcluster.fake_nodes import create_node, delete_nodes, node_manifest
+from gpuplace.localcluster.fake_nodes import create_node, delete_nodes, node_manifest, wait_schedulable
 from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
+from gpuplace.localcluster.lifecycle import wait_namespace_usable
 
 HERE = Path(__file__).parent
 NodeFactory = Callable[..., Awaitable[str]]
@@ -126,12 +130,14 @@ async def k8s(control_plane: ControlPlane) -> AsyncIterator[client.ApiClient]:
 
 @pytest.fixture
 async def namespace(k8s: client.ApiClient, request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """A fresh namespace. Without kube-controller-manager it never finishes terminating, so never reuse one."""
+    """A fresh namespace whose ``default`` ServiceAccount exists (the ServiceAccount admission plugin
+    rejects pods until then)."""
     base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].rstrip("-")
     name = f"{base}-{secrets.token_hex(3)}"
     core = client.CoreV1Api(k8s)
     body: Any = {"metadata": {"name": name, "labels": {"gpuplace.io/e2e": "true"}}}
     await core.create_namespace(body)
+    await wait_namespace_usable(k8s, name)
     yield name
     await core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
     try:
@@ -143,13 +149,15 @@ async def namespace(k8s: client.ApiClient, request: pytest.FixtureRequest) -> As
 
 @pytest.fixture
 async def node_factory(k8s: client.ApiClient) -> AsyncIterator[NodeFactory]:
-    """``await node_factory(preset, name=None, **node_manifest_kwargs) -> node name``; deleted after the test."""
+    """``await node_factory(preset, name=None, **node_manifest_kwargs) -> node name``, once the node is
+    schedulable (Ready, the not-ready taint removed); deleted after the test."""
     created: list[str] = []
 
     async def make(preset: str, name: str | None = None, **kwargs: Any) -> str:
         node_name = name or f"{preset}-{secrets.token_hex(3)}"
         created.append(node_name)
         await create_node(k8s, node_manifest(node_name, preset, **kwargs))
+        await wait_schedulable(k8s, [node_name])
         return node_name
 
     yield make

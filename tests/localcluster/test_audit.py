@@ -64,3 +64,19 @@ def test_clean_placements_pass() -> None:
 def test_double_booking_and_bad_records_are_caught(pods: list[dict[str, Any]], problem: str) -> None:
     result = audit.audit(pods, NODES)
     assert any(problem in p for p in result.problems), result.problems
+
+
+def test_terminating_pods_hold_their_gpus_and_finished_ones_do_not() -> None:
+    terminating = bound("old", "h", gpus=1, record={"gpus": [0]})
+    terminating["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    newcomer = bound("new", "h", gpus=1, record={"gpus": [0]})
+    assert any("GPU 0 given to t/old and t/new" in p for p in audit.audit([terminating, newcomer], NODES).problems)
+    finished = {**bound("done", "h", gpus=1, record={"gpus": [0]}), "status": {"phase": "Succeeded"}}
+    assert audit.audit([finished, newcomer], NODES).ok
+
+
+def test_pods_of_a_deleted_node_are_counted_not_flagged() -> None:
+    """Until the pod garbage collector removes them, a deleted node's pods are still bound to it."""
+    result = audit.audit([bound("a", "gone", gpus=8, record={"gpus": list(range(8))})], NODES)
+    assert result.ok, result.problems
+    assert result.orphaned == 1
