@@ -1,11 +1,12 @@
 """`gpuplace demo`: a real cluster on this machine, gpuplace placing a sample workload, the placement table.
 
-Default (live): builds upstream kube-apiserver / kube-scheduler v1.36.3 and etcd from the Go module
-proxy if needed (deploy/local/build.sh; minutes the first time, instant afterwards), starts them on
-loopback with 16 fake GPU nodes (HGX H100, DGX-1 V100, A100 with MIG, L4, CPU-only), starts
+Default (live): builds upstream kube-apiserver / kube-scheduler / kube-controller-manager v1.36.3, etcd
+and kwok from the Go module proxy if needed (deploy/local/build.sh; minutes the first time, instant
+afterwards), starts them on loopback with 16 fake GPU nodes that kwok runs pods on (HGX H100, DGX-1 V100, A100 with MIG, L4, CPU-only), starts
 `gpuplace serve` (extender + webhook, its own ServiceAccount) and kube-scheduler with gpuplace as its
 extender, submits the sample workload (gpuplace.localcluster.showcase), prints where every pod went
-— node, GPUs chosen, whether they form one NVLink island, and why the pending ones wait — and keeps
+— phase (Running; the Job's pods Succeeded), node, GPUs chosen, whether they form one NVLink island,
+and why the pending ones wait — and keeps
 the cluster up for `kubectl` until Ctrl-C (`--once`: exit after the table).
 
 `--offline` runs placement_core alone, in-process: the same evaluate → score → choose path the
@@ -189,7 +190,7 @@ def run_live(*, once: bool, policy: str | None, console: Console) -> int:
                     console.print(node_table(snap))
                     return placement_table(snap, f"gpuplace placements in namespace {NAMESPACE!r}")
 
-            console.print(f"submitting {sum(len(i.pod_names) for i in items)} pods...")
+            console.print(f"submitting {sum(i.pod_count for i in items)} pods (a Deployment and a Job among them)...")
             console.print(asyncio.run(work()))
             console.print(f"[dim]ready in {time.monotonic() - started:.0f}s[/dim]")
             if once:
