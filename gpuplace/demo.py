@@ -132,9 +132,9 @@ def build_binaries(console: Console) -> bool:
         console.print("[dim]checking the local Kubernetes binaries (deploy/local/bin)...[/dim]")
     else:
         console.print(
-            "[bold]Building kube-apiserver, kube-scheduler, kubectl v1.36.3 and etcd from the Go module proxy "
-            "into deploy/local/bin[/bold] — the first build takes about 5 minutes on 2 cores; later runs start "
-            "at once."
+            "[bold]Building kube-apiserver, kube-scheduler, kube-controller-manager, kubectl v1.36.3, etcd and kwok "
+            "from the Go module proxy into deploy/local/bin[/bold] — the first build takes about 10 minutes on "
+            "2 cores; later runs start at once."
         )
     result = subprocess.run(["bash", str(binaries.build_script())], stdout=sys.stderr, check=False)
     if result.returncode != 0:

@@ -4,7 +4,7 @@ The sample workload, submitted in this order to the 16-node demo cluster (fake_n
 training pods that need one NVLink island (8 and 4 GPUs), a 2-GPU fine-tune, V100 training by
 model name, an 80 GB-memory embedding job, an inference Deployment of three L4 replicas, MIG pods
 (3g.40gb and 2x 1g.10gb), a CPU-only web pod, a training Job (4 completions, 2 at a time, 1 GPU,
-4 s each), and two pods that cannot be placed — 8 whole A100s (the A100 nodes expose 4 whole GPUs,
+2 s each), and two pods that cannot be placed — 8 whole A100s (the A100 nodes expose 4 whole GPUs,
 the rest is MIG) and a job needing a 100 GB GPU — to show the reasons gpuplace gives kube-scheduler.
 
 kube-controller-manager turns the Deployment and the Job into pods and kwok runs them: placed pods
@@ -85,7 +85,7 @@ def sample_workload() -> list[Item]:
         Item("mig-3g-b", _pod("mig-3g-b", gpus=1, mig="3g.40gb", cpu="4", memory="32Gi")),
         Item("mig-1g-x2", _pod("mig-1g-x2", gpus=2, mig="1g.10gb", cpu="2", memory="8Gi")),
         Item("web-frontend", _pod("web-frontend", cpu="2", memory="4Gi")),
-        Item("train-job", _pod("train-job", gpus=1, cpu="4", memory="16Gi", annotations=run_for(4)),
+        Item("train-job", _pod("train-job", gpus=1, cpu="4", memory="16Gi", annotations=run_for(2)),
              completions=4, note="Job: 4 completions, 2 at a time"),
         Item("train-llm-c", _pod("train-llm-c", gpus=8, cpu="32", memory="256Gi", annotations={**NVLINK, **h100})),
         Item("train-a100-8", _pod("train-a100-8", gpus=8, cpu="32", memory="256Gi",

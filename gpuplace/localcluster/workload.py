@@ -1,8 +1,8 @@
 """Pods for the local control plane: manifests, creation, waiting for binding, and why a pod is pending.
 
 Pod manifests here ask for GPUs the way users write them: ``limits`` only and no toleration (the
-webhook fills in requests and the toleration), unless a test says otherwise. No kubelet runs, so a
-pod is "placed" when ``spec.nodeName`` is set; a pod that cannot be placed keeps a ``PodScheduled``
+webhook fills in requests and the toleration), unless a test says otherwise. A pod is "placed" when
+``spec.nodeName`` is set (kwok then makes it Running); a pod that cannot be placed keeps a ``PodScheduled``
 condition with ``status=False`` and kube-scheduler records ``FailedScheduling`` events whose message
 contains every filter's reason, gpuplace's included.
 """

@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("gpuplace_scheduler")]
 
 NODES = {"hgx-h100": 8, "dgx1-v100": 6, "a100-80gb-mig": 6, "a40-pairs": 10, "l4": 20}
 PODS = 500
-ARRIVAL_SECONDS = 50.0
+ARRIVAL_SECONDS = 30.0
 IMPOSSIBLE = "needs GPUs with ≥ 100000 MiB"  # gpuplace's filter reason for the pods no GPU here fits
 
 
@@ -41,7 +41,7 @@ def _workload(rng: random.Random, selector: dict[str, str]) -> list[tuple[float,
     out = []
     for i in range(PODS):
         kind = rng.choices(["whole", "multi", "mig", "share"], weights=[40, 20, 15, 25])[0]
-        notes = run_for(rng.uniform(3.0, 20.0))
+        notes = run_for(rng.uniform(2.0, 12.0))
         if kind == "whole":
             body = pod_manifest(f"whole-{i}", gpus=1, cpu="2", memory="8Gi", annotations=notes)
         elif kind == "multi":
@@ -68,16 +68,19 @@ def _workload(rng: random.Random, selector: dict[str, str]) -> list[tuple[float,
 
 async def _submit(k8s: client.ApiClient, namespace: str, items: list[tuple[float, dict[str, Any]]],
                   gpuplace: GpuplaceServer) -> None:  # fmt: skip
-    """Create each pod at its arrival time; restart gpuplace when half of them are in."""
+    """Create each pod at its arrival time (concurrently, as many clients would); restart gpuplace when
+    half of them are in."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     restarted = None
+    creating = []
     for n, (offset, body) in enumerate(items):
         await asyncio.sleep(max(0.0, start + offset - loop.time()))
         if restarted is None and n >= len(items) // 2:
             restarted = asyncio.create_task(asyncio.to_thread(gpuplace.restart))
         # While gpuplace restarts its webhook is down and GPU pod creation fails: retry, as a client would.
-        await create_pod(k8s, namespace, body, retry_for=120)
+        creating.append(asyncio.create_task(create_pod(k8s, namespace, body, retry_for=120)))
+    await asyncio.gather(*creating)
     assert restarted is not None
     await restarted
 

@@ -73,7 +73,7 @@ async def test_upstream_scheduler_binds_pods_to_fake_nodes(
     await core.create_namespaced_pod(namespace, pod_body("gpu", selector=mine, gpus=8))
     assert await bound_node(k8s, namespace, "gpu") == gpu_node
 
-    # The node is full now (8/8 GPUs): another GPU pod stays unbound. Bound pods stay Pending (no kubelet).
+    # The node is full now (8/8 GPUs): another GPU pod stays unbound (phase Pending; bound ones are Running).
     await core.create_namespaced_pod(namespace, pod_body("gpu-2", selector=mine, gpus=1))
     failed = await wait_pending(k8s, namespace, "gpu-2", contains="Insufficient nvidia.com/gpu", within=60)
     assert failed.condition_reason == "Unschedulable"
@@ -81,7 +81,7 @@ async def test_upstream_scheduler_binds_pods_to_fake_nodes(
     assert pending.spec.node_name is None
     assert pending.status.phase == "Pending"
 
-    # Deletion needs grace period 0 (nothing would confirm termination otherwise).
+    # Deleted with grace period 0: gone at once.
     await core.delete_namespaced_pod("gpu", namespace, grace_period_seconds=0)
     with pytest.raises(ApiException) as gone:
         await core.read_namespaced_pod("gpu", namespace)
