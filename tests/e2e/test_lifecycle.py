@@ -1,4 +1,5 @@
-"""Pods that run, finish and go away: Jobs, Deployments and node loss on the real scheduler + gpuplace.
+"""Pods that run, finish and go away: Jobs, Deployments, node loss and preemption with Terminating
+victims on the real scheduler + gpuplace.
 
 kube-controller-manager makes the pods of Jobs and Deployments and evicts pods from NotReady nodes;
 kwok runs the pods on the fake nodes (Running, then Succeeded after ``gpuplace.io/kwok-duration``;
@@ -21,9 +22,10 @@ from gpuplace.localcluster.audit import KEYS, AuditLoop
 from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
 from gpuplace.localcluster.lifecycle import NOT_READY_LABEL, NOT_READY_TAINT, run_for
 from gpuplace.localcluster.waiting import wait_until
-from gpuplace.localcluster.workload import create_pod, pod_manifest
+from gpuplace.localcluster.workload import create_pod, pod_manifest, wait_bound, wait_pending
 from scheduler.contract import decode_record
 from tests.e2e.helpers import NodeFactory, owner
+from tests.e2e.preemption import PAIR, priority_classes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("gpuplace_scheduler")]
 
@@ -194,3 +196,53 @@ async def test_kwok_runs_pods_to_the_end_they_are_given(
         return "server" not in names
 
     await wait_until(gone, within=30, what="the graceful deletion to complete")
+
+
+async def test_inference_preempts_training_and_waits_for_the_terminating_victims(
+    gpuplace: GpuplaceServer, k8s: client.ApiClient, namespace: str, node_factory: NodeFactory
+) -> None:
+    """An A40 node (NVLink bridges join GPUs in pairs) full of 1-GPU training pods with a 10 s grace
+    period. A training pod of the same priority that needs a pair preempts nothing; an inference pod
+    (higher priority) that needs a pair evicts exactly the two pods of one pair, which stay Terminating
+    on their GPUs for their grace period; it then binds on its nominated node, on that pair."""
+    mine = owner(namespace)
+    node = await node_factory("a40-pairs", labels=mine, topology=True)
+    core = client.CoreV1Api(k8s)
+    async with priority_classes(k8s) as classes, AuditLoop(k8s, namespaces=[namespace]) as loop:
+
+        def pod(name: str, cls: str, gpus: int) -> dict[str, Any]:
+            body = pod_manifest(name, gpus=gpus, node_selector=mine, annotations=PAIR if gpus > 1 else None)
+            body["spec"] |= {"priorityClassName": classes[cls], "terminationGracePeriodSeconds": 10}
+            return body
+
+        training = [f"train-{i}" for i in range(8)]
+        for name in training:
+            await create_pod(k8s, namespace, pod(name, "low1", 1))
+            await wait_bound(k8s, namespace, [name])
+        holder = {_record(await core.read_namespaced_pod(n, namespace))[1][0]: n for n in training}
+        assert sorted(holder) == list(range(8))
+
+        await create_pod(k8s, namespace, pod("train-pair", "low1", 2))
+        await wait_pending(k8s, namespace, "train-pair")
+        deleting = [p.metadata.name for p in (await core.list_namespaced_pod(namespace)).items
+                    if p.metadata.deletion_timestamp]  # fmt: skip
+        assert deleting == [], "equal priority must preempt nothing"
+
+        await create_pod(k8s, namespace, pod("infer", "high", 2))
+        seen_terminating: set[str] = set()
+
+        async def bound() -> str | None:
+            pods = {p.metadata.name: p for p in (await core.list_namespaced_pod(namespace)).items}
+            seen_terminating.update(n for n, p in pods.items() if p.metadata.deletion_timestamp)
+            return pods["infer"].spec.node_name if "infer" in pods else None
+
+        assert await wait_until(bound, within=120, interval=0.2, what="the inference pod to bind") == node
+        infer = await core.read_namespaced_pod("infer", namespace)
+        gpus = _record(infer)[1]
+    assert len(gpus) == 2 and gpus[0] // 2 == gpus[1] // 2  # one bridged pair
+    victims = {holder[g] for g in gpus}
+    remaining = {p.metadata.name for p in (await core.list_namespaced_pod(namespace)).items}
+    assert victims.isdisjoint(remaining) and set(training) - victims <= remaining
+    assert seen_terminating == victims  # they were Terminating, and nobody else was evicted
+    assert "train-pair" in remaining  # still Pending: the freed pair was for the nominated pod
+    assert loop.rounds >= 3 and loop.problems == []
