@@ -11,6 +11,10 @@ The slice: ``--nodes`` GPU nodes of openb_node_list_gpu_node.csv sampled per GPU
   compressed so that the last arrival is at ``--seconds``; pods still alive then stay. Over its 149 days
   the trace's pods live a median 9 minutes, so this keeps the cluster almost empty (allocation ≈ 1 %):
   it shows that the harness replays real churn, not placement quality.
+Not yet adapted to gpuplace placing fractional shares only on time-sliced GPUs (scheduler.nodeinv.time_sliced,
+newer than this bench): its gpuplace runs give the nodes whole GPUs, so there the share pods now stay
+Pending; bench/results/cluster_replay.json was measured before that rule, when a share on such a node
+held one whole device in kube-scheduler's count.
 Every run is a fresh local control plane (gpuplace.localcluster: etcd, kube-apiserver,
 kube-controller-manager, kwok nodes, kube-scheduler v1.36.3).
 

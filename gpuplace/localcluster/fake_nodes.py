@@ -261,10 +261,14 @@ def node_manifest(
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
     taint_gpu_nodes: bool = True,
+    time_slicing_replicas: int = 1,
 ) -> dict[str, Any]:
     """A complete v1 Node dict (spec and status) for ``preset``.
 
     ``topology``: a ``gpuplace.io/gpu-topology`` document, or True for :func:`topology_document`.
+    ``time_slicing_replicas`` > 1: the GPUs are time-sliced as NVIDIA's device plugin and GFD show it
+    (product ``-SHARED``, ``nvidia.com/gpu.sharing-strategy=time-slicing``, ``nvidia.com/gpu.replicas``,
+    allocatable ``nvidia.com/gpu`` = GPUs × replicas); gpuplace places fractional shares only there.
     """
     p = PRESETS[preset] if isinstance(preset, str) else preset
     all_labels = {
@@ -279,6 +283,12 @@ def node_manifest(
         all_labels[ZONE_LABEL] = zone
     if rack:
         all_labels[RACK_LABEL] = rack
+    resources = node_resources(p)
+    if time_slicing_replicas > 1 and p.is_gpu:
+        all_labels["nvidia.com/gpu.product"] = f"{p.gpu_product}-SHARED"
+        all_labels["nvidia.com/gpu.sharing-strategy"] = "time-slicing"
+        all_labels["nvidia.com/gpu.replicas"] = str(time_slicing_replicas)
+        resources[GPU_RESOURCE] = str(p.whole_gpus * time_slicing_replicas)
     all_labels.update(labels or {})
     all_annotations = dict(annotations or {})
     if topology is True:
@@ -288,7 +298,6 @@ def node_manifest(
     taints = []
     if p.is_gpu and taint_gpu_nodes:
         taints.append({"key": GPU_TAINT_KEY, "value": "present", "effect": "NoSchedule"})
-    resources = node_resources(p)
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     conditions = [
         {

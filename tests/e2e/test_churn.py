@@ -1,6 +1,7 @@
 """Churn on the real scheduler: ~500 GPU pods of every kind arriving over time on 50 kwok nodes.
 
-Whole GPUs, multi-GPU pods (some needing one NVLink island), MIG devices and fractional shares, each
+Whole GPUs, multi-GPU pods (some needing one NVLink island), MIG devices and fractional shares (on the
+time-sliced L4 nodes), each
 running a random time (kwok ends it Succeeded), plus a few pods no node here can ever take. gpuplace is
 restarted once half-way (its cache is rebuilt from the API server while pods keep arriving and
 finishing). An AuditLoop checks every second that no GPU, MIG device or share is given twice. In the end
@@ -31,6 +32,7 @@ from tests.e2e.helpers import NodeFactory, owner
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("gpuplace_scheduler")]
 
 NODES = {"hgx-h100": 8, "dgx1-v100": 6, "a100-80gb-mig": 6, "a40-pairs": 10, "l4": 20}
+SLICED = {"l4": 4}  # time-sliced, 4 replicas per GPU: where gpuplace places the fractional shares
 PODS = 500
 ARRIVAL_SECONDS = 30.0
 IMPOSSIBLE = "needs GPUs with ≥ 100000 MiB"  # gpuplace's filter reason for the pods no GPU here fits
@@ -112,8 +114,9 @@ async def test_churn_with_a_gpuplace_restart_never_double_books(
 ) -> None:  # fmt: skip
     mine = owner(namespace)
     names = await asyncio.gather(
-        *(node_factory(preset, labels=mine, topology=True) for preset, n in NODES.items() for _ in range(n))
-    )
+        *(node_factory(preset, labels=mine, topology=True, time_slicing_replicas=SLICED.get(preset, 1))
+          for preset, n in NODES.items() for _ in range(n))
+    )  # fmt: skip
     items = _workload(random.Random(10), mine)
     loop = asyncio.get_running_loop()
     started = loop.time()
