@@ -26,10 +26,13 @@ So, per candidate node, gpuplace only ever ADDS victims:
 3. With those victims released, if the pod fits gpuplace's model → done (victims and count unchanged).
 4. Else release every other pod on the node that the preemptor may evict (lower priority, known to
    gpuplace: bound with a known priority). Still no fit → leave the node out. Otherwise reprieve them
-   as `SelectVictimsOnNode` does: in importance order (priority, then start time), the PDB-violating
-   ones first, then the rest; a pod stays only if the preemptor still fits. What is left is added.
-   Within one importance level (upstream's order there is arbitrary) gpuplace reprieves the largest
-   subset that still fits, so ties are broken towards the fewest victims.
+   as `SelectVictimsOnNode` does: the PDB-violating ones first, then the rest, and by priority, highest
+   first; a pod stays only if the preemptor still fits. What is left is added. Within one priority
+   gpuplace reprieves the largest subset that still fits — the fewest added victims, the seeds' rule
+   "evict the fewest training pods" — and start time (upstream's next key) only breaks ties between
+   subsets of one size: the earlier-started pods are kept. These victims are gpuplace's own choice, not
+   the dry run's, so upstream's pod-by-pod order binds nothing here; reprieving by start time alone
+   evicted two running pods where one freed the island.
 5. `NumPDBViolations` = kube-scheduler's count for its own victims + the added victims that violate a
    budget, classified like `filterPodsWithPDBViolation` over all the node's potential victims in
    importance order (scheduler.disruption; gpuplace watches PDBs for this).
@@ -131,7 +134,7 @@ def victims_on_node(
         extra.sort(key=lambda v: (not bad[v.uid], v.importance()))  # violating first, then by importance
         placements = dict(released)
         added: list[Victim] = []
-        for _, level in groupby(extra, key=lambda v: (not bad[v.uid], v.importance()[:3])):
+        for _, level in groupby(extra, key=lambda v: (not bad[v.uid], v.priority)):
             added += _reprieve(ctx, preemptor, node, row, req, list(level), placements)
         added.sort(key=Victim.importance)
         log.debug(
@@ -153,10 +156,10 @@ def _reprieve(
     level: list[Victim],
     placements: dict[str, Placement],
 ) -> list[Victim]:
-    """Put back the largest subset of one importance level that keeps the preemptor fitting (the
-    state fits on entry); return the rest, the victims. Within a level upstream's order is arbitrary
-    (pods without a start time count as started "now"), so gpuplace takes the one that evicts fewest:
-    exhaustively for up to MAX_EXHAUSTIVE pods, else one at a time in UID order."""
+    """Put back the largest subset of one priority level (in importance order: earlier start first)
+    that keeps the preemptor fitting (the state fits on entry); return the rest, the victims. Searched
+    exhaustively for up to MAX_EXHAUSTIVE pods — `combinations` yields subsets of one size with the
+    most important pods first, so ties keep those — else one at a time in importance order."""
     state = ctx.cache.state
 
     def put(vs: tuple[Victim, ...]) -> None:

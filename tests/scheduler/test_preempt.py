@@ -241,3 +241,22 @@ def test_ties_are_broken_towards_the_fewest_victims() -> None:
         u = uids(pods)
         got = answer(preempt(meta(high(), {"p0": [u["g0"], u["g2"]]}), ctx), "p0", u)
         assert len(got) == 3 and got[0] in ("g1", "g3") and got[1:] == ["g0", "g2"]
+
+
+def test_running_pods_of_one_priority_add_the_fewest_victims() -> None:
+    """Running pods all have start times, so no two share an importance. kube-scheduler's victims g0
+    and g2 sit on different pairs; their partners g1 and g3 started FIRST. Reprieving one pod at a time
+    in start-time order put g1, g3, g4, g5 back and then had to evict g6 and g7 (a whole pair) where
+    one partner frees a pair — the e2e failure on kwok nodes, where pods have start times. Fewest
+    added victims first; start time only breaks the tie between g1 and g3 (g3 started later: it goes)."""
+    starts = ["08", "01", "08", "02", "03", "04", "05", "06"]
+    pods = [
+        placed(f"g{i}", "p0", (i,), 1 if i in (0, 2) else 2, start=f"2026-01-01T{h}:00:00Z")
+        for i, h in enumerate(starts)
+    ]
+    ctx = make_ctx([pairs_node()], pods)
+    u = uids(pods)
+    before = dict(ctx.cache.state.allocations)
+    r = preempt(meta(high(), {"p0": [u["g0"], u["g2"]]}), ctx)
+    assert answer(r, "p0", u) == ["g3", "g0", "g2"]
+    unchanged(ctx, before)
