@@ -83,7 +83,11 @@ def domain_ids(state: ClusterState, level: Level) -> npt.NDArray[np.int32]:
 
 
 def best_domain_twin(
-    fits: npt.NDArray[np.int32], free: npt.NDArray[np.int64], dom: npt.NDArray[np.int32], n_dom: int, need: int
+    fits: npt.NDArray[np.int32],
+    free: npt.NDArray[np.int64],
+    dom: npt.NDArray[np.int32],
+    n_dom: int,
+    need: int,
 ) -> tuple[int, npt.NDArray[np.int64]]:
     """(best domain or -1, members that fit per domain). Best = fits ≥ need, then least free capacity,
     then lowest id. Rows with dom < 0 or fits == 0 take no part."""
@@ -102,7 +106,7 @@ def best_domain_twin(
 
 
 @njit(cache=True)
-def best_domain_kernel(fits, free, dom, n_dom, need):  # type: ignore[no-untyped-def]
+def best_domain_kernel(fits, free, dom, n_dom, need):
     cap = np.zeros(n_dom, np.int64)
     room = np.zeros(n_dom, np.int64)
     for r in range(fits.shape[0]):
@@ -128,7 +132,7 @@ def _fits_per_node(
     for r in rows.tolist():
         if reason[r] != 0:
             continue
-        node, taken = scratch.names[r], []
+        node, taken = scratch.names[r], list[str]()
         while len(taken) < need:
             p = placer.choose(scratch, node, req)
             if p is None:
@@ -204,7 +208,7 @@ def plan_gang(
                 top = int(cap.max()) if len(cap) else 0
                 last = GangPlacement(None, level, -1, top, need, max(0, need - top) * per_member)
                 break
-            in_dom = [r for r in np.nonzero((dom == best) & (fits > 0))[0].tolist()]
+            in_dom = np.nonzero((dom == best) & (fits > 0))[0].tolist()
             in_dom.sort(key=lambda r: (-int(fits[r]), int(free[r]), r))  # fewest nodes, then tightest
             placed = _place(scratch, in_dom, members, need)
             if placed is not None:

@@ -83,26 +83,51 @@ def gang_of(pod: Pod, settings: GangSettings) -> GangId | None:
     if name:
         raw = ann.get(settings.min_member_annotation)
         if raw is None:
-            return GangId(ns, name, None, _topology(pod, settings), f"label {settings.label}",
-                          f"annotation {settings.min_member_annotation} is missing")
+            return GangId(
+                ns,
+                name,
+                None,
+                _topology(pod, settings),
+                f"label {settings.label}",
+                f"annotation {settings.min_member_annotation} is missing",
+            )
         size = _positive(raw, f"annotation {settings.min_member_annotation}")
         return GangId(ns, name, size, _topology(pod, settings), f"label {settings.label}")
     kueue = labels.get(KUEUE_NAME)
     if kueue:
         raw = ann.get(KUEUE_TOTAL)
         if raw is None:
-            return GangId(ns, kueue, None, _topology(pod, settings), f"label {KUEUE_NAME}",
-                          f"annotation {KUEUE_TOTAL} is missing")
-        return GangId(ns, kueue, _positive(raw, f"annotation {KUEUE_TOTAL}"), _topology(pod, settings),
-                      f"label {KUEUE_NAME}")
+            return GangId(
+                ns,
+                kueue,
+                None,
+                _topology(pod, settings),
+                f"label {KUEUE_NAME}",
+                f"annotation {KUEUE_TOTAL} is missing",
+            )
+        return GangId(
+            ns,
+            kueue,
+            _positive(raw, f"annotation {KUEUE_TOTAL}"),
+            _topology(pod, settings),
+            f"label {KUEUE_NAME}",
+        )
     for declared, source in (
-        (pod.spec.scheduling_group.pod_group_name if pod.spec.scheduling_group else "",
-         "spec.schedulingGroup.podGroupName"),
+        (
+            pod.spec.scheduling_group.pod_group_name if pod.spec.scheduling_group else "",
+            "spec.schedulingGroup.podGroupName",
+        ),
         (ann.get(VOLCANO_NAME, ""), f"annotation {VOLCANO_NAME}"),
         (labels.get(PLUGINS_NAME, ""), f"label {PLUGINS_NAME}"),
     ):
         if declared:
-            return GangId(ns, declared, None, _topology(pod, settings), source,
-                          f"its size is in a PodGroup object the webhook did not resolve (no "
-                          f"{settings.min_member_annotation} annotation)")
+            return GangId(
+                ns,
+                declared,
+                None,
+                _topology(pod, settings),
+                source,
+                f"its size is in a PodGroup object the webhook did not resolve (no "
+                f"{settings.min_member_annotation} annotation)",
+            )
     return None

@@ -28,7 +28,7 @@ def audit(mgr: GangManager, *, margin: float = 5.0) -> list[str]:
     for huid, p in state.allocations.items():
         if not huid.startswith(HOLD):
             continue
-        uid = huid[len(HOLD):]
+        uid = huid[len(HOLD) :]
         plan = owner.get(uid)
         gang = mgr.registry.gang_of_pod(uid)
         m = gang.members.get(uid) if gang else None
@@ -41,7 +41,7 @@ def audit(mgr: GangManager, *, margin: float = 5.0) -> list[str]:
     for plan in mgr.plans.values():
         gang = mgr.registry.gangs.get(plan.key)
         bound = {m.uid for m in gang.bound} if gang else set()
-        for uid, p in plan.assignments.items():
+        for uid in plan.assignments:
             if uid in bound:
                 continue
             if HOLD + uid not in state.allocations and uid not in cache.reservations:
@@ -55,5 +55,7 @@ def audit(mgr: GangManager, *, margin: float = 5.0) -> list[str]:
             if len(doms) > 1:
                 problems.append(f"gang {plan.gang}: plan spans {len(doms)} {plan.level.noun}s")
         if not bound and now > plan.expires + margin:
-            problems.append(f"gang {plan.gang}: plan {plan.uid} outlived its TTL by {now - plan.expires:.1f}s")
+            problems.append(
+                f"gang {plan.gang}: plan {plan.uid} outlived its TTL by {now - plan.expires:.1f}s"
+            )
     return problems

@@ -35,7 +35,8 @@ import numpy.typing as npt
 import orjson
 
 from placement_core import DoubleBookingError, GpuRequest, Placement
-from placement_core.gangplan import Level, Member as PlanMember, domain_ids, plan_gang
+from placement_core.gangplan import Level, domain_ids, plan_gang
+from placement_core.gangplan import Member as PlanMember
 from scheduler.cache import ClusterCache
 from scheduler.gang.identity import gang_of
 from scheduler.gang.members import Gang, Registry
@@ -199,10 +200,13 @@ class GangManager:
             return Verdict(node, f"gang {gid}: planned on node {node}")
         if len(gang.members) < gid.min_member:
             gang.waiting_since = 0.0
-            return Verdict(None, f"gang {gid}: waiting for members: {len(gang.members)} of {gid.min_member} exist")
+            return Verdict(
+                None, f"gang {gid}: waiting for members: {len(gang.members)} of {gid.min_member} exist"
+            )
         if plan is None and gang.backoff_until > now:
-            return Verdict(None, f"gang {gid}: its plan expired; planning again in "
-                                 f"{gang.backoff_until - now:.0f}s")
+            return Verdict(
+                None, f"gang {gid}: its plan expired; planning again in {gang.backoff_until - now:.0f}s"
+            )
         if plan is None:
             self._plan_ahead(gang)
         valid = rows[rows >= 0]
@@ -210,10 +214,10 @@ class GangManager:
         if isinstance(made, str):
             gang.waiting_since = gang.waiting_since or now
             return Verdict(None, f"gang {gid}: {made}")
-        node = made.assignments[member.uid].node if member.uid in made.assignments else None
-        if node is None:
+        if member.uid not in made.assignments:
             return Verdict(None, f"gang {gid}: no room for this member in the gang's {made.level.noun}")
-        return Verdict(node, f"gang {gid}: planned on node {node}")
+        planned = made.assignments[member.uid].node
+        return Verdict(planned, f"gang {gid}: planned on node {planned}")
 
     def _plan_ahead(self, current: Gang) -> None:
         """Give gangs ranked ahead of `current`, waiting with their quorum, the first chance."""
@@ -223,8 +227,13 @@ class GangManager:
             if gang is current or gang.order() > current.order():
                 break
             gid = gang.id
-            if (gid.min_member is None or gid.key in self.plans or gang.backoff_until > now
-                    or len(gang.members) < gid.min_member or gang.bound):
+            if (
+                gid.min_member is None
+                or gid.key in self.plans
+                or gang.backoff_until > now
+                or len(gang.members) < gid.min_member
+                or gang.bound
+            ):
                 continue
             self._plan(gang, all_rows)
 
@@ -253,15 +262,32 @@ class GangManager:
             within = (plan.level, self._domain_id(plan))
         elif bound:
             within = self._domain(gang)
-        out = plan_gang(self.cache.state, [PlanMember(m.uid, m.req) for m in todo], need=max(need, 1),
-                        rows=rows, max_level=gid.max_level, within=within)
+        out = plan_gang(
+            self.cache.state,
+            [PlanMember(m.uid, m.req) for m in todo],
+            need=max(need, 1),
+            rows=rows,
+            max_level=gid.max_level,
+            within=within,
+        )
         if out.assignments is None:
             return out.why_not()
         if plan is None:
             gang.epoch += 1
             domain = "" if out.level == Level.CLUSTER else _interner(self.cache, out.level).names[out.domain]
-            plan = Plan(gid.namespace, gid.name, uuid.uuid4().hex[:12], gang.epoch, gid.min_member, out.level,
-                        domain, now, now + self.settings.plan_ttl_seconds, {}, {})
+            plan = Plan(
+                gid.namespace,
+                gid.name,
+                uuid.uuid4().hex[:12],
+                gang.epoch,
+                gid.min_member,
+                out.level,
+                domain,
+                now,
+                now + self.settings.plan_ttl_seconds,
+                {},
+                {},
+            )
             self.plans[gid.key] = plan
         names = {m.uid: m.name for m in todo}
         for uid, p in out.assignments.items():
@@ -272,8 +298,15 @@ class GangManager:
             self._release(plan, "hold refused")
             return "capacity changed while planning"
         gang.waiting_since = 0.0
-        log.info("gang %s: plan %s/%d in %s %r: %s", gid, plan.uid, plan.epoch, plan.level.noun, plan.domain,
-                 {plan.pods[u]: p.node for u, p in out.assignments.items()})
+        log.info(
+            "gang %s: plan %s/%d in %s %r: %s",
+            gid,
+            plan.uid,
+            plan.epoch,
+            plan.level.noun,
+            plan.domain,
+            {plan.pods[u]: p.node for u, p in out.assignments.items()},
+        )
         self._save(plan)
         self._nudge(gid.key, f"{plan.uid}/{plan.epoch}")
         return plan
@@ -281,11 +314,11 @@ class GangManager:
     def _domain_id(self, plan: Plan) -> int:
         if plan.level == Level.CLUSTER:
             return 0
-        return _interner(self.cache, plan.level).ids.get(plan.domain, -2)
+        return int(_interner(self.cache, plan.level).ids.get(plan.domain, -2))
 
     # ---- bind ----------------------------------------------------------------------------------
     async def before_bind(self, uid: str, node: str) -> str:
-        """"" when the member may bind to `node` now (or the pod is no gang member); else why not."""
+        """ "" when the member may bind to `node` now (or the pod is no gang member); else why not."""
         gang = self.registry.gang_of_pod(uid)
         if gang is None:
             return ""
@@ -307,8 +340,10 @@ class GangManager:
             left = deadline - loop.time()
             if left <= 0:
                 plan.arrived.discard(uid)
-                return (f"gang {gang.id}: {ready} of {plan.min_member} members ready to bind "
-                        f"after {self.settings.barrier_seconds:g}s; retrying")
+                return (
+                    f"gang {gang.id}: {ready} of {plan.min_member} members ready to bind "
+                    f"after {self.settings.barrier_seconds:g}s; retrying"
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), left)
 
@@ -344,14 +379,22 @@ class GangManager:
         from scheduler.gang.ledger import audit
 
         return {
-            "plans": [orjson.loads(p.to_json()) | {"saved": p.saved, "arrived": sorted(p.arrived)}
-                      for p in self.plans.values()],
+            "plans": [
+                orjson.loads(p.to_json()) | {"saved": p.saved, "arrived": sorted(p.arrived)}
+                for p in self.plans.values()
+            ],
             "gangs": [
-                {"namespace": g.id.namespace, "name": g.id.name, "minMember": g.id.min_member,
-                 "members": len(g.members), "bound": len(g.bound), "backoffUntil": g.backoff_until}
+                {
+                    "namespace": g.id.namespace,
+                    "name": g.id.name,
+                    "minMember": g.id.min_member,
+                    "members": len(g.members),
+                    "bound": len(g.bound),
+                    "backoffUntil": g.backoff_until,
+                }
                 for g in self.registry.gangs.values()
             ],
-            "holds": sorted(u[len(HOLD):] for u in self.cache.state.allocations if u.startswith(HOLD)),
+            "holds": sorted(u[len(HOLD) :] for u in self.cache.state.allocations if u.startswith(HOLD)),
             "audit": audit(self),
         }
 
@@ -364,8 +407,12 @@ class GangManager:
             bound = gang.bound if gang else []
             for uid in list(plan.assignments):
                 m = gang.members.get(uid) if gang else None
-                if (m is None or not m.node) and hold_uid(uid) not in self.cache.state.allocations \
-                        and uid not in plan.arrived and plan.assignments[uid].node not in self.cache.state.index:
+                if (
+                    (m is None or not m.node)
+                    and hold_uid(uid) not in self.cache.state.allocations
+                    and uid not in plan.arrived
+                    and plan.assignments[uid].node not in self.cache.state.index
+                ):
                     del plan.assignments[uid]  # its node is gone; re-planned at the member's next filter
             if not bound and (now >= plan.expires or len(plan.assignments) < plan.min_member):
                 if gang is not None:

@@ -63,7 +63,10 @@ class Registry:
         labels, ann = meta.get("labels") or {}, meta.get("annotations") or {}
         s = self.settings
         return bool(
-            labels.get(s.label) or labels.get(KUEUE_NAME) or labels.get(PLUGINS_NAME) or ann.get(VOLCANO_NAME)
+            labels.get(s.label)
+            or labels.get(KUEUE_NAME)
+            or labels.get(PLUGINS_NAME)
+            or ann.get(VOLCANO_NAME)
             or ((raw.get("spec") or {}).get("schedulingGroup") or {}).get("podGroupName")
         )
 
@@ -101,8 +104,14 @@ class Registry:
             gang.id = gid  # the newest member's view of the size and topology wins
         old = gang.members.get(uid)
         prev = old.node if old is not None else prev
-        m = Member(uid, pod.metadata.name, pod.metadata.creation_timestamp, pod.spec.priority,
-                   pod.spec.node_name, req)
+        m = Member(
+            uid,
+            pod.metadata.name,
+            pod.metadata.creation_timestamp,
+            pod.spec.priority,
+            pod.spec.node_name,
+            req,
+        )
         gang.members[uid] = m
         self.of_pod[uid] = gid.key
         return m, prev

@@ -17,6 +17,7 @@ so a plain create-or-replace; the plan's `epoch` says which plan a reader holds.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from placement_core.gangplan import Level
 
 log = logging.getLogger("gpuplace.scheduler.gang")
 PLAN_LABEL = "gpuplace.io/gang-plan"
+TIMEOUT = 10.0  # seconds per API call; a failed save is retried (scheduler.gang.manager._save)
 
 
 class PlanError(ValueError):
@@ -101,9 +103,18 @@ class Plan:
                 )
                 pods[uid] = str(a["pod"])
             return cls(
-                str(d["namespace"]), str(d["gang"]), str(d["uid"]), int(d["epoch"]), int(d["minMember"]),
-                Level[str(d["level"]).upper()], str(d["domain"]), float(d["created"]), float(d["expires"]),
-                assignments, pods, saved=True,
+                str(d["namespace"]),
+                str(d["gang"]),
+                str(d["uid"]),
+                int(d["epoch"]),
+                int(d["minMember"]),
+                Level[str(d["level"]).upper()],
+                str(d["domain"]),
+                float(d["created"]),
+                float(d["expires"]),
+                assignments,
+                pods,
+                saved=True,
             )
         except PlanError:
             raise
@@ -150,7 +161,7 @@ class KubePlanStore:
         self.core = client.CoreV1Api(api)
         self._exc = client.exceptions.ApiException
 
-    def _body(self, plan: Plan) -> dict[str, Any]:
+    def _body(self, plan: Plan) -> Any:
         return {
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -166,21 +177,26 @@ class KubePlanStore:
     async def save(self, plan: Plan) -> None:
         body = self._body(plan)
         try:
-            await self.core.create_namespaced_config_map(plan.namespace, body)
+            await asyncio.wait_for(self.core.create_namespaced_config_map(plan.namespace, body), TIMEOUT)
         except self._exc as e:
             if e.status != 409:
                 raise
-            await self.core.replace_namespaced_config_map(configmap_name(plan.gang), plan.namespace, body)
+            await asyncio.wait_for(
+                self.core.replace_namespaced_config_map(configmap_name(plan.gang), plan.namespace, body),
+                TIMEOUT,
+            )
 
     async def delete(self, namespace: str, gang: str) -> None:
         try:
-            await self.core.delete_namespaced_config_map(configmap_name(gang), namespace)
+            await asyncio.wait_for(
+                self.core.delete_namespaced_config_map(configmap_name(gang), namespace), TIMEOUT
+            )
         except self._exc as e:
             if e.status != 404:
                 raise
 
     async def load(self) -> list[Plan]:
-        resp = await self.core.list_config_map_for_all_namespaces(
+        resp: Any = await self.core.list_config_map_for_all_namespaces(
             label_selector=f"{PLAN_LABEL}=v1", _preload_content=False
         )
         items = orjson.loads(await resp.read()).get("items") or []

@@ -112,7 +112,9 @@ def _failed_maps(
     return names.json_map(fail[~u], texts[~u]), names.json_map(fail[u], texts[u])
 
 
-def _gang_outcome(names: NameList, verdict: Verdict, node_items: list[dict[str, Any]] | None) -> FilterOutcome:
+def _gang_outcome(
+    names: NameList, verdict: Verdict, node_items: list[dict[str, Any]] | None
+) -> FilterOutcome:
     """A gang member passes on its planned node only; every other node is unresolvable with the gang's
     reason (no preemption: evicting pods cannot make a gang's plan, scheduler.gang)."""
     ok = names.names == verdict.node if verdict.node else np.zeros(len(names), np.bool_)

@@ -21,8 +21,16 @@ def _cluster(layout: dict[str, tuple[str, str, str]], gpus: int = 8) -> ClusterS
     s = ClusterState(max_gpus=8, capacity=4)
     for name, (clique, rack, zone) in layout.items():
         s.upsert_node(
-            NodeSpec(name, H100, [GpuSpec(i, H100.memory_mib) for i in range(gpus)], cpu_milli=64000,
-                     memory_mib=512000, clique=clique, rack=rack, zone=zone)
+            NodeSpec(
+                name,
+                H100,
+                [GpuSpec(i, H100.memory_mib) for i in range(gpus)],
+                cpu_milli=64000,
+                memory_mib=512000,
+                clique=clique,
+                rack=rack,
+                zone=zone,
+            )
         )
     return s
 
@@ -40,7 +48,9 @@ def _busy(s: ClusterState, node: str, uid: str, gpus: int) -> None:
 
 
 def test_whole_gang_goes_into_one_clique() -> None:
-    s = _cluster({f"a{i}": ("ca", "r1", "z") for i in range(4)} | {f"b{i}": ("cb", "r1", "z") for i in range(4)})
+    s = _cluster(
+        {f"a{i}": ("ca", "r1", "z") for i in range(4)} | {f"b{i}": ("cb", "r1", "z") for i in range(4)}
+    )
     _busy(s, "a0", "x", 8)  # clique a has room for 3, clique b for 4
     out = plan_gang(s, _members(4), need=4, rows=_rows(s))
     assert out.assignments is not None and out.level == Level.CLIQUE
@@ -56,8 +66,9 @@ def test_best_fit_picks_the_clique_with_least_room_left() -> None:
 
 
 def test_climbs_to_the_rack_when_no_clique_fits_and_stops_at_a_required_level() -> None:
-    s = _cluster({"a0": ("ca", "r1", "z"), "a1": ("ca", "r1", "z"), "b0": ("cb", "r1", "z"),
-                  "c0": ("cc", "r2", "z")})
+    s = _cluster(
+        {"a0": ("ca", "r1", "z"), "a1": ("ca", "r1", "z"), "b0": ("cb", "r1", "z"), "c0": ("cc", "r2", "z")}
+    )
     out = plan_gang(s, _members(3), need=3, rows=_rows(s))
     assert out.assignments is not None and out.level == Level.RACK
     assert {p.node for p in out.assignments.values()} == {"a0", "a1", "b0"}

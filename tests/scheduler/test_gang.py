@@ -37,8 +37,14 @@ def make(store: MemoryPlanStore | None = None, clock: Clock | None = None, **gan
     ctx.gangs.clock = clock or Clock()
     binder.on_change = ctx.cache.apply_pod
     nodes = [
-        o.node(n, labels={"nvidia.com/gpu.clique": f"cl.{n[0]}", "gpuplace.io/rack": "r1",
-                          "topology.kubernetes.io/zone": "z1"})
+        o.node(
+            n,
+            labels={
+                "nvidia.com/gpu.clique": f"cl.{n[0]}",
+                "gpuplace.io/rack": "r1",
+                "topology.kubernetes.io/zone": "z1",
+            },
+        )
         for n in NODES
     ]
     ctx.cache.replace_nodes(nodes)
@@ -196,7 +202,9 @@ async def test_an_unfinished_plan_expires_releases_and_backs_off() -> None:
     settle(ctx)
     assert not [u for u in ctx.cache.state.allocations if u.startswith("gang-hold/")]
     r = filt(ctx, pods[1])
-    assert set(r.failed_and_unresolvable_nodes.values()) == {"gang train: its plan expired; planning again in 10s"}
+    assert set(r.failed_and_unresolvable_nodes.values()) == {
+        "gang train: its plan expired; planning again in 10s"
+    }
     clock.now += 10
     assert len(filt(ctx, pods[1]).node_names or []) == 1
 
@@ -249,10 +257,17 @@ async def test_plans_survive_a_restart_with_one_member_bound() -> None:
 @pytest.mark.parametrize(
     ("labels", "annotations", "reason"),
     [
-        ({"gpuplace.io/gang": "g"}, {}, "gang g (label gpuplace.io/gang): waiting: annotation "
-         "gpuplace.io/gang-min-member is missing"),
-        ({"scheduling.x-k8s.io/pod-group": "pg"}, {}, "gang pg (label scheduling.x-k8s.io/pod-group): waiting: "
-         "its size is in a PodGroup object the webhook did not resolve (no gpuplace.io/gang-min-member annotation)"),
+        (
+            {"gpuplace.io/gang": "g"},
+            {},
+            "gang g (label gpuplace.io/gang): waiting: annotation gpuplace.io/gang-min-member is missing",
+        ),
+        (
+            {"scheduling.x-k8s.io/pod-group": "pg"},
+            {},
+            "gang pg (label scheduling.x-k8s.io/pod-group): waiting: "
+            "its size is in a PodGroup object the webhook did not resolve (no gpuplace.io/gang-min-member annotation)",
+        ),
     ],
 )
 async def test_a_gang_of_unknown_size_is_never_placed_alone(
@@ -273,7 +288,9 @@ async def test_kueue_pod_group_total_count_is_the_minimum() -> None:
         p["metadata"]["labels"]["kueue.x-k8s.io/pod-group-name"] = "kg"
         pods.append(p)
     add(ctx, pods[0])
-    assert "waiting for members: 1 of 2 exist" in next(iter(filt(ctx, pods[0]).failed_and_unresolvable_nodes.values()))
+    assert "waiting for members: 1 of 2 exist" in next(
+        iter(filt(ctx, pods[0]).failed_and_unresolvable_nodes.values())
+    )
     add(ctx, pods[1])
     assert len(filt(ctx, pods[0]).node_names or []) == 1
 
