@@ -79,9 +79,23 @@ async def load_gangs(ctx: ExtenderContext) -> None:
 
 
 async def watch_all(ctx: ExtenderContext, source: Source) -> None:
-    if ctx.gangs is not None:
+    """Nodes, then the gang plans (their holds need the nodes), then pods and PDBs: the first pod list
+    then drops the holds of members it shows bound or gone, and readiness (both lists) implies the
+    plans are loaded."""
+    nodes, *rest = reflectors(ctx, source)
+    if ctx.gangs is None:
+        await asyncio.gather(*(r.run() for r in (nodes, *rest)))
+        return
+    node_task = asyncio.create_task(nodes.run(), name="watch-nodes")
+    try:
+        while not ctx.cache.synced["nodes"]:
+            if node_task.done():
+                node_task.result()  # raises what stopped it
+            await asyncio.sleep(0.05)
         await load_gangs(ctx)
-    await asyncio.gather(*(r.run() for r in reflectors(ctx, source)))
+        await asyncio.gather(node_task, *(r.run() for r in rest))
+    finally:
+        node_task.cancel()
 
 
 async def expire_gangs_forever(ctx: ExtenderContext) -> None:
