@@ -304,3 +304,54 @@ async def test_a_bad_topology_annotation_waits_with_the_error() -> None:
         "gpuplace: pod default/t-0: annotation gpuplace.io/gang-topology='nearby': use one of preferred, "
         "required-clique, required-rack, required-zone"
     )
+
+
+async def test_nudges_patch_pending_members_on_plan_release_and_backoff_end() -> None:
+    clock = Clock()
+    ctx = make(clock=clock, backoff_seconds=10)
+    pods = add(ctx, *(member("train", i, 2) for i in range(2)))
+    binder = ctx.binder
+    assert isinstance(binder, MemoryBinder)
+    filt(ctx, pods[0])
+    await drain(ctx)
+    planned = [c for c in binder.calls if c[0] == "patch"]
+    assert sorted(n for _, _, n in planned) == ["train-0", "train-1"]
+    annotation = binder.pods[("default", "train-1")]["metadata"]["annotations"]["gpuplace.io/gang-plan"]
+    assert annotation.endswith("/1")
+    binder.calls.clear()
+    clock.now += 61
+    ctx.gangs.expire()  # type: ignore[union-attr]
+    await drain(ctx)
+    assert len([c for c in binder.calls if c[0] == "patch"]) == 2  # released
+    binder.calls.clear()
+    clock.now += 10
+    ctx.gangs.expire()  # type: ignore[union-attr]
+    await drain(ctx)
+    assert len([c for c in binder.calls if c[0] == "patch"]) == 2  # backoff over: retry now
+
+
+async def test_the_audit_sees_a_stray_hold_and_a_double_booking() -> None:
+    from placement_core import Placement
+
+    ctx = make()
+    pods = add(ctx, *(member("train", i, 1) for i in range(1)))
+    node = filt(ctx, pods[0]).node_names[0]  # type: ignore[index]
+    ctx.cache.state.allocate("gang-hold/ghost", Placement("b2", gpus=(0,)))
+    ctx.cache.state.allocate("intruder", Placement(node, gpus=(0,)), check=False)
+    problems = audit(ctx.gangs)  # type: ignore[arg-type]
+    assert "hold ghost on b2 belongs to no plan" in problems
+    assert any("oversubscribed" in p for p in problems)
+
+
+def test_plan_round_trip_and_a_broken_plan_is_refused() -> None:
+    from placement_core import Placement
+    from placement_core.gangplan import Level
+    from scheduler.gang.store import Plan, PlanError
+
+    plan = Plan("ml", "train", "u1", 3, 2, Level.RACK, "r1", 10.0, 130.0,
+                {"p0": Placement("n0", gpus=(0, 1), cpu_milli=500, memory_mib=64)}, {"p0": "train-0"})
+    back = Plan.from_json(plan.to_json())
+    assert (back.assignments, back.pods, back.level, back.epoch) == (plan.assignments, plan.pods, Level.RACK, 3)
+    for bad in (b"{", b'{"v": 2}', b'{"v": 1, "namespace": "ml"}'):
+        with pytest.raises(PlanError):
+            Plan.from_json(bad)
