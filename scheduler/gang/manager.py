@@ -403,10 +403,10 @@ class GangManager:
         """Release plans with nothing bound past their TTL, repair holds a vanished node dropped, and
         nudge gangs whose backoff ended (nothing else would make kube-scheduler retry them soon)."""
         now, n = self.clock(), 0
-        for key, gang in self.registry.gangs.items():
-            if gang.backoff_until and gang.backoff_until <= now:
-                gang.backoff_until = 0.0
-                self._nudge(key, f"retry/{gang.epoch}")
+        for key, backed_off in self.registry.gangs.items():
+            if backed_off.backoff_until and backed_off.backoff_until <= now:
+                backed_off.backoff_until = 0.0
+                self._nudge(key, f"retry/{backed_off.epoch}")
         for plan in list(self.plans.values()):
             gang = self.registry.gangs.get(plan.key)
             bound = gang.bound if gang else []
