@@ -1,4 +1,4 @@
-"""The reservation ledger audit: the invariants of gang plans and their holds, checked on demand
+"""The reservation ledger audit (and the read-only views built on it: metrics counts, /debug/gangs): the invariants of gang plans and their holds, checked on demand
 (`GET /debug/gangs`, and by the e2e scenarios while they run). Empty list = consistent.
 
 1. Per node and GPU: bound + binding + held ≤ capacity (ClusterState.check_invariants; holds are
@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from placement_core.gangplan import Level, domain_ids
 
@@ -59,3 +61,45 @@ def audit(mgr: GangManager, *, margin: float = 5.0) -> list[str]:
                 f"gang {plan.gang}: plan {plan.uid} outlived its TTL by {now - plan.expires:.1f}s"
             )
     return problems
+
+
+def counts(mgr: GangManager) -> tuple[dict[str, int], float]:
+    """(gangs per state, GPUs held) for the metrics."""
+    from scheduler.gang.manager import HOLD
+
+    out = {"waiting": 0, "planned": 0, "binding": 0}
+    for key, gang in mgr.registry.gangs.items():
+        if key in mgr.plans:
+            out["binding" if gang.bound else "planned"] += 1
+        elif gang.pending:
+            out["waiting"] += 1
+    held = sum(
+        (len(p.gpus) * p.milli / 1000 if p.gpus else len(p.mig))
+        for uid, p in mgr.cache.state.allocations.items()
+        if uid.startswith(HOLD)
+    )
+    return out, held
+
+
+def snapshot(mgr: GangManager) -> dict[str, Any]:
+    """GET /debug/gangs: plans, gangs, holds and the audit."""
+    from scheduler.gang.manager import HOLD
+
+    return {
+        "plans": [
+            orjson.loads(p.to_json()) | {"saved": p.saved, "arrived": sorted(p.arrived)} for p in mgr.plans.values()
+        ],
+        "gangs": [
+            {
+                "namespace": g.id.namespace,
+                "name": g.id.name,
+                "minMember": g.id.min_member,
+                "members": len(g.members),
+                "bound": len(g.bound),
+                "backoffUntil": g.backoff_until,
+            }
+            for g in mgr.registry.gangs.values()
+        ],
+        "holds": sorted(u[len(HOLD) :] for u in mgr.cache.state.allocations if u.startswith(HOLD)),
+        "audit": audit(mgr),
+    }

@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
 from placement_core import DoubleBookingError, GpuRequest, Placement
 from placement_core.gangplan import Level, domain_ids, plan_gang
@@ -358,45 +357,16 @@ class GangManager:
         ev, self._changed = self._changed, asyncio.Event()
         ev.set()
 
-    # ---- visibility ------------------------------------------------------------------------------
+    # ---- visibility (scheduler.gang.ledger) ------------------------------------------------------
     def counts(self) -> tuple[dict[str, int], float]:
-        """(gangs per state, GPUs held) for the metrics."""
-        out = {"waiting": 0, "planned": 0, "binding": 0}
-        for key, gang in self.registry.gangs.items():
-            if key in self.plans:
-                out["binding" if gang.bound else "planned"] += 1
-            elif gang.pending:
-                out["waiting"] += 1
-        held = sum(
-            (len(p.gpus) * p.milli / 1000 if p.gpus else len(p.mig))
-            for uid, p in self.cache.state.allocations.items()
-            if uid.startswith(HOLD)
-        )
-        return out, held
+        from scheduler.gang.ledger import counts
+
+        return counts(self)
 
     def snapshot(self) -> dict[str, Any]:
-        """GET /debug/gangs: plans, gangs and the ledger audit."""
-        from scheduler.gang.ledger import audit
+        from scheduler.gang.ledger import snapshot
 
-        return {
-            "plans": [
-                orjson.loads(p.to_json()) | {"saved": p.saved, "arrived": sorted(p.arrived)}
-                for p in self.plans.values()
-            ],
-            "gangs": [
-                {
-                    "namespace": g.id.namespace,
-                    "name": g.id.name,
-                    "minMember": g.id.min_member,
-                    "members": len(g.members),
-                    "bound": len(g.bound),
-                    "backoffUntil": g.backoff_until,
-                }
-                for g in self.registry.gangs.values()
-            ],
-            "holds": sorted(u[len(HOLD) :] for u in self.cache.state.allocations if u.startswith(HOLD)),
-            "audit": audit(self),
-        }
+        return snapshot(self)
 
     # ---- expiry, persistence, nudges -------------------------------------------------------------
     def expire(self) -> int:
