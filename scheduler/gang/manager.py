@@ -97,10 +97,15 @@ class GangManager:
             self._member_bound(uid, key)
 
     def retain(self, uids: set[str]) -> None:
-        """After a relist: members absent from it are gone."""
+        """After a relist: members absent from it are gone, and so are planned members (a plan loaded
+        at start names pods the first list may no longer have)."""
         for uid in [u for u in self.registry.of_pod if u not in uids]:
             self.registry.forget(uid)
             self._member_left(uid)
+        for plan in list(self.plans.values()):
+            for uid in [u for u in plan.assignments if u not in uids]:
+                if uid in plan.assignments:
+                    self._member_left(uid)
 
     def _plan_of(self, uid: str) -> Plan | None:
         for plan in self.plans.values():

@@ -355,3 +355,20 @@ def test_plan_round_trip_and_a_broken_plan_is_refused() -> None:
     for bad in (b"{", b'{"v": 2}', b'{"v": 1, "namespace": "ml"}'):
         with pytest.raises(PlanError):
             Plan.from_json(bad)
+
+
+async def test_a_loaded_plan_whose_member_is_gone_at_restart_is_released() -> None:
+    store, clock = MemoryPlanStore(), Clock()
+    ctx = make(store, clock)
+    pods = add(ctx, *(member("train", i, 2) for i in range(2)))
+    filt(ctx, pods[0])
+    await drain(ctx)
+    listed = [p for p in ctx.binder.pods.values() if p["metadata"]["name"] != "train-1"]  # type: ignore[attr-defined]
+    fresh = make(store, clock)
+    assert fresh.gangs is not None
+    await fresh.gangs.load()
+    assert len([u for u in fresh.cache.state.allocations if u.startswith("gang-hold/")]) == 2
+    fresh.cache.replace_pods(listed, listed_at=1.0)
+    settle(fresh)
+    assert not fresh.gangs.plans
+    assert not [u for u in fresh.cache.state.allocations if u.startswith("gang-hold/")]
