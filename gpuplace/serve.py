@@ -26,6 +26,7 @@ from aiohttp import web
 
 from gpuplace.config import ConfigError, GpuplaceConfig, LoggingSettings, load_config
 from scheduler.context import ExtenderContext
+from scheduler.gang import KubePlanStore
 from scheduler.http import make_extender_app
 from scheduler.kubeapi import KubeBinder, KubeSource, make_api_client
 from scheduler.metrics import Metrics
@@ -106,7 +107,8 @@ async def serve(cfg: GpuplaceConfig, stop: asyncio.Event | None = None) -> None:
         metrics = Metrics(s.metrics)
         if s.enabled:
             binder = KubeBinder(api, timeout=s.bind_timeout_seconds)
-            ctx = ExtenderContext.build(s, binder, metrics=metrics)
+            store = KubePlanStore(api) if s.gang.store == "configmap" else None
+            ctx = ExtenderContext.build(s, binder, metrics=metrics, plan_store=store)
             app = make_extender_app(ctx)
             attach_background(app, KubeSource(api))
             tls = _ssl(s.tls.cert_file, s.tls.key_file) if s.tls else None

@@ -118,6 +118,17 @@ class MemoryBinder:
         except NotFoundError:
             return None
 
+    async def patch_pod_annotations(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        """Merge `annotations` into the pod (gang nudges); a missing pod is not an error."""
+        try:
+            pod = await self._enter("patch", namespace, name)
+        except NotFoundError:
+            return
+        pod["metadata"].setdefault("annotations", {}).update(annotations)
+        self._bump(pod)
+        if self.on_change:
+            self.on_change("MODIFIED", copy.deepcopy(pod))
+
     async def bind(
         self, namespace: str, name: str, *, uid: str, node: str, annotations: dict[str, str]
     ) -> None:

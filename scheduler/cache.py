@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from placement_core import ClusterState, DoubleBookingError, GpuRequest, Placement, placer
 from scheduler.contract import Record, RecordError, decode_record
@@ -96,6 +96,14 @@ class CacheHooks:
         pass
 
 
+class PodObserver(Protocol):
+    """Sees every pod event, pending pods included (scheduler.gang)."""
+
+    def observe(self, etype: str, pod: dict[str, Any]) -> None: ...
+
+    def retain(self, uids: set[str]) -> None: ...
+
+
 class ClusterCache:
     def __init__(
         self,
@@ -121,6 +129,7 @@ class ClusterCache:
         self._locks: dict[str, asyncio.Lock] = {}
         self.nominated = Nominations(self.pod_rules)  # pending pods holding a node (scheduler.nominated)
         self.disruption = Disruption()  # PDBs + victim labels/start times (scheduler.disruption)
+        self.pod_observer: PodObserver | None = None  # gang membership (scheduler.gang)
 
     # ---- locks ---------------------------------------------------------------------------------
     def node_lock(self, node: str) -> asyncio.Lock:
@@ -198,6 +207,8 @@ class ClusterCache:
         uid = str(meta.get("uid") or "")
         if not uid:
             return
+        if self.pod_observer is not None:
+            self.pod_observer.observe(etype, pod)
         spec, status = pod.get("spec") or {}, pod.get("status") or {}
         if etype == "DELETED" or status.get("phase") in TERMINAL:
             self.forget_pod(uid)
@@ -360,6 +371,8 @@ class ClusterCache:
             self.hooks.reservation_rolled_back("pod gone at relist")
         key = self.pod_rules.keys.gpus
         items.sort(key=lambda p: key not in ((p.get("metadata") or {}).get("annotations") or {}))
+        if self.pod_observer is not None:
+            self.pod_observer.retain(seen)
         for p in items:
             self.apply_pod("ADDED", p)
         self.synced["pods"] = True

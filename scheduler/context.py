@@ -19,6 +19,7 @@ import numpy.typing as npt
 from placement_core import GpuRequest, placer
 from scheduler.binder import Binder
 from scheduler.cache import ClusterCache
+from scheduler.gang import GangManager, MemoryPlanStore, PlanStore
 from scheduler.metrics import Metrics
 from scheduler.namelists import NameLists
 from scheduler.podreq import RequestMemo, Rules
@@ -58,6 +59,7 @@ class ExtenderContext:
     requests: RequestMemo
     names: NameLists = field(default_factory=NameLists)
     recent_pods: PodMemo = field(default_factory=PodMemo)
+    gangs: GangManager | None = None
     binds_inflight: dict[str, tuple[str, asyncio.Future[ExtenderBindingResult]]] = field(default_factory=dict)
     warm: bool = False
     _eval_key: tuple[object, ...] | None = None
@@ -71,9 +73,20 @@ class ExtenderContext:
         *,
         cache: ClusterCache | None = None,
         metrics: Metrics | None = None,
+        plan_store: PlanStore | None = None,
     ) -> ExtenderContext:
         metrics = metrics or Metrics(settings.metrics)
         cache = cache or ClusterCache(settings, hooks=metrics)
+        gangs = None
+        if settings.gang.enabled:
+            gangs = GangManager(
+                settings.gang,
+                cache,
+                plan_store or MemoryPlanStore(),
+                nudge=getattr(binder, "patch_pod_annotations", None),
+                hooks=metrics,
+            )
+            cache.pod_observer = gangs
         return cls(
             settings,
             cache,
@@ -81,11 +94,12 @@ class ExtenderContext:
             metrics,
             scoring_function(settings.policy, settings.topology_weight),
             RequestMemo(Rules.from_settings(settings)),
+            gangs=gangs,
         )
 
     @property
     def ready(self) -> bool:
-        return self.warm and self.cache.ready
+        return self.warm and self.cache.ready  # the watches start after the gang plans are loaded
 
     def evaluate(self, req: GpuRequest) -> Evaluation:
         """placer.evaluate over all rows, reused while the request and the cluster are unchanged."""

@@ -139,15 +139,25 @@ async def _readyz(request: web.Request) -> web.Response:
     if ctx.ready:
         return web.Response(text="ready")
     what = [k for k, v in ctx.cache.synced.items() if not v] + ([] if ctx.warm else ["kernels"])
+
     return web.Response(status=503, text=f"not ready: waiting for {', '.join(what)}")
 
 
 async def _metrics(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     ctx.metrics.refresh(ctx.cache)
+    if ctx.gangs is not None:
+        ctx.metrics.refresh_gangs(*ctx.gangs.counts())
     return web.Response(
         body=generate_latest(ctx.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )
+
+
+async def _debug_gangs(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    if ctx.gangs is None:
+        return web.Response(status=404, text="gang scheduling is off (scheduler.gang.enabled)")
+    return _json(orjson.dumps(ctx.gangs.snapshot()))
 
 
 def make_extender_app(ctx: ExtenderContext) -> web.Application:
@@ -162,4 +172,5 @@ def make_extender_app(ctx: ExtenderContext) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/debug/gangs", _debug_gangs)
     return app

@@ -182,6 +182,17 @@ class KubeBinder:
             raise
         return pod
 
+    async def patch_pod_annotations(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        """Merge `annotations` into a pending pod: an update of the pod itself is what requeues it in
+        kube-scheduler (scheduling_queue.go: podUpdate → movePodsToActiveOrBackoffQueue for itself).
+        A pod gone meanwhile is not an error."""
+        body = {"metadata": {"annotations": annotations}}
+        try:
+            await self._call(self.core.patch_namespaced_pod(name, namespace, body, _preload_content=False))
+        except ApiError as e:
+            if e.status != 404:
+                raise
+
     async def bind(
         self, namespace: str, name: str, *, uid: str, node: str, annotations: dict[str, str]
     ) -> None:

@@ -105,6 +105,25 @@ class Metrics(CacheHooks):
         self.budgets = Gauge(
             "gpuplace_disruption_budgets", "PodDisruptionBudgets preempt counts violations with", registry=r
         )
+        self.gangs = Gauge(
+            "gpuplace_gangs",
+            "Gangs by state: waiting (quorum or capacity missing), planned (holding, none bound), "
+            "binding (some members bound, plan open)",
+            ["state"],
+            registry=r,
+        )
+        self.gang_gpus_reserved = Gauge(
+            "gpuplace_gang_reserved_gpus", "GPUs held by gang plans for members not bound yet", registry=r
+        )
+        self.gang_bind_seconds = Histogram(
+            "gpuplace_gang_time_to_full_bind_seconds",
+            "From a gang's plan to its last planned member bound",
+            buckets=(0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.gang_releases = Counter(
+            "gpuplace_gang_plans_released_total", "Gang plans released before completing", ["why"], registry=r
+        )
         self._refreshed = -1e18
 
     # ---- CacheHooks ---------------------------------------------------------------------------------
@@ -116,6 +135,18 @@ class Metrics(CacheHooks):
 
     def reservation_rolled_back(self, why: str) -> None:
         self.rollbacks.labels(why).inc()
+
+    # ---- gang hooks (scheduler.gang.manager) ---------------------------------------------------------
+    def gang_bound(self, seconds: float) -> None:
+        self.gang_bind_seconds.observe(seconds)
+
+    def gang_released(self, why: str) -> None:
+        self.gang_releases.labels(why).inc()
+
+    def refresh_gangs(self, counts: dict[str, int], reserved_gpus: float) -> None:
+        for state in ("waiting", "planned", "binding"):
+            self.gangs.labels(state).set(counts.get(state, 0))
+        self.gang_gpus_reserved.set(reserved_gpus)
 
     # ---- hot-path helpers ----------------------------------------------------------------------------
     def count_rejections(self, reasons: npt.NDArray[np.int8]) -> None:

@@ -63,6 +63,52 @@ def reflectors(ctx: ExtenderContext, source: Source) -> list[Reflector]:
     ]
 
 
+async def load_gangs(ctx: ExtenderContext) -> None:
+    """Reload the live gang plans (their holds) before the first pod list is applied: the list then
+    drops the holds of members it shows bound or gone. Retries until the API server answers."""
+    assert ctx.gangs is not None
+    delay = 0.5
+    while True:
+        try:
+            await ctx.gangs.load()
+            return
+        except Exception as e:
+            log.warning("loading gang plans failed: %r; retrying in %.1fs", e, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def watch_all(ctx: ExtenderContext, source: Source) -> None:
+    """Nodes, then the gang plans (their holds need the nodes), then pods and PDBs: the first pod list
+    then drops the holds of members it shows bound or gone, and readiness (both lists) implies the
+    plans are loaded."""
+    nodes, *rest = reflectors(ctx, source)
+    if ctx.gangs is None:
+        await asyncio.gather(*(r.run() for r in (nodes, *rest)))
+        return
+    node_task = asyncio.create_task(nodes.run(), name="watch-nodes")
+    try:
+        while not ctx.cache.synced["nodes"]:
+            if node_task.done():
+                node_task.result()  # raises what stopped it
+            await asyncio.sleep(0.05)
+        await load_gangs(ctx)
+        await asyncio.gather(node_task, *(r.run() for r in rest))
+    finally:
+        node_task.cancel()
+
+
+async def expire_gangs_forever(ctx: ExtenderContext) -> None:
+    """Gang plans with nothing bound are released at their TTL (checked every second)."""
+    assert ctx.gangs is not None
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            ctx.gangs.expire()
+        except Exception:
+            log.exception("gang expiry failed")
+
+
 async def warm_up(ctx: ExtenderContext) -> None:
     """Compile or load the Numba kernels off the event loop (seconds on a cold cache)."""
     await asyncio.get_running_loop().run_in_executor(None, placer.warmup)
@@ -112,9 +158,13 @@ def attach_background(app: web.Application, source: Source | None) -> None:
             asyncio.create_task(warm_up(ctx), name="warmup"),
             asyncio.create_task(sweep_forever(ctx), name="sweeper"),
         ]
+        if ctx.gangs is not None:
+            tasks.append(asyncio.create_task(expire_gangs_forever(ctx), name="gang-expiry"))
         if source is not None:
-            tasks += [asyncio.create_task(r.run(), name=f"watch-{r.kind}") for r in reflectors(ctx, source)]
+            tasks.append(asyncio.create_task(watch_all(ctx, source), name="watch"))
         else:
+            if ctx.gangs is not None:
+                await load_gangs(ctx)
             ctx.cache.synced = dict.fromkeys(
                 ctx.cache.synced, True
             )  # nothing to sync from (tests, benchmarks)
@@ -125,5 +175,7 @@ def attach_background(app: web.Application, source: Source | None) -> None:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        if ctx.gangs is not None:
+            await ctx.gangs.close()
 
     app.cleanup_ctx.append(background)

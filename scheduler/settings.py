@@ -67,6 +67,52 @@ class MetricsSettings(_Section):
     )
 
 
+class GangSettings(_Section):
+    """All-or-nothing placement of gangs (scheduler.gang)."""
+
+    enabled: bool = Field(default=True, description="Place gangs all or nothing. Default true.")
+    label: str = Field(
+        default="gpuplace.io/gang",
+        description="Pod label with the gang name (what the webhook writes; WebhookSettings.gang_label).",
+    )
+    min_member_annotation: str = Field(
+        default="gpuplace.io/gang-min-member",
+        description="Pod annotation with the gang's minimum size (WebhookSettings.gang_min_member_annotation).",
+    )
+    default_topology: Literal["preferred", "required-clique", "required-rack", "required-zone"] = Field(
+        default="preferred",
+        description="Topology of gangs without a `gpuplace.io/gang-topology` annotation. Default preferred.",
+    )
+    plan_ttl_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="A plan none of whose members has bound within this long is released. Default 120.",
+    )
+    backoff_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="After a plan expires the gang does not plan again for this long, so that a gang "
+        "that cannot complete (a member its own nodeSelector keeps off the planned node) does not hold "
+        "capacity back to back. Default 10.",
+    )
+    barrier_seconds: float = Field(
+        default=8.0,
+        gt=0,
+        description="How long a member's bind waits for the gang's quorum to reach bind. With "
+        "bind_timeout_seconds it must stay below the extender httpTimeout (30 s). Default 8.",
+    )
+    nudge: bool = Field(
+        default=True,
+        description="Annotate pending members when their gang's plan is made or released, so that "
+        "kube-scheduler retries them at once (it does not when a sibling binds). Default true.",
+    )
+    store: Literal["configmap", "memory"] = Field(
+        default="configmap",
+        description="Where plans are kept: ConfigMaps in the gang's namespace (survive a restart), or "
+        "memory (tests). Default configmap.",
+    )
+
+
 class SchedulerSettings(_Section):
     """The `scheduler:` section of the gpuplace config."""
 
@@ -143,6 +189,7 @@ class SchedulerSettings(_Section):
         "timeout is 5 s + 2 election timeouts). Default 10.",
     )
     watch: WatchSettings = Field(default_factory=WatchSettings)
+    gang: GangSettings = Field(default_factory=GangSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @field_validator("policy")

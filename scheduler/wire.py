@@ -51,6 +51,7 @@ class ObjectMeta(Kube):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     deletion_timestamp: str | None = None
+    creation_timestamp: str = ""
 
 
 class ResourceRequirements(Kube):
@@ -64,6 +65,12 @@ class Container(Kube):
     restart_policy: str | None = None  # "Always" on an init container = a sidecar
 
 
+class SchedulingGroup(Kube):
+    """core/v1 PodSchedulingGroup (1.36, gate GenericWorkload): the pod's PodGroup."""
+
+    pod_group_name: str = ""
+
+
 class PodSpec(Kube):
     containers: list[Container] = Field(default_factory=list)
     init_containers: list[Container] = Field(default_factory=list)
@@ -73,6 +80,7 @@ class PodSpec(Kube):
     overhead: dict[str, Quantity] = Field(default_factory=dict)
     scheduler_name: str = ""
     resources: ResourceRequirements | None = None  # pod-level resources (PodLevelResources)
+    scheduling_group: SchedulingGroup | None = None
 
 
 class ContainerStatus(Kube):

@@ -152,6 +152,8 @@ async def _bind(args: ExtenderBindingArgs, ctx: ExtenderContext) -> tuple[Extend
         return ExtenderBindingResult(), res
     if not res.error:
         return res, "ok"
+    if ctx.gangs is not None:
+        ctx.gangs.bind_failed(args.pod_uid)  # the plan keeps its GPUs (scheduler.gang)
     return res, "unknown" if ctx.cache.outcome_unknown(args.pod_uid) is not None else "failed"
 
 
@@ -180,11 +182,17 @@ async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderB
         req = ctx.requests.get(pod)
     except PodRequestError as e:
         return _fail(args, str(e))
+    if ctx.gangs is not None:  # a gang member binds on its planned node, once its quorum is here
+        why = await ctx.gangs.before_bind(uid, node)
+        if why:
+            return _fail(args, why)
     async with cache.node_lock(node):  # re-validate + choose + reserve; no I/O in here
         if cache.bound_node(uid) == node:  # the watch confirmed it while we waited
             return "idempotent"
         if cache.outcome_unknown(uid) is not None or uid in cache.reservations:
             return _fail(args, "another bind of this pod is being settled")
+        if ctx.gangs is not None:
+            ctx.gangs.take_hold(uid, node)  # the member's planned GPUs become its own to choose from
         held = cache.nominated.against(uid, pod.spec.priority, node)  # scheduler.nominated
         with holding(cache, held):
             placement = placer.choose(cache.state, node, req)

@@ -28,6 +28,7 @@ import orjson
 
 from placement_core import GpuRequest, Reason, explain
 from scheduler.context import ExtenderContext
+from scheduler.gang import GangIdentityError, Verdict
 from scheduler.namelists import NameList
 from scheduler.nominated import explain_blocked, refilter
 from scheduler.podreq import PodRequestError, wants_gpus
@@ -111,6 +112,22 @@ def _failed_maps(
     return names.json_map(fail[~u], texts[~u]), names.json_map(fail[u], texts[u])
 
 
+def _gang_outcome(
+    names: NameList, verdict: Verdict, node_items: list[dict[str, Any]] | None
+) -> FilterOutcome:
+    """A gang member passes on its planned node only; every other node is unresolvable with the gang's
+    reason (no preemption: evicting pods cannot make a gang's plan, scheduler.gang)."""
+    ok = names.names == verdict.node if verdict.node else np.zeros(len(names), np.bool_)
+    ok = np.asarray(ok, np.bool_)
+    reason = verdict.reason
+    if verdict.node and not ok.any():
+        reason += ", which kube-scheduler's own filters excluded for this pod"
+    fail = np.nonzero(~ok)[0]
+    texts = np.empty(len(fail), object)
+    texts[:] = [b'":' + orjson.dumps(reason) + b',"'] * len(fail)
+    return FilterOutcome(names, ok, names.json_array(ok), b"{}", names.json_map(fail, texts), node_items)
+
+
 def filter_nodes(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | None = None) -> FilterOutcome:
     """The filter verb. `names` short-cuts NodeNames when the HTTP layer recognised the list already."""
     pod = args.pod
@@ -135,8 +152,16 @@ def filter_nodes(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | 
     unknown = cache.outcome_unknown(pod.metadata.uid)
     if unknown is not None:
         return _unknown_outcome(ctx, names, unknown.node, node_items)
+    rows = names.resolve(cache.state.index, cache.index_gen)
+    if ctx.gangs is not None and wants_gpus(req):
+        try:
+            verdict = ctx.gangs.filter(pod, req, rows)
+        except GangIdentityError as e:
+            ctx.metrics.errors.labels("filter").inc()
+            return FilterOutcome(error=f"gpuplace: pod {pod.key}: {e}")
+        if verdict is not None:
+            return _gang_outcome(names, verdict, node_items)
     if wants_gpus(req):
-        rows = names.resolve(cache.state.index, cache.index_gen)
         reason_all, detail_all = ctx.evaluate(req)
         known = rows >= 0
         safe = np.where(known, rows, 0)

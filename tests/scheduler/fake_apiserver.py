@@ -16,8 +16,8 @@ from aiohttp import web
 class FakeApiServer:
     def __init__(self) -> None:
         self.rv = 1
-        self.objects: dict[str, dict[str, dict[str, Any]]] = {"nodes": {}, "pods": {}}
-        self.queues: dict[str, list[asyncio.Queue[dict[str, Any]]]] = {"nodes": [], "pods": []}
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {"nodes": {}, "pods": {}, "configmaps": {}}
+        self.queues: dict[str, list[asyncio.Queue[dict[str, Any]]]] = {"nodes": [], "pods": [], "configmaps": []}
         self.requests: list[tuple[str, str]] = []
 
     def put(self, kind: str, obj: dict[str, Any], etype: str = "ADDED") -> dict[str, Any]:
@@ -84,7 +84,7 @@ class FakeApiServer:
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/api/v1/{kind:nodes|pods}", self._collection)
+        app.router.add_get("/api/v1/{kind:nodes|pods|configmaps}", self._collection)
         app.router.add_get("/api/v1/namespaces/{ns}/pods/{name}", self._get)
         app.router.add_post("/api/v1/namespaces/{ns}/pods/{name}/binding", self._bind)
         return app

@@ -91,7 +91,8 @@ def test_rbac_grants_what_the_service_calls() -> None:
         for r in rule["resources"]
     }
     assert grants[("", "nodes")] == {"get", "list", "watch"}
-    assert grants[("", "pods")] == {"get", "list", "watch"}  # the record rides on the Binding
+    assert grants[("", "pods")] == {"get", "list", "watch", "patch"}  # patch: gang nudges only
+    assert grants[("", "configmaps")] == {"get", "list", "create", "update", "delete"}  # gang plans
     assert grants[("", "pods/binding")] == {"create"}
     assert grants[("policy", "poddisruptionbudgets")] == {"list", "watch"}  # preempt's PDB count
     binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")

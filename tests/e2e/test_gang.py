@@ -1,0 +1,239 @@
+"""Gang scheduling on the real control plane: kube-scheduler v1.36.3 with gpuplace as extender and
+binder, bare pods carrying the webhook's gang keys (kube-controller-manager is not running here, so no
+Indexed Jobs yet). Every scenario runs the reservation-ledger audit (GET /debug/gangs) in the
+background while it runs and fails on the first violation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client
+
+from gpuplace.localcluster import ControlPlane, ManagedProcess
+from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
+from gpuplace.localcluster.processes import probe
+from gpuplace.localcluster.workload import create_pod, node_names, pod_manifest, wait_bound, wait_pending
+from tests.e2e.helpers import NodeFactory, audit_namespaces, owner
+
+pytestmark = pytest.mark.e2e
+TTL = 20
+
+
+@pytest.fixture(scope="module")
+def gpuplace(control_plane: ControlPlane) -> Iterator[GpuplaceServer]:
+    settings = {"scheduler": {"gang": {"plan_ttl_seconds": TTL, "backoff_seconds": 5, "barrier_seconds": 8}}}
+    with GpuplaceServer(control_plane, settings=settings) as server:
+        yield server
+
+
+def gangs(gp: GpuplaceServer) -> dict[str, Any]:
+    status, body = probe(f"{gp.extender_base}/debug/gangs", ca_file=gp.cp.ca_file, timeout=5)
+    return json.loads(body) if status == 200 else {}
+
+
+@contextlib.asynccontextmanager
+async def ledger_audit(gp: GpuplaceServer) -> AsyncIterator[list[str]]:
+    """Poll gpuplace's ledger audit while the block runs; the yielded list collects violations."""
+    problems: list[str] = []
+    samples = 0
+
+    async def poll() -> None:
+        nonlocal samples
+        while True:
+            snap = await asyncio.to_thread(gangs, gp)
+            if snap:  # {} while gpuplace restarts
+                samples += 1
+                problems.extend(snap["audit"])
+            await asyncio.sleep(0.2)
+
+    task = asyncio.create_task(poll())
+    try:
+        yield problems
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert samples > 0
+    assert problems == []
+
+
+def member(gang: str, i: int, size: int, selector: dict[str, str], gpus: int = 8) -> dict[str, Any]:
+    body = pod_manifest(f"{gang}-{i}", gpus=gpus, cpu="8", memory="64Gi", node_selector=selector)
+    body["metadata"]["labels"] = {"gpuplace.io/gang": gang}
+    body["metadata"]["annotations"] = {"gpuplace.io/gang-min-member": str(size)}
+    return body
+
+
+async def cliques(node_factory: NodeFactory, mine: dict[str, str], sizes: dict[str, int]) -> dict[str, str]:
+    """node → clique, `sizes[c]` HGX H100 nodes per clique."""
+    out = {}
+    for c, n in sizes.items():
+        for _ in range(n):
+            name = await node_factory("hgx-h100", labels=mine, topology=True, clique=f"cluster-{c}.0")
+            out[name] = c
+    return out
+
+
+async def test_happy_path_four_by_eight_in_the_clique_that_fits(
+    gpuplace: GpuplaceServer, gpuplace_scheduler: ManagedProcess, k8s: client.ApiClient, namespace: str,
+    node_factory: NodeFactory,
+) -> None:
+    mine = owner(namespace)
+    where = await cliques(node_factory, mine, {"a": 3, "b": 4})
+    async with ledger_audit(gpuplace):
+        for i in range(4):
+            await create_pod(k8s, namespace, member("train", i, 4, mine))
+        placed = await wait_bound(k8s, namespace, [f"train-{i}" for i in range(4)], within=60)
+    assert {where[n] for n in placed.values()} == {"b"} and len(set(placed.values())) == 4
+    result = await audit_namespaces(k8s, namespace)
+    assert result.ok, result.problems
+
+
+async def test_four_of_five_fit_nothing_binds_and_nothing_is_held(
+    gpuplace: GpuplaceServer, gpuplace_scheduler: ManagedProcess, k8s: client.ApiClient, namespace: str,
+    node_factory: NodeFactory,
+) -> None:
+    mine = owner(namespace)
+    await cliques(node_factory, mine, {"c": 4})
+    async with ledger_audit(gpuplace):
+        for i in range(5):
+            await create_pod(k8s, namespace, member("big", i, 5, mine))
+        await wait_pending(k8s, namespace, "big-4", contains="4 of 5 members fit; needs 8 more GPUs", within=60)
+        assert not any((await node_names(k8s, namespace)).values())
+        snap = gangs(gpuplace)
+        assert not [p for p in snap["plans"] if p["namespace"] == namespace]
+        # the capacity is free: a single 8-GPU pod on these nodes binds at once
+        await create_pod(k8s, namespace, pod_manifest("single", gpus=8, node_selector=mine))
+        await wait_bound(k8s, namespace, ["single"], within=30)
+
+
+async def test_two_gangs_that_fit_one_at_a_time_exactly_one_proceeds(
+    gpuplace: GpuplaceServer, gpuplace_scheduler: ManagedProcess, k8s: client.ApiClient, namespace: str,
+    node_factory: NodeFactory,
+) -> None:
+    mine = owner(namespace)
+    await cliques(node_factory, mine, {"d": 3})
+    names = {g: [f"{g}-{i}" for i in range(3)] for g in ("left", "right")}
+    async with ledger_audit(gpuplace):
+        for i in range(3):  # interleaved arrival
+            for g in names:
+                await create_pod(k8s, namespace, member(g, i, 3, mine))
+        first = None
+        while first is None:
+            bound = await node_names(k8s, namespace)
+            done = [g for g, pods in names.items() if all(bound[p] for p in pods)]
+            assert not any(bound[p] for g, pods in names.items() if g not in done for p in pods) or not done
+            first = done[0] if done else None
+            await asyncio.sleep(0.2)
+        other = next(g for g in names if g != first)
+        for p in names[other]:  # rejected (by kube-scheduler's own GPU count once the first gang is bound)
+            await wait_pending(k8s, namespace, p, within=30)
+        bound = await node_names(k8s, namespace)
+        assert not any(bound[p] for p in names[other])
+        core = client.CoreV1Api(k8s)
+        for p in names[first]:
+            await core.delete_namespaced_pod(p, namespace, grace_period_seconds=0)
+        await wait_bound(k8s, namespace, names[other], within=60)
+    result = await audit_namespaces(k8s, namespace)
+    assert result.ok, result.problems
+
+
+async def test_plan_held_across_a_gpuplace_kill_and_never_given_to_other_pods(
+    gpuplace: GpuplaceServer, gpuplace_scheduler: ManagedProcess, k8s: client.ApiClient, namespace: str,
+    node_factory: NodeFactory,
+) -> None:
+    """Member 1 waits behind a scheduling gate (it exists, so the quorum is there, but it never reaches
+    the scheduler): member 0's plan holds two nodes while member 0 waits at the bind barrier. Other GPU
+    pods get only the third node. gpuplace is SIGKILLed and restarted: the plan comes back from its
+    ConfigMap, and once the gate is lifted both members bind exactly where they were planned."""
+    mine = owner(namespace)
+    await cliques(node_factory, mine, {"e": 3})
+    core = client.CoreV1Api(k8s)
+    async with ledger_audit(gpuplace):
+        gated = member("held", 1, 2, mine)
+        gated["spec"]["schedulingGates"] = [{"name": "e2e.gpuplace.io/hold"}]
+        await create_pod(k8s, namespace, gated)
+        await create_pod(k8s, namespace, member("held", 0, 2, mine))
+        plan = None
+        while plan is None:
+            plan = next((p for p in gangs(gpuplace)["plans"] if p["namespace"] == namespace), None)
+            await asyncio.sleep(0.1)
+        planned = {a["pod"]: a["node"] for a in plan["assignments"].values()}
+        assert set(planned) == {"held-0", "held-1"}
+        await create_pod(k8s, namespace, pod_manifest("single-a", gpus=8, node_selector=mine))
+        await create_pod(k8s, namespace, pod_manifest("single-b", gpus=8, node_selector=mine))
+        got = None
+        while got is None:  # exactly one single pod gets the free node; the other waits
+            bound = await node_names(k8s, namespace)
+            got = next((p for p in ("single-a", "single-b") if bound[p]), None)
+            await asyncio.sleep(0.2)
+        assert bound[got] not in planned.values()
+        waiting = "single-b" if got == "single-a" else "single-a"
+        await wait_pending(k8s, namespace, waiting, contains="needs 8 free GPUs", within=30)
+        cms = await core.list_namespaced_config_map(namespace, label_selector="gpuplace.io/gang-plan=v1")
+        assert len(cms.items) == 1
+
+        assert gpuplace.process is not None
+        gpuplace.process.popen.kill()  # SIGKILL: no shutdown code runs
+        await asyncio.to_thread(gpuplace.stop)
+        await asyncio.to_thread(gpuplace.launch)
+        snap = gangs(gpuplace)
+        assert [p["uid"] for p in snap["plans"] if p["namespace"] == namespace] == [plan["uid"]]
+        await core.patch_namespaced_pod("held-1", namespace, {"spec": {"schedulingGates": None}})
+        placed = await wait_bound(k8s, namespace, ["held-0", "held-1"], within=60)
+        assert placed == planned
+        bound = await node_names(k8s, namespace)
+        assert not bound[waiting]
+    result = await audit_namespaces(k8s, namespace)
+    assert result.ok, result.problems
+    cms = await core.list_namespaced_config_map(namespace, label_selector="gpuplace.io/gang-plan=v1")
+    assert cms.items == []  # a completed plan is deleted
+
+
+async def test_four_members_on_one_node_bind_at_once(
+    gpuplace: GpuplaceServer, gpuplace_scheduler: ManagedProcess, k8s: client.ApiClient, namespace: str,
+    node_factory: NodeFactory,
+) -> None:
+    """HAMi #1832: members allowed together collide in bind. Here 4 x 2 GPUs share one node."""
+    mine = owner(namespace)
+    await cliques(node_factory, mine, {"f": 1})
+    async with ledger_audit(gpuplace):
+        for i in range(4):
+            await create_pod(k8s, namespace, member("quad", i, 4, mine, gpus=2))
+        placed = await wait_bound(k8s, namespace, [f"quad-{i}" for i in range(4)], within=60)
+    assert len(set(placed.values())) == 1
+    result = await audit_namespaces(k8s, namespace)
+    assert result.ok, result.problems
+    assert result.with_record == 4
+
+
+async def test_a_member_kept_off_by_its_own_node_selector_leaves_no_partial_gang_and_the_plan_expires(
+    gpuplace: GpuplaceServer, gpuplace_scheduler: ManagedProcess, k8s: client.ApiClient, namespace: str,
+    node_factory: NodeFactory,
+) -> None:
+    """Member 1's nodeSelector matches no node, so kube-scheduler's in-tree filters reject it before
+    gpuplace sees it. Member 0's plan waits at the bind barrier, nothing binds, and the plan is
+    released after its TTL (checked by the audit running meanwhile)."""
+    mine = owner(namespace)
+    await cliques(node_factory, mine, {"g": 2})
+    async with ledger_audit(gpuplace):
+        await create_pod(k8s, namespace, member("stuck", 1, 2, {**mine, "e2e.gpuplace.io/nowhere": "x"}))
+        await create_pod(k8s, namespace, member("stuck", 0, 2, mine))
+        seen_plan = False
+        while True:
+            plans = [p for p in gangs(gpuplace)["plans"] if p["namespace"] == namespace]
+            seen_plan = seen_plan or bool(plans)
+            if seen_plan and not plans:
+                break
+            assert not any((await node_names(k8s, namespace)).values())
+            await asyncio.sleep(0.2)
+        assert not any((await node_names(k8s, namespace)).values())
+        # the released capacity is there for others
+        await create_pod(k8s, namespace, pod_manifest("single", gpus=8, node_selector=mine))
+        await wait_bound(k8s, namespace, ["single"], within=30)
