@@ -67,7 +67,10 @@ class WebhookServer(_Section):
     host: str = "0.0.0.0"
     port: int = Field(default=8443, ge=1, le=65535)
     ops_port: int | None = Field(
-        default=None, ge=1, le=65535, description="Plain HTTP /healthz /readyz /metrics (webhook-only processes)."
+        default=None,
+        ge=1,
+        le=65535,
+        description="Plain HTTP /healthz /readyz /metrics (webhook-only processes).",
     )
     cert_file: Path | None = None
     key_file: Path | None = None

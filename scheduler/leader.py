@@ -42,7 +42,7 @@ from scheduler.binder import ApiError, Binder
 
 log = logging.getLogger("gpuplace.scheduler.leader")
 
-LEASE_DURATION_SECONDS = 15.0
+LEASE_DURATION_SECONDS = 15  # whole seconds: Lease.spec.leaseDurationSeconds is an integer
 RENEW_DEADLINE_SECONDS = 10.0
 RETRY_PERIOD_SECONDS = 2.0
 _JITTER = 1.2  # kubernetes_asyncio's electionconfig.Config.jitter_factor: renew_deadline > 1.2 × retry
@@ -59,7 +59,7 @@ class LeaderElectionSettings(BaseModel):
         default=None, description="Default: $POD_NAMESPACE, else gpuplace-system."
     )
     identity: str | None = Field(default=None, description="Default: $POD_NAME, else <hostname>-<pid>.")
-    lease_duration_seconds: float = LEASE_DURATION_SECONDS
+    lease_duration_seconds: int = LEASE_DURATION_SECONDS
     renew_deadline_seconds: float = RENEW_DEADLINE_SECONDS
     retry_period_seconds: float = RETRY_PERIOD_SECONDS
 
@@ -214,17 +214,21 @@ async def campaign(api: ApiClient, role: LeaseRole) -> None:
         onstopped_leading=stopped,
     )
     election = asyncio.create_task(leaderelection.LeaderElection(config).run(), name="leader-election")
+    winning = asyncio.create_task(won.wait())
     try:
-        await asyncio.wait([election, asyncio.create_task(won.wait())], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([election, winning], return_when=asyncio.FIRST_COMPLETED)
+        if not won.is_set():  # the election loop ended without ever winning: a bug or a crash, say which
+            raise RuntimeError(f"leader election for lease {s.lease_name} ended: {election.exception()!r}")
         while not election.done():
             left = role.seconds_left()
             if left <= 0:
                 break
             await asyncio.wait([election], timeout=min(left, s.retry_period_seconds))
     finally:
-        election.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await election
+        for task in (election, winning):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
     log.error("%s lost lease %s/%s", role.identity, s.namespace(), s.lease_name)
 
 

@@ -6,7 +6,7 @@
 #
 # Idempotent like build.sh: bin/.stamp-<tool> records a hash of what determines the binary (its
 # wrapper go.mod/go.sum, this script, the Go version); when it matches and the binary exists the
-# tool is skipped. One build at a time (flock bin/.tools-lock). Kept apart from build.sh so that the
+# tool is skipped. One build of a tool at a time (flock bin/.lock-<tool>). Kept apart from build.sh so that the
 # Kubernetes binaries (and GPUPLACE_LOCAL_BIN builds of them) are not rebuilt when a tool changes.
 #
 # Environment: GO, BUILD_NICE (default 10), FORCE=1 — as in build.sh.
@@ -60,10 +60,14 @@ up_to_date() {  # up_to_date TOOL
 
 tools=("$@")
 [ ${#tools[@]} -gt 0 ] || tools=(helm promtool prometheus)
-exec 9>"$bin/.tools-lock"
-flock 9
 for tool in "${tools[@]}"; do
   spec "$tool" >/dev/null
+  if up_to_date "$tool"; then
+    echo "deploy/local/bin/$tool is up to date"
+    continue
+  fi
+  exec 9>"$bin/.lock-$tool"  # one build of a tool at a time; other tools are not held up
+  flock 9
   if up_to_date "$tool"; then
     echo "deploy/local/bin/$tool is up to date"
     continue

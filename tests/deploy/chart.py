@@ -23,7 +23,12 @@ ROOT = binaries.repo_root()
 CHART = ROOT / "deploy" / "helm" / "gpuplace"
 NAMESPACE = "gpuplace-system"
 # Labels only Helm adds (release bookkeeping); everything else must be equal.
-HELM_ONLY_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance", "app.kubernetes.io/version")
+HELM_ONLY_LABELS = (
+    "helm.sh/chart",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+)
 ObjKey = tuple[str, str, str, str]
 
 
@@ -35,10 +40,14 @@ def tool(name: str) -> Path:
         return tools.path(name)
     in_ci = os.environ.get("CI", "").lower() == "true"
     if not tools.present(name) and not in_ci and os.environ.get("GPUPLACE_E2E", "") in ("", "0"):
-        pytest.skip(f"{name} is not built: run `bash deploy/local/build-tools.sh {name}` (or set GPUPLACE_E2E=1)")
+        pytest.skip(
+            f"{name} is not built: run `bash deploy/local/build-tools.sh {name}` (or set GPUPLACE_E2E=1)"
+        )
     result = tools.build(name)
     if result.returncode != 0:
-        pytest.fail(f"build-tools.sh {name} failed:\n{(result.stdout + result.stderr)[-4000:]}", pytrace=False)
+        pytest.fail(
+            f"build-tools.sh {name} failed:\n{(result.stdout + result.stderr)[-4000:]}", pytrace=False
+        )
     return tools.path(name)
 
 
@@ -57,7 +66,9 @@ def run(argv: list[str | Path], **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True, check=False, env=env, **kw)
 
 
-def helm_template(helm: Path, *sets: str, namespace: str = NAMESPACE, api_versions: Iterable[str] = ()) -> list[dict[str, Any]]:
+def helm_template(
+    helm: Path, *sets: str, namespace: str = NAMESPACE, api_versions: Iterable[str] = ()
+) -> list[dict[str, Any]]:
     argv: list[str | Path] = [helm, "template", "gpuplace", CHART, "--namespace", namespace]
     for s in sets:
         argv += ["--set", s]
@@ -167,7 +178,11 @@ def local_process(
     args = list(container["args"])
     config_index = args.index("--config") + 1
     config = yaml.safe_load(Path(local_path(args[config_index])).read_text())
-    for section, port_key in (("scheduler", "port"), ("webhook_server", "port"), ("webhook_server", "ops_port")):
+    for section, port_key in (
+        ("scheduler", "port"),
+        ("webhook_server", "port"),
+        ("webhook_server", "ops_port"),
+    ):
         sec = config.get(section) or {}
         if sec.get("enabled") and port_key in sec:
             sec["host"] = "127.0.0.1"
@@ -201,5 +216,7 @@ def local_process(
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        out[k] = (
+            _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        )
     return out

@@ -49,7 +49,9 @@ def test_helm_lint_is_clean(helm: Path, sets: tuple[str, ...]) -> None:
 
 def test_default_values_render_the_kustomize_base(helm: Path, kubectl: Path) -> None:
     rendered = chart.by_key(chart.helm_template(helm))
-    base = _without(chart.by_key(chart.kustomize(kubectl, DEPLOY / "gpuplace")), ("Namespace", "gpuplace-system"))
+    base = _without(
+        chart.by_key(chart.kustomize(kubectl, DEPLOY / "gpuplace")), ("Namespace", "gpuplace-system")
+    )
     assert rendered == base, _diff(rendered, base)
 
 
@@ -66,12 +68,16 @@ def test_second_scheduler_mode_renders_the_overlay(helm: Path, kubectl: Path) ->
 
 def test_unknown_mode_is_refused_with_its_name(helm: Path) -> None:
     result = chart.run([helm, "template", "gpuplace", chart.CHART, "--set", "mode=sidecar"])
-    assert result.returncode != 0 and 'mode must be extender or second-scheduler, not "sidecar"' in result.stderr
+    assert (
+        result.returncode != 0 and 'mode must be extender or second-scheduler, not "sidecar"' in result.stderr
+    )
 
 
 def _catalog_resources() -> set[str]:
     s = SchedulerSettings()
-    return {s.gpu_resource} | {f"{s.mig_resource_prefix}{p.resource_suffix}" for m in MODELS.values() for p in m.mig_profiles}
+    return {s.gpu_resource} | {
+        f"{s.mig_resource_prefix}{p.resource_suffix}" for m in MODELS.values() for p in m.mig_profiles
+    }
 
 
 def _extender_entries(objs: list[dict]) -> list[dict]:
@@ -94,7 +100,9 @@ def test_managed_resources_are_the_catalog_in_one_place(helm: Path) -> None:
         assert all(r["ignoredByScheduler"] is False for r in entry["managedResources"])
     templates = "".join(p.read_text() for p in (chart.CHART / "templates").iterdir())
     assert "nvidia.com/mig-1g" not in templates  # no second copy of the list in a template
-    (entry,) = _extender_entries(chart.helm_template(helm, "scheduler.extraManagedResources={example.com/gpu}"))
+    (entry,) = _extender_entries(
+        chart.helm_template(helm, "scheduler.extraManagedResources={example.com/gpu}")
+    )
     assert [r["name"] for r in entry["managedResources"]] == [*listed, "example.com/gpu"]
 
 
@@ -105,18 +113,29 @@ def test_no_webhook_registration_is_rendered_as_an_object(helm: Path, mode: str,
     every GPU pod rejected meanwhile). The chart ships it for gpuplace to register (registration.py)."""
     objs = chart.helm_template(helm, f"mode={mode}", f"certificates.mode={certs}")
     assert not [o for o in objs if o["kind"].endswith("WebhookConfiguration")]
-    (cm,) = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "gpuplace-webhook-registration"]
+    (cm,) = [
+        o
+        for o in objs
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "gpuplace-webhook-registration"
+    ]
     mwc = yaml.safe_load(cm["data"]["mutatingwebhookconfiguration.yaml"])
     assert mwc["kind"] == "MutatingWebhookConfiguration"
     (hook,) = mwc["webhooks"]
     assert hook["failurePolicy"] == "Fail" and "caBundle" not in hook["clientConfig"]
-    assert hook["clientConfig"]["service"] == {"name": "gpuplace-webhook", "namespace": "gpuplace-system", "path": "/mutate", "port": 443}
+    assert hook["clientConfig"]["service"] == {
+        "name": "gpuplace-webhook",
+        "namespace": "gpuplace-system",
+        "path": "/mutate",
+        "port": 443,
+    }
 
 
 @pytest.mark.parametrize("certs", ["self-managed", "cert-manager"])
 def test_rendered_configs_are_valid_gpuplace_configs(helm: Path, certs: str) -> None:
     """Each Deployment's --config file, as rendered, passes gpuplace's own validation (extra keys forbidden)."""
-    objs = chart.helm_template(helm, f"certificates.mode={certs}", "extender.leaderElection.lease_duration_seconds=20")
+    objs = chart.helm_template(
+        helm, f"certificates.mode={certs}", "extender.leaderElection.lease_duration_seconds=20"
+    )
     (cm,) = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "gpuplace-config"]
     extender = GpuplaceConfig(**yaml.safe_load(cm["data"]["extender.yaml"]))
     assert extender.leader_election.enabled and extender.leader_election.lease_duration_seconds == 20

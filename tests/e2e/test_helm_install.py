@@ -55,16 +55,28 @@ async def _ensure_namespace(cp: ControlPlane, name: str) -> None:
 
 
 @pytest.mark.parametrize("mode", ["extender", "second-scheduler"])
-async def test_rendered_chart_passes_server_dry_run(control_plane: ControlPlane, helm: Path, mode: str) -> None:
+async def test_rendered_chart_passes_server_dry_run(
+    control_plane: ControlPlane, helm: Path, mode: str
+) -> None:
     objs = chart.helm_template(helm, f"mode={mode}")
     await _ensure_namespace(control_plane, NS)
     result = await asyncio.to_thread(
-        control_plane.kubectl, "apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(objs), check=False
+        control_plane.kubectl,
+        "apply",
+        "--dry-run=server",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump_all(objs),
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("(server dry run)") == len(objs), result.stdout
     # The registration gpuplace applies itself, with a caBundle as it will have one.
-    mwc = yaml.safe_load(chart.rendered(objs, "ConfigMap", "gpuplace-webhook-registration")["data"]["mutatingwebhookconfiguration.yaml"])
+    mwc = yaml.safe_load(
+        chart.rendered(objs, "ConfigMap", "gpuplace-webhook-registration")["data"][
+            "mutatingwebhookconfiguration.yaml"
+        ]
+    )
     for hook in mwc["webhooks"]:
         hook["clientConfig"]["caBundle"] = base64.b64encode(control_plane.ca_pem).decode()
     result = await asyncio.to_thread(

@@ -40,9 +40,7 @@ def test_defaults_are_the_documented_lease_timings() -> None:
     assert (LEASE_DURATION_SECONDS, RENEW_DEADLINE_SECONDS, RETRY_PERIOD_SECONDS) == (15, 10, 2)
 
 
-@pytest.mark.parametrize(
-    ("lease", "renew", "retry"), [(10, 10, 2), (15, 10, 9), (15, 2, 2), (0.5, 0.4, 0.1)]
-)
+@pytest.mark.parametrize(("lease", "renew", "retry"), [(10, 10, 2), (15, 10, 9), (15, 2, 2), (0.5, 0.4, 0.1)])
 def test_inconsistent_timings_are_refused(lease: float, renew: float, retry: float) -> None:
     with pytest.raises(ValidationError, match="lease_duration_seconds"):
         LeaderElectionSettings(
@@ -91,7 +89,9 @@ async def test_a_binder_refuses_to_write_once_leadership_ran_out() -> None:
     assert [c[0] for c in inner.calls] == ["bind"]
 
 
-async def test_a_follower_closes_verb_connections_and_is_not_ready(aiohttp_client: Any, cluster: ExtenderContext) -> None:
+async def test_a_follower_closes_verb_connections_and_is_not_ready(
+    aiohttp_client: Any, cluster: ExtenderContext
+) -> None:
     clock = Clock()
     role = LeaseRole(
         LeaderElectionSettings(enabled=True, identity="b"), registry=cluster.metrics.registry, clock=clock
