@@ -37,7 +37,7 @@ e2e-binaries:
 
 ## helm, prometheus and promtool for the deploy tests (deploy/local/build-tools.sh; stamped per tool).
 deploy-tools:
-	bash deploy/local/build-tools.sh helm
+	bash deploy/local/build-tools.sh helm promtool prometheus
 
 ## The test command (README and .ci/run call exactly this): lint, types, import contracts, unit + e2e tests.
 test: lint typecheck imports e2e-binaries deploy-tools
