@@ -37,7 +37,7 @@ from gpuplace.registration import Registrar
 from scheduler.context import ExtenderContext
 from scheduler.http import make_extender_app
 from scheduler.kubeapi import KubeBinder, KubeSource, make_api_client
-from scheduler.leader import LeaderBinder, LeaseRole, Role, campaign
+from scheduler.leader import LeaderBinder, LeaseRole, Role, Standalone, campaign
 from scheduler.metrics import Metrics
 from scheduler.service import attach_background
 
@@ -89,7 +89,7 @@ async def _webhook_runner(cfg: GpuplaceConfig, api: Any, metrics: Metrics) -> li
     if not ws.enabled:
         return None
     try:
-        from webhook.http import make_webhook_app
+        from webhook.http import METRICS_KEY, make_webhook_app
         from webhook.owners import KubeOwners
         from webhook.tls import ReloadingTLS, reload_ctx
     except ImportError as e:
@@ -111,6 +111,9 @@ async def _webhook_runner(cfg: GpuplaceConfig, api: Any, metrics: Metrics) -> li
     if certs is not None:
         certs.on_files_changed = tls.reload_if_changed
     app = make_webhook_app(settings=settings, owners=owners, registry=metrics.registry)
+    reviews = app[METRICS_KEY].reviews  # error series at 0 from the start (alerts: files/alerts.yaml)
+    for reason in ("malformed", "too_large", "internal"):
+        reviews.labels("error", reason)
     app.cleanup_ctx.append(reload_ctx(tls))
     registrar = Registrar(api, ws.registration) if ws.registration is not None else None
     if certs is not None or registrar is not None:
@@ -193,18 +196,20 @@ async def serve(cfg: GpuplaceConfig, stop: asyncio.Event | None = None) -> None:
         s = cfg.scheduler
         metrics = Metrics(s.metrics)
         if s.enabled:
-            role: Role | None = None
             binder: Any = KubeBinder(api, timeout=s.bind_timeout_seconds)
+            role: Role
             if cfg.leader_election.enabled:
                 lease_role = LeaseRole(cfg.leader_election, registry=metrics.registry)
                 role, binder = lease_role, LeaderBinder(binder, lease_role)
+            else:
+                role = Standalone(registry=metrics.registry)
             ctx = ExtenderContext.build(s, binder, metrics=metrics)
             app = make_extender_app(ctx, role)
             attach_background(app, KubeSource(api))
             tls = _ssl(s.tls.cert_file, s.tls.key_file) if s.tls else None
             extender = await _start(app, s.host, s.port, tls)
             runners.append(extender)
-            if role is not None:
+            if cfg.leader_election.enabled:
                 background.append(asyncio.create_task(campaign(api, lease_role), name="campaign"))
         webhook = await _webhook_runner(cfg, api, metrics)
         if webhook is not None:

@@ -103,7 +103,9 @@ def _refuse(request: web.Request, verb: str) -> web.Response:
     request.app[ROLE].refused(verb)
     if request.transport is not None:
         request.transport.close()
-    return web.Response(status=503, text=f"not the leader: {request.app[ROLE].describe()}", headers={"Connection": "close"})
+    return web.Response(
+        status=503, text=f"not the leader: {request.app[ROLE].describe()}", headers={"Connection": "close"}
+    )
 
 
 async def _filter(request: web.Request, ctx: ExtenderContext) -> web.Response:

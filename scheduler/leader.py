@@ -103,6 +103,12 @@ class Role(Protocol):
 class Standalone:
     """Leader election disabled: the only replica always leads (tests, single-replica installs)."""
 
+    def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
+        if registry is not None:  # the same gauge as LeaseRole's, always 1: alerts read one metric
+            Gauge(
+                "gpuplace_extender_leader", "1 while this replica holds the extender Lease", registry=registry
+            ).set(1)
+
     def is_leader(self) -> bool:
         return True
 
