@@ -25,6 +25,7 @@ venv: $(VENV)/.synced
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check placement_core
+	$(VENV)/bin/hadolint Dockerfile
 
 typecheck: venv
 	$(VENV)/bin/mypy

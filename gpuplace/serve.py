@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from gpuplace import numba_cache
 from gpuplace.certctl import CertController
 from gpuplace.config import ConfigError, GpuplaceConfig, LoggingSettings, load_config
 from gpuplace.registration import Registrar
@@ -262,6 +263,7 @@ def main(argv: list[str]) -> int:
         print(yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True), sort_keys=False), end="")
         return 0
     setup_logging(cfg.logging)
+    numba_cache.seed()  # before the first kernel runs (warm-up); see gpuplace/numba_cache.py
     try:
         asyncio.run(serve(cfg))
     except KeyboardInterrupt:
