@@ -25,8 +25,8 @@ import aiohttp
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.scheduler import objects as o  # noqa: E402
-from tests.scheduler.fake_apiserver import FakeApiServer, write_kubeconfig  # noqa: E402
+from tests.scheduler import objects as o
+from tests.scheduler.fake_apiserver import FakeApiServer, write_kubeconfig
 
 
 def _port() -> int:
