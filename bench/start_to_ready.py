@@ -77,9 +77,8 @@ async def main(runs: int) -> None:
         kubeconfig = write_kubeconfig(tmp / "kc", f"http://127.0.0.1:{port}")
         baked = tmp / "baked"
         env = {**os.environ, "NUMBA_CACHE_DIR": str(baked), "NUMBA_CPU_NAME": "generic"}
-        subprocess.run(
-            [sys.executable, "-c", "from placement_core import placer; placer.warmup()"], env=env, check=True
-        )
+        warmup = [sys.executable, "-c", "from placement_core import placer; placer.warmup()"]
+        await asyncio.to_thread(subprocess.run, warmup, env=env, check=True)
         rows = []
         for label, cache in (("baked cache (image)", baked), ("cold (no cache)", None)):
             times = [await once(tmp, cache, kubeconfig) for _ in range(runs)]
