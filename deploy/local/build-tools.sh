@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build the tools the deploy tests use — helm, prometheus, promtool — from the Go module proxy into
-# deploy/local/bin/, each from its own wrapper module (helm/, prometheus/). See README.md here.
+# Build the tools the deploy tests use — helm, prometheus, promtool, kindconfig — from the Go module
+# proxy into deploy/local/bin/, each from its own wrapper module (helm/, prometheus/, kindconfig/).
 #
 #   bash deploy/local/build-tools.sh [TOOL...]    # default: all of them
 #
@@ -45,7 +45,9 @@ spec() {  # spec TOOL -> "module_dir package tags ldflags"
       minor="${v#v0.}"; minor="${minor%%.*}"  # module v0.316.0 is Prometheus 3.16.0
       # github.com/prometheus/common/version: what `prometheus --version` prints.
       echo "prometheus github.com/prometheus/prometheus/cmd/$1 $prom_tags -s -w -X=github.com/prometheus/common/version.Version=3.$((minor - 300)).${v##*.} -X=github.com/prometheus/common/version.Branch=HEAD" ;;
-    *) echo "build-tools.sh: unknown tool $1 (helm, prometheus, promtool)" >&2; return 2 ;;
+    kindconfig)  # main.go in kindconfig/: loads kind configs with kind's v1alpha4 API
+      echo "kindconfig . - -s -w" ;;
+    *) echo "build-tools.sh: unknown tool $1 (helm, prometheus, promtool, kindconfig)" >&2; return 2 ;;
   esac
 }
 
@@ -59,7 +61,7 @@ up_to_date() {  # up_to_date TOOL
 }
 
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(helm promtool prometheus)
+[ ${#tools[@]} -gt 0 ] || tools=(helm promtool prometheus kindconfig)
 for tool in "${tools[@]}"; do
   spec "$tool" >/dev/null
   if up_to_date "$tool"; then

@@ -15,7 +15,7 @@ from pathlib import Path
 from gpuplace.localcluster.binaries import repo_root
 
 ENV_TOOLS_DIR = "GPUPLACE_TOOLS_BIN"
-TOOLS = ("helm", "promtool", "prometheus")
+TOOLS = ("helm", "promtool", "prometheus", "kindconfig")
 
 
 def tools_dir() -> Path:
