@@ -10,7 +10,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # the kernel sources makes a stale compiled kernel impossible.
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache/$(shell cat placement_core/*.py gpuplace/simulate/*.py 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: venv lint typecheck imports unit test e2e e2e-binaries localcluster demo bench clean
+.PHONY: venv lint typecheck imports unit test e2e e2e-binaries deploy-tools kind-up localcluster demo bench clean
 
 $(UV):
 	$(PY) -m venv .tools
@@ -25,6 +25,7 @@ venv: $(VENV)/.synced
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check placement_core
+	$(VENV)/bin/hadolint Dockerfile
 
 typecheck: venv
 	$(VENV)/bin/mypy
@@ -35,15 +36,23 @@ imports: venv
 e2e-binaries:
 	bash deploy/local/build.sh
 
+## helm, prometheus and promtool for the deploy tests (deploy/local/build-tools.sh; stamped per tool).
+deploy-tools:
+	bash deploy/local/build-tools.sh helm promtool prometheus kindconfig
+
 ## The test command (README and .ci/run call exactly this): lint, types, import contracts, unit + e2e tests.
-test: lint typecheck imports e2e-binaries
+test: lint typecheck imports e2e-binaries deploy-tools
 	$(VENV)/bin/pytest
 
 unit: venv
 	$(VENV)/bin/pytest -m "not e2e"
 
-e2e: venv e2e-binaries
+e2e: venv e2e-binaries deploy-tools
 	$(VENV)/bin/pytest -m e2e
+
+## A kind cluster with fake GPUs and gpuplace installed by the chart (UNTESTED here: no Docker engine).
+kind-up:
+	bash deploy/kind/kind-up.sh
 
 localcluster: venv e2e-binaries
 	$(VENV)/bin/python -m gpuplace.localcluster

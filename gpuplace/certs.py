@@ -2,7 +2,8 @@
 
 For production use cert-manager or your own PKI; this is for kind clusters and local runs. It prints the
 caBundle for the MutatingWebhookConfiguration and the command that stores the pair as the Secret the
-Deployment mounts (deploy/gpuplace/deployment.yaml).
+Deployment mounts in cert-manager mode (the chart and deploy/gpuplace default to self-managed
+certificates: gpuplace/certctl.py).
 """
 
 from __future__ import annotations

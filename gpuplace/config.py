@@ -5,7 +5,8 @@ cluster and patches single values per environment (`GPUPLACE_SCHEDULER__PORT=900
 `GPUPLACE_KUBERNETES__KUBECONFIG=/path`; prefix `GPUPLACE_`, `__` between nesting levels). An invalid
 value fails the start with the offending field named (`scheduler.port: …`), never at the first request.
 
-Sections: `kubernetes` (how to reach the API server), `logging`, `scheduler`
+Sections: `kubernetes` (how to reach the API server), `logging`, `leader_election`
+(scheduler.leader.LeaderElectionSettings), `scheduler`
 (scheduler.settings.SchedulerSettings), `webhook` (webhook.settings.WebhookSettings, when that package
 is installed) and `webhook_server` (where the webhook listens: its own HTTPS port).
 """
@@ -19,6 +20,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gpuplace.certctl import CertificateSettings
+from gpuplace.registration import RegistrationSettings
+from scheduler.leader import LeaderElectionSettings
 from scheduler.settings import SchedulerSettings
 
 try:  # the webhook package is optional for the extender; its settings section appears when it exists
@@ -62,8 +66,18 @@ class WebhookServer(_Section):
     enabled: bool = Field(default=False, description="Serve the webhook. Default false.")
     host: str = "0.0.0.0"
     port: int = Field(default=8443, ge=1, le=65535)
+    ops_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Plain HTTP /healthz /readyz /metrics (webhook-only processes).",
+    )
     cert_file: Path | None = None
     key_file: Path | None = None
+    certificates: CertificateSettings = Field(default_factory=CertificateSettings)
+    registration: RegistrationSettings | None = Field(
+        default=None, description="Register the MutatingWebhookConfiguration (gpuplace/registration.py)."
+    )
 
     @model_validator(mode="after")
     def _tls(self) -> WebhookServer:
@@ -79,6 +93,7 @@ class GpuplaceConfig(BaseSettings):
 
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     webhook: _WebhookSettings = Field(default_factory=_WebhookSettings)
     webhook_server: WebhookServer = Field(default_factory=WebhookServer)

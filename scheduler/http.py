@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
 from scheduler.context import ExtenderContext
+from scheduler.leader import Role, Standalone
 from scheduler.namelists import NameList
 from scheduler.verbs.bind import bind
 from scheduler.verbs.filter import FilterOutcome, filter_nodes
@@ -33,6 +34,7 @@ from scheduler.wire import ExtenderArgs, ExtenderBindingArgs, ExtenderPreemption
 
 log = logging.getLogger("gpuplace.scheduler.http")
 CTX: web.AppKey[ExtenderContext] = web.AppKey("extender", ExtenderContext)
+ROLE: web.AppKey[Role] = web.AppKey("extender_role")
 JSON = "application/json"
 
 
@@ -79,6 +81,8 @@ def _timed(
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         ctx = request.app[CTX]
+        if not request.app[ROLE].is_leader():
+            return _refuse(request, verb)
         t0 = time.perf_counter()
         try:
             return await fn(request, ctx)
@@ -89,6 +93,19 @@ def _timed(
             ctx.metrics.latency.labels(verb).observe(time.perf_counter() - t0)
 
     return handler
+
+
+def _refuse(request: web.Request, verb: str) -> web.Response:
+    """A follower (or a leader whose lease ran out) never answers a verb: it closes the connection with no
+    response, so kube-scheduler's HTTP client gets an error for this call and reconnects, through the
+    Service, to the leader; it never acts on an answer from a replica that may no longer hold the GPUs'
+    bookkeeping (scheduler/leader.py). The 503 below is never delivered (the transport is closed)."""
+    request.app[ROLE].refused(verb)
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(
+        status=503, text=f"not the leader: {request.app[ROLE].describe()}", headers={"Connection": "close"}
+    )
 
 
 async def _filter(request: web.Request, ctx: ExtenderContext) -> web.Response:
@@ -136,6 +153,9 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _readyz(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
+    role = request.app[ROLE]
+    if not role.is_leader():
+        return web.Response(status=503, text=f"not ready: {role.describe()}")
     if ctx.ready:
         return web.Response(text="ready")
     what = [k for k, v in ctx.cache.synced.items() if not v] + ([] if ctx.warm else ["kernels"])
@@ -160,10 +180,13 @@ async def _debug_gangs(request: web.Request) -> web.Response:
     return _json(orjson.dumps(ctx.gangs.snapshot()))
 
 
-def make_extender_app(ctx: ExtenderContext) -> web.Application:
-    """The extender's aiohttp application (verbs under the url prefix, ops endpoints at the root)."""
+def make_extender_app(ctx: ExtenderContext, role: Role | None = None) -> web.Application:
+    """The extender's aiohttp application (verbs under the url prefix, ops endpoints at the root).
+
+    `role` says whether this replica may answer the verbs (scheduler/leader.py); default: always."""
     app = web.Application(client_max_size=ctx.settings.max_body_bytes)
     app[CTX] = ctx
+    app[ROLE] = role or Standalone()
     p = ctx.settings.url_prefix
     app.router.add_post(f"{p}/filter", _timed("filter", _filter))
     app.router.add_post(f"{p}/prioritize", _timed("prioritize", _prioritize))

@@ -125,6 +125,17 @@ class Metrics(CacheHooks):
             "gpuplace_gang_plans_released_total", "Gang plans released before completing", ["why"], registry=r
         )
         self._refreshed = -1e18
+        # Series that exist at 0 from the start, so rates and the chart's alerts (deploy/helm/gpuplace/
+        # files/alerts.yaml) see them before the first error instead of "no data" (Prometheus'
+        # instrumentation practice: initialise the label values you know).
+        for verb in ("filter", "prioritize", "bind", "preempt"):
+            self.latency.labels(verb)
+            self.errors.labels(verb)
+        for result in ("ok", "failed"):
+            self.binds.labels(result)
+        for kind in ("nodes", "pods"):
+            for why in ("gone", "error"):
+                self.watch_restarts.labels(kind, why)
 
     # ---- CacheHooks ---------------------------------------------------------------------------------
     def topology_invalid(self, node: str, message: str) -> None:

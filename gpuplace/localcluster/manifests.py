@@ -24,8 +24,8 @@ import yaml
 from gpuplace.localcluster.binaries import repo_root
 
 YAML_SUFFIXES = (".yaml", ".yml")
-# Folders under deploy/ that hold no manifests (the Go wrapper modules and their build output).
-SKIP_DIRS = ("local",)
+# Folders under deploy/ that hold no plain manifests (the Go wrapper modules and their build output; the Helm chart).
+SKIP_DIRS = ("local", "helm")  # helm: chart templates are not YAML until rendered (tests/deploy)
 _CONFIG_KINDS = {
     ("v1", "Config"),  # kubeconfig
 }

@@ -45,9 +45,11 @@ def test_every_managed_resource_list_in_deploy_is_the_catalog() -> None:
     """Issue 9 item 8: every kube-scheduler extender entry shipped under deploy/ (the merge snippet, the
     second scheduler's ConfigMap, anything added later) manages exactly the catalog's resources."""
     wanted = catalog_managed_resources()
+    chart_list = ROOT / "helm" / "gpuplace" / "files" / "managed-resources.yaml"
     found = [
         (where, entry)
         for path in sorted(ROOT.rglob("*.y*ml"))
+        if "templates" not in path.relative_to(ROOT).parts  # Helm templates: YAML only once rendered
         for doc in yaml.safe_load_all(path.read_text())
         for where, entry in _extender_entries(doc, str(path.relative_to(ROOT.parent)))
     ]
@@ -55,6 +57,9 @@ def test_every_managed_resource_list_in_deploy_is_the_catalog() -> None:
         "deploy/scheduler/kube-scheduler-config.yaml",
         "deploy/second-scheduler/scheduler.yaml",
     }
+    # The chart's one list (both of its modes render it; tests/deploy/test_helm_chart.py checks that).
+    found.append((str(chart_list.relative_to(ROOT.parent)), {"managedResources": [
+        {"name": n, "ignoredByScheduler": False} for n in yaml.safe_load(chart_list.read_text())]}))  # fmt: skip
     for where, entry in found:
         listed = [r["name"] for r in entry["managedResources"]]
         missing = sorted(wanted - set(listed))

@@ -64,7 +64,7 @@ def test_only_pod_creation_in_user_namespaces(hook: dict[str, Any]) -> None:
 
 def test_service_reference(hook: dict[str, Any]) -> None:
     assert hook["clientConfig"]["service"] == {
-        "name": "gpuplace",
+        "name": "gpuplace-webhook",  # its own Service: the webhook is its own Deployment
         "namespace": "gpuplace-system",
         "path": MUTATE_PATH,
         "port": 443,
@@ -104,6 +104,10 @@ def test_rbac_grants_get_on_every_kind_the_webhook_reads() -> None:
     ]
 
 
-def test_kustomization_lists_both() -> None:
+def test_kustomization_ships_the_registration_for_gpuplace_to_apply() -> None:
+    """The registration is not applied as a resource (a Fail webhook before anything serves it): it is
+    a ConfigMap file gpuplace registers itself once it serves (gpuplace/registration.py)."""
     kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
-    assert kustomization["resources"] == ["mutatingwebhookconfiguration.yaml", "rbac.yaml"]
+    assert kustomization["resources"] == ["rbac.yaml"]
+    [generator] = kustomization["configMapGenerator"]
+    assert generator["files"] == ["mutatingwebhookconfiguration.yaml"]
