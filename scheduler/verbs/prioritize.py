@@ -72,8 +72,7 @@ def prioritize(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | No
         return PriorityOutcome(names, np.zeros(len(names), np.int64))
     if not wants_gpus(req):  # no GPU asked: no preference; the in-tree plugins rank the nodes
         return PriorityOutcome(names, np.zeros(len(names), np.int64))
-    reason, _ = ctx.evaluate(req)
-    raw_all = ctx.score(cache.state, req, reason)
+    raw_all = ctx.scores(req)
     known = rows >= 0
     raw = np.where(known, raw_all[np.where(known, rows, 0)], -np.inf)
     return PriorityOutcome(names, normalise(raw))
