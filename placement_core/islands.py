@@ -71,45 +71,8 @@ def _component_sizes(links, members, sizes_out):
     return c
 
 
-_MASK_BITS = 62  # nodes with more GPUs than this take the array path
-
-
-@njit(cache=True, nogil=True)
-def _fold_components(links, members, k, smallest):
-    """Largest component size (`smallest` False), or the smallest of size ≥ k (0 if none), with no
-    allocation: `seen` and the DFS frontier are bitmasks. Why: the feasibility and scoring kernels call
-    this for every node, and three small arrays per call cost more than the search (≈ 3 µs per node)."""
-    n = members.shape[0]
-    seen = 0
-    best = 0
-    for s in range(n):
-        if not members[s] or (seen >> s) & 1:
-            continue
-        seen |= 1 << s
-        frontier = 1 << s
-        size = 0
-        while frontier != 0:
-            u = 0
-            while not (frontier >> u) & 1:
-                u += 1
-            frontier &= ~(1 << u)
-            size += 1
-            for v in range(n):
-                if members[v] and not (seen >> v) & 1 and links[u, v] > 0:
-                    seen |= 1 << v
-                    frontier |= 1 << v
-        if smallest:
-            if size >= k and (best == 0 or size < best):
-                best = size
-        elif size > best:
-            best = size
-    return best
-
-
 @njit(cache=True, nogil=True)
 def largest_island(links, members):
-    if members.shape[0] <= _MASK_BITS:
-        return _fold_components(links, members, 0, False)
     sizes = np.empty(members.shape[0], np.int64)
     c = _component_sizes(links, members, sizes)
     best = 0
@@ -120,8 +83,6 @@ def largest_island(links, members):
 
 @njit(cache=True, nogil=True)
 def smallest_island_at_least(links, members, k):
-    if members.shape[0] <= _MASK_BITS:
-        return _fold_components(links, members, k, True)
     sizes = np.empty(members.shape[0], np.int64)
     c = _component_sizes(links, members, sizes)
     best = 0
