@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from placement_core.catalog import GpuModel
 from placement_core.inventory import NodeSpec
+from placement_core.islands import TABLE_MAX_GPUS, island_size_table
 from placement_core.request import WHOLE
 
 MAX_MIG_SLOTS = 8  # MIG instances per GPU (7 is the geometric maximum)
@@ -57,6 +58,9 @@ class _Interner:
         return i
 
 
+MAX_LINK_CLASSES = 256  # distinct NVLink matrices with an island table (≤ 16 KiB each)
+
+
 class ClusterState:
     """Nodes × GPUs as arrays. `max_gpus` bounds GPUs per node (16 covers DGX-2 and HGX boards)."""
 
@@ -73,6 +77,9 @@ class ClusterState:
         self._free_rows: list[int] = []
         self.allocations: dict[str, Placement] = {}
         self._node_pods: dict[int, set[str]] = {}
+        # NVLink island sizes by member mask, one table row per distinct link matrix (islands.py)
+        self.island_tables = np.zeros((0, 1 << min(max_gpus, TABLE_MAX_GPUS)), np.uint32)
+        self._link_classes: dict[bytes, int] = {}
         self.version = 0  # bumped on every change; lets callers cache derived data
         self.hw_version = 0  # bumped only when node hardware changes (add, update, remove)
         self._alloc_arrays(capacity)
@@ -97,6 +104,7 @@ class ClusterState:
         self.gpu_free_milli = np.zeros((n, G), np.int32)
         self.gpu_mig = np.zeros((n, G), np.bool_)
         self.links = np.zeros((n, G, G), np.uint8)
+        self.link_class = np.full(n, -1, np.int32)  # row of island_tables; −1 = search each time
         self.mig_profile = np.full((n, G, S), -1, np.int16)
         self.mig_start = np.zeros((n, G, S), np.int8)
         self.mig_size = np.zeros((n, G, S), np.int8)
@@ -120,6 +128,7 @@ class ClusterState:
         "gpu_free_milli",
         "gpu_mig",
         "links",
+        "link_class",
         "mig_profile",
         "mig_start",
         "mig_size",
@@ -177,6 +186,7 @@ class ClusterState:
         self.gpu_mig[row] = False
         self.links[row] = 0
         self.links[row, :n, :n] = links
+        self.link_class[row] = self._link_class(links)
         self.mig_profile[row] = -1
         self.mig_size[row] = 0
         self.mig_start[row] = 0
@@ -195,6 +205,21 @@ class ClusterState:
         self.version += 1
         self.hw_version += 1
         return row
+
+    def _link_class(self, links: npt.NDArray[np.uint8]) -> int:
+        """The island table row for a node's n×n link matrix: shared by every node with the same matrix;
+        −1 (search each time) past TABLE_MAX_GPUS GPUs or MAX_LINK_CLASSES distinct matrices."""
+        n = len(links)
+        key = bytes([n]) + np.ascontiguousarray(links, np.uint8).tobytes()
+        cls = self._link_classes.get(key)
+        if cls is None:
+            if n > TABLE_MAX_GPUS or len(self._link_classes) >= MAX_LINK_CLASSES:
+                return -1
+            row = np.zeros((1, self.island_tables.shape[1]), np.uint32)
+            row[0, : 1 << n] = island_size_table(np.ascontiguousarray(links, np.uint8))
+            self.island_tables = np.vstack([self.island_tables, row])
+            cls = self._link_classes[key] = len(self._link_classes)
+        return cls
 
     def remove_node(self, name: str) -> None:
         """Forget a node. Its allocations are dropped (the pods are gone with it)."""

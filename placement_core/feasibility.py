@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from placement_core.islands import largest_island, largest_island_py
+from placement_core.islands import largest_island_at, largest_island_py
 from placement_core.reasons import Reason
 
 if TYPE_CHECKING:
@@ -126,6 +126,8 @@ def feasibility_kernel(
     gpu_free_milli,
     gpu_mig,
     links,
+    link_class,
+    island_tables,
     mig_profile,
     mig_used,
     n,
@@ -216,7 +218,7 @@ def feasibility_kernel(
             reason[i] = 14
             continue
         if need_island:
-            isl = largest_island(links[i], eligible)
+            isl = largest_island_at(island_tables, link_class[i], links[i], eligible)
             if isl < count:
                 reason[i] = 7
                 detail[i] = isl
@@ -248,7 +250,7 @@ def feasibility_kernel(
             continue
         detail[i] = nfree
         if need_island:
-            isl = largest_island(links[i], free)
+            isl = largest_island_at(island_tables, link_class[i], links[i], free)
             if isl < count:
                 reason[i] = 11
                 detail[i] = isl

@@ -95,10 +95,12 @@ def evaluate(
             "gpu_free_milli",
             "gpu_mig",
             "links",
+            "link_class",
             "mig_profile",
             "mig_used",
         )
     ]
+    cols.insert(13, s.island_tables)  # after link_class: the tables are per link matrix, not per row
     n = len(cols[0])
     reason = np.zeros(n, np.int8)
     detail = np.zeros(n, np.int32)
@@ -145,6 +147,8 @@ def score(
         s.gpu_free_milli,
         s.gpu_mig,
         s.links,
+        s.link_class[:n],
+        s.island_tables,
         s.mig_profile,
         s.mig_used,
         n,

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from placement_core.islands import smallest_island_at_least, smallest_island_at_least_py
+from placement_core.islands import smallest_island_at_least_at, smallest_island_at_least_py
 
 if TYPE_CHECKING:
     from placement_core.cluster import ClusterState
@@ -85,6 +85,8 @@ def score_kernel(
     gpu_free_milli,
     gpu_mig,
     links,
+    link_class,
+    island_tables,
     mig_profile,
     mig_used,
     n,
@@ -136,7 +138,7 @@ def score_kernel(
         else:
             base = -(total - used_after) / WHOLE
         if mig_id < 0 and count > 1 and milli >= WHOLE and topo_weight > 0:
-            size = smallest_island_at_least(links[i], free, count)
+            size = smallest_island_at_least_at(island_tables, link_class[i], links[i], free, count)
             if size > 0:
                 base += topo_weight * (count / size)
         out[i] = base

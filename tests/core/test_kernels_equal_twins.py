@@ -8,9 +8,12 @@ from hypothesis import strategies as st
 
 from placement_core import Policy, placer
 from placement_core.islands import (
+    island_size_table,
     largest_island,
+    largest_island_at,
     largest_island_py,
     smallest_island_at_least,
+    smallest_island_at_least_at,
     smallest_island_at_least_py,
 )
 from placement_core.mig import creatable_kernel, creatable_twin, hostable_starts_kernel, hostable_starts_twin
@@ -73,6 +76,11 @@ def test_island_kernels_equal_twins(n, data) -> None:
     k = data.draw(st.integers(0, n + 1))
     assert largest_island(links, members) == largest_island_py(links, members)
     assert smallest_island_at_least(links, members, k) == smallest_island_at_least_py(links, members, k)
+    tables = island_size_table(links)[None, :]  # the per-link-matrix table the kernels read
+    assert largest_island_at(tables, 0, links, members) == largest_island_py(links, members)
+    assert smallest_island_at_least_at(tables, 0, links, members, k) == smallest_island_at_least_py(
+        links, members, k
+    )
 
 
 @PROFILE
