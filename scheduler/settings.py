@@ -135,6 +135,11 @@ class SchedulerSettings(_Section):
     topology_weight: float = Field(
         default=0.5, ge=0, le=10, description="Weight of the NVLink-island term in scores. Default 0.5."
     )
+    decisive: bool = Field(
+        default=False,
+        description="Filter passes only the offered node the policy scores best, so kube-scheduler skips "
+        "prioritize and every in-tree score for GPU pods (scheduler/README.md, Modes). Default false.",
+    )
     default_nvlink: Literal["required", "preferred", "none"] = Field(
         default="preferred",
         description="NVLink need of multi-GPU pods without a gpuplace.io/nvlink annotation. "

@@ -178,10 +178,39 @@ def filter_nodes(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | 
     failed, unresolvable = _failed_maps(req, names, reason, detail)
     if blocked:  # GPUs freed for a nominated pod are not given away (scheduler.nominated)
         failed = explain_blocked(failed, blocked)
+    if ctx.settings.decisive and wants_gpus(req) and int(ok.sum()) > 1:
+        ok, failed = _decide(ctx, req, names, rows, ok, failed)
     array_json = names.json_array(ok)
     if node_items is None:
         ctx.names.register_output(names, ok, array_json)
     return FilterOutcome(names, ok, array_json, failed, unresolvable, node_items)
+
+
+def _decide(
+    ctx: ExtenderContext,
+    req: GpuRequest,
+    names: NameList,
+    rows: npt.NDArray[np.int64],
+    ok: npt.NDArray[np.bool_],
+    failed: bytes,
+) -> tuple[npt.NDArray[np.bool_], bytes]:
+    """Decisive mode: keep only the feasible node with the best raw score (the first offered one on a
+    tie). kube-scheduler, left with one feasible node, takes it without scoring at all
+    (pkg/scheduler/schedule_one.go, `schedulePod`: "When only one node after predicate, just use it"),
+    so neither prioritize nor any in-tree Score plugin runs for the pod. The others go to FailedNodes
+    with a sentence naming the winner."""
+    feasible = np.nonzero(ok)[0]
+    raw = ctx.scores(req)[rows[feasible]]
+    best = int(feasible[int(np.argmax(raw))])
+    keep = np.zeros(len(ok), np.bool_)
+    keep[best] = True
+    others = feasible[feasible != best]
+    text = f"gpuplace (decisive mode): node {names.names[best]} fits this pod better"
+    values = np.empty(len(others), object)
+    values[:] = [b'":' + orjson.dumps(text) + b',"'] * len(others)
+    extra = names.json_map(others, values)
+    merged = extra if failed == b"{}" else failed[:-1] + b"," + extra[1:]
+    return keep, merged
 
 
 def _unknown_outcome(
