@@ -14,9 +14,15 @@ restrictions) with a fresh UID each. Modes:
 - names-new: nodeCacheCapable, a different list every call (the byte cache misses every time);
 - full-nodes: nodeCacheCapable=false, 5,000 Node objects (~7 KB each, like real GFD nodes) per call.
 Latency: sequential pairs (p50/p99 per pair, client-measured); throughput: `--concurrency` pairs in
-flight. Targets (issue 4): p99 ≤ 5 ms per pair, ≥ 1,000 pairs/s, server RSS ≤ 400 MB.
+flight. Before each filter the server marks its cluster changed (as a bind does between two pods in
+real scheduling), so memos help only within one pod's filter → prioritize; `--no-churn` turns that off.
+`--baseline CHECKOUT` serves the same cluster from another checkout too (the child process imports
+gpuplace from there) and prints this/baseline ratios from the one run — the machine is shared and noisy,
+so compare side by side, not across runs. Targets (issue 14): ≥ 1,000 pairs/s at 4 in flight, p99 ≤ 2 ms
+per pair one at a time, server RSS ≤ 400 MB.
 
     .venv/bin/python bench/extender_load.py [--pairs 2000] [--full-nodes-pairs 5] [--concurrency 4]
+        [--baseline /tmp/old] [--modes names-all,names-intree]
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import os
 import random
 import socket
 import statistics
+import sys
 import time
 import uuid
 from multiprocessing.connection import Connection
@@ -156,7 +163,11 @@ def build_nodes(n: int, seed: int) -> list[dict[str, Any]]:
     return [node(f"gpu-{i:05d}", *products[i % len(products)], rng) for i in range(n)]
 
 
-def serve(port: int, n_nodes: int, n_pods: int, seed: int, conn: Connection) -> None:
+def serve(
+    port: int, n_nodes: int, n_pods: int, seed: int, conn: Connection, code: str | None, churn: bool
+) -> None:
+    if code:  # a baseline: this child imports gpuplace from another checkout (the parent never did)
+        sys.path.insert(0, code)
     from aiohttp import web
 
     from placement_core import GpuRequest, placer
@@ -195,8 +206,19 @@ def serve(port: int, n_nodes: int, n_pods: int, seed: int, conn: Connection) -> 
     free = {name: int((state.gpu_free_milli[row] >= 1000).sum()) for name, row in state.index.items()}
     del scratch, nodes, pods
 
+    @web.middleware
+    async def changed(request: web.Request, handler: Any) -> web.StreamResponse:
+        """Each new pod sees a cluster changed since the previous one, as after a bind in real scheduling:
+        without it every pod of one shape would share one evaluation and flatter any memo."""
+        if request.path.endswith("/filter"):
+            ctx.cache.state.version += 1
+        return await handler(request)
+
     async def main() -> None:
-        runner = web.AppRunner(make_extender_app(ctx), access_log=None)
+        app = make_extender_app(ctx)
+        if churn:
+            app.middlewares.append(changed)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         conn.send(
@@ -213,11 +235,12 @@ def serve(port: int, n_nodes: int, n_pods: int, seed: int, conn: Connection) -> 
     asyncio.run(main())
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (/proc/<pid>/stat fields 14 and 15)."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user + system, system) CPU time of a process (/proc/<pid>/stat fields 14 and 15)."""
     with Path(f"/proc/{pid}/stat").open() as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tck = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tck, int(fields[12]) / tck
 
 
 def rss_mib(pid: int) -> float:
@@ -294,7 +317,8 @@ async def run_mode(
             await client.pair(*args())  # warm: kernels, name cache, connections
         cpu0 = cpu_seconds(server_pid)
         lat = [await client.pair(*args()) for _ in range(pairs)]
-        server_cpu = (cpu_seconds(server_pid) - cpu0) / pairs
+        cpu1 = cpu_seconds(server_pid)
+        server_cpu, server_sys = ((b - a) / pairs for a, b in zip(cpu0, cpu1, strict=True))
         done = 0
         t0 = time.perf_counter()
 
@@ -312,7 +336,22 @@ async def run_mode(
         "p99": q[98] * 1e3,
         "pps": pairs / wall,
         "cpu": server_cpu * 1e3,
+        "sys": server_sys * 1e3,
     }
+
+
+def start_server(a: argparse.Namespace, code: str | None) -> tuple[mp.process.BaseProcess, str, dict[str, Any]]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    parent, child = mp.Pipe()
+    server = mp.get_context("fork").Process(
+        target=serve, args=(port, a.nodes, a.pods, a.seed, child, code, not a.no_churn), daemon=True
+    )
+    server.start()
+    info = parent.recv()
+    info["rss_built"] = rss_mib(info["pid"])
+    return server, f"http://127.0.0.1:{port}", info
 
 
 def main() -> int:
@@ -323,74 +362,98 @@ def main() -> int:
     ap.add_argument("--full-nodes-pairs", type=int, default=5)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
-    a = ap.parse_args()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    parent, child = mp.Pipe()
-    server = mp.get_context("fork").Process(
-        target=serve, args=(port, a.nodes, a.pods, a.seed, child), daemon=True
+    ap.add_argument("--modes", default="names-all,names-intree,names-new,full-nodes")
+    ap.add_argument(
+        "--baseline",
+        metavar="CHECKOUT",
+        help="also serve from this checkout (e.g. a `git worktree add` of an older commit); each mode runs "
+        "on both servers in turn and the table gets a new/baseline row",
     )
-    server.start()
-    info = parent.recv()
-    rss_built = rss_mib(info["pid"])
+    ap.add_argument(
+        "--no-churn",
+        action="store_true",
+        help="do not mark the cluster changed before each filter (memos then hit across pods)",
+    )
+    a = ap.parse_args()
+    servers = {"this": start_server(a, None)}
+    if a.baseline:
+        servers = {"baseline": start_server(a, a.baseline), **servers}
     nodes = build_nodes(a.nodes, a.seed)
     names = [n["metadata"]["name"] for n in nodes]
-    base = f"http://127.0.0.1:{port}"
-    console = Console(width=130)
-    console.print(
-        f"cluster: {a.nodes} nodes × 8 GPUs, {info['pods']} running pods, {info['busy_gpus']} GPUs busy; "
-        f"cache rebuilt from lists in {info['build_s']:.2f} s; server RSS {rss_built:.0f} MiB"
-    )
+    console = Console(width=140)
+    for label, (_, _, info) in servers.items():
+        console.print(
+            f"{label}: {a.nodes} nodes × 8 GPUs, {info['pods']} running pods, {info['busy_gpus']} GPUs busy; "
+            f"cache rebuilt from lists in {info['build_s']:.2f} s; server RSS {info['rss_built']:.0f} MiB"
+        )
     console.print(
         f"full-nodes request size ≈ {len(orjson.dumps({'items': nodes})) / 1e6:.1f} MB, "
-        f"names ≈ {len(orjson.dumps(names)) / 1e3:.0f} KB"
+        f"names ≈ {len(orjson.dumps(names)) / 1e3:.0f} KB; churn {'off' if a.no_churn else 'on'}"
     )
     table = Table(
         title=f"filter+prioritize pairs over loopback HTTP (concurrency {a.concurrency} for pairs/s)"
     )
     for col in (
         "mode",
+        "server",
         "pairs",
         "p50 ms/pair",
         "p99 ms/pair",
         "pairs/s",
         "server CPU ms/pair",
+        "of which system",
         "server RSS MiB",
     ):
         table.add_column(col, justify="right")
+    wanted = a.modes.split(",")
     for mode, pairs in (
         ("names-all", a.pairs),
         ("names-intree", a.pairs),
         ("names-new", max(1, a.pairs // 4)),
         ("full-nodes", a.full_nodes_pairs),
     ):
-        if pairs <= 0:
+        if pairs <= 0 or mode not in wanted:
             continue
-        r = asyncio.run(
-            run_mode(
-                base,
-                mode,
-                pairs,
-                a.concurrency if mode != "full-nodes" else 1,
-                names,
-                nodes,
-                info["pid"],
-                info["free"],
+        results = {}
+        for label, (_, base, info) in servers.items():
+            r = asyncio.run(
+                run_mode(
+                    base,
+                    mode,
+                    pairs,
+                    a.concurrency if mode != "full-nodes" else 1,
+                    names,
+                    nodes,
+                    info["pid"],
+                    info["free"],
+                )
             )
-        )
-        table.add_row(
-            mode,
-            str(pairs),
-            f"{r['p50']:.2f}",
-            f"{r['p99']:.2f}",
-            f"{r['pps']:.0f}",
-            f"{r['cpu']:.2f}",
-            f"{rss_mib(info['pid']):.0f}",
-        )
+            r["rss"] = rss_mib(info["pid"])
+            results[label] = r
+            table.add_row(
+                mode,
+                label,
+                str(pairs),
+                f"{r['p50']:.2f}",
+                f"{r['p99']:.2f}",
+                f"{r['pps']:.0f}",
+                f"{r['cpu']:.2f}",
+                f"{r['sys']:.2f}",
+                f"{r['rss']:.0f}",
+            )
+        if len(results) == 2:
+            new, old = results["this"], results["baseline"]
+            table.add_row(
+                mode,
+                "this/baseline",
+                "",
+                *(f"{new[k] / old[k]:.2f}" if old[k] else "" for k in ("p50", "p99", "pps", "cpu", "sys", "rss")),
+                end_section=True,
+            )
     console.print(table)
-    server.terminate()
-    server.join()
+    for server, _, _ in servers.values():
+        server.terminate()
+        server.join()
     return 0
 
 

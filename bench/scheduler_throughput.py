@@ -12,7 +12,9 @@ Runs: kube-scheduler alone with its defaults (adaptive percentageOfNodesToScore:
 kube-scheduler alone scoring every node (percentageOfNodesToScore 100, what deploy/scheduler's
 configuration sets so that filter sees every node), kube-scheduler with gpuplace as extender exactly as
 deploy/scheduler configures it (filter, prioritize, bind over HTTPS, nodeCacheCapable, 100%), and the
-same with the default node sampling (separates the cost of scoring every node from the extender's).
+same with the default node sampling (separates the cost of scoring every node from the extender's),
+and, when asked for (`--runs ...,gpuplace-decisive`), a second gpuplace process with `decisive: true`
+(filter leaves one node, so kube-scheduler scores nothing; scheduler/README.md says what that gives up).
 Every run uses
 clientConnection qps/burst 5000 so kube-scheduler's own client rate limit (default 50 QPS, which would
 cap the runs where kube-scheduler binds, not gpuplace) does not decide the result. Goal: gpuplace ≥ 0.8×
@@ -331,6 +333,11 @@ async def main_async(args: argparse.Namespace, console: Console) -> list[RunResu
         await create_nodes(cp, args.nodes)
         console.print(f"  {args.nodes} nodes in {time.monotonic() - t:.1f}s")
         gp = await asyncio.to_thread(GpuplaceServer(cp, extender_https=not args.http).start)
+        decisive: GpuplaceServer | None = None
+        if "gpuplace-decisive" in args.runs.split(","):  # a second process: same code, `decisive: true`
+            decisive = await asyncio.to_thread(GpuplaceServer(
+                cp, name="gpuplace-decisive", extender_https=not args.http, register_webhook=False,
+                settings={"scheduler": {"decisive": True}}).start)  # fmt: skip
         try:
             runs = {
                 "alone": ("kube-scheduler alone (defaults)", {}),
@@ -341,13 +348,19 @@ async def main_async(args: argparse.Namespace, console: Console) -> list[RunResu
                                      {k: v for k, v in gp.scheduler_config().items()
                                       if k != "percentageOfNodesToScore"}),
             }  # fmt: skip
+            if decisive is not None:
+                runs["gpuplace-decisive"] = ("kube-scheduler + gpuplace, decisive mode (no scoring)",
+                                             decisive.scheduler_config())  # fmt: skip
             for round_, name in ((r, n) for r in range(args.repeat) for n in args.runs.split(",")):
                 description, config = runs[name]
+                server = decisive if name == "gpuplace-decisive" else gp
                 results.append(await one_run(cp, f"{name}-{round_}", description, config, pods, console,
-                                             gp=gp if name.startswith("gpuplace") else None,
-                                             cpu_gp=gp))  # fmt: skip
+                                             gp=server if name.startswith("gpuplace") else None,
+                                             cpu_gp=server))  # fmt: skip
         finally:
             await asyncio.to_thread(gp.close)
+            if decisive is not None:
+                await asyncio.to_thread(decisive.close)
     return results
 
 
@@ -356,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--pods", type=int, default=2000)
     ap.add_argument("--runs", default="alone,alone-100,gpuplace,gpuplace-sampled",
-                    help="comma list of: alone, alone-100, gpuplace, gpuplace-sampled")
+                    help="comma list of: alone, alone-100, gpuplace, gpuplace-sampled, gpuplace-decisive")
     ap.add_argument("--repeat", type=int, default=1, help="cycle through the runs this many times")
     ap.add_argument("--http", action="store_true", help="extender over plain HTTP instead of HTTPS")
     ap.add_argument("--out", type=Path, default=RESULTS)
