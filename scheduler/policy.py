@@ -42,7 +42,6 @@ import numpy as np
 import numpy.typing as npt
 
 from placement_core import ClusterState, GpuRequest, Policy, placer
-from placement_core.policies import Policy as FragPolicy
 from placement_core.scorer import PolicyScorer, island_fit
 
 ScoreFn = Callable[[ClusterState, GpuRequest, npt.NDArray[np.int8]], npt.NDArray[np.float64]]
@@ -72,17 +71,17 @@ def _unit(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.where(np.isfinite(x), np.clip(x, 0.0, 1.0), -np.inf)
 
 
-def _policy_unit(policy: FragPolicy, raw: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def _policy_unit(policy: Policy, raw: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     finite = np.isfinite(raw)
     out = np.full(len(raw), -np.inf)
-    if policy == FragPolicy.FGD:
+    if policy == Policy.FGD:
         out[finite] = raw[finite] / 100.0  # FGD's score is 100·σ(ΔF/1000) ∈ (0, 100)
     else:
         out[finite] = 0.5 * (1.0 + np.tanh(0.5 * raw[finite]))  # σ(raw), without exp overflow
     return _unit(out)
 
 
-def _fragmentation_aware(policy: FragPolicy) -> Callable[[float], ScoreFn]:
+def _fragmentation_aware(policy: Policy) -> Callable[[float], ScoreFn]:
     def make(topology_weight: float) -> ScoreFn:
         scorer = PolicyScorer(policy)
 
@@ -98,8 +97,8 @@ def _fragmentation_aware(policy: FragPolicy) -> Callable[[float], ScoreFn]:
 
 
 POLICIES: dict[str, Callable[[float], ScoreFn]] = {
-    "gpuplace": _fragmentation_aware(FragPolicy.GPUPLACE),
-    "fgd": _fragmentation_aware(FragPolicy.FGD),
+    "gpuplace": _fragmentation_aware(Policy.GPUPLACE),
+    "fgd": _fragmentation_aware(Policy.FGD),
     "most-allocated": _placer(Policy.MOST_ALLOCATED),
     "least-allocated": _placer(Policy.LEAST_ALLOCATED),
     "best-fit": _placer(Policy.BEST_FIT),

@@ -20,9 +20,9 @@ import numpy.typing as npt
 from numba import njit
 
 from placement_core.gpuset import choose_gpus_kernel
+from placement_core.request import WHOLE
 from placement_core.topology import all_to_all, dgx1_v100
 
-WHOLE = 1000
 NVSWITCH_MODELS = ("G2", "G3")
 V100_MODELS = ("V100M16", "V100M32")
 

@@ -10,9 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from placement_core._policy_twins import score_all_twin
-from placement_core.policies import RESERVE_PENALTY, Policy
-from placement_core.policy_batch import Context, Request, reserve_plan, reserved_nodes, score_all, score_nodes
+from placement_core.policies import (
+    RESERVE_PENALTY,
+    Context,
+    Policy,
+    Request,
+    reserve_plan,
+    reserved_nodes,
+    score_all,
+    score_all_twin,
+    score_nodes,
+)
 from placement_core.workload import BigJob
 from tests.simulate.strategies import Nodes, note_scores, ranked, typical
 
