@@ -28,8 +28,10 @@ from placement_core.policies.fragmentation_aware import (
     fgd_node,
     fgd_value,
     gpuplace_node,
+    pack_value,
     share_scores,
     spread_value,
+    stranding_risk,
 )
 from placement_core.policies.grouping import group_states, group_states_twin, state_key
 from placement_core.policies.node import node_score, node_score_twin
@@ -73,6 +75,7 @@ __all__ = [
     "kind_of",
     "node_score",
     "node_score_twin",
+    "pack_value",
     "random_gpu",
     "reserve_plan",
     "reserved_nodes",
@@ -82,6 +85,7 @@ __all__ = [
     "share_scores",
     "spread_value",
     "state_key",
+    "stranding_risk",
     "take_whole",
     "tightest_gpu",
 ]

@@ -24,6 +24,7 @@ from placement_core.workload import BIG_JOB_GPUS
 
 W_FRAG = 4.0  # gpuplace: score per GPU (1000 milli) of fragmentation removed
 W_CPU, W_MEM, W_GPU = 1.0, 2.0, 2.0  # gpuplace: weight of each resource fraction left free on the node
+PACK_HEADROOM = 2.0  # gpuplace packs whole-GPU pods where nodes have ≥ this × the CPU, memory their GPUs need
 
 
 @njit(cache=True, nogil=True)
@@ -229,6 +230,46 @@ def spread_value(free, present, cpu_free, mem_free, cpu_total, mem_total, cpu, m
 
 
 @njit(cache=True, nogil=True)
+def pack_value(free, present, count, milli):
+    """gpuplace's packing term for whole-GPU pods where nothing can strand: −W_GPU × the GPU fraction the
+    node keeps free after placing."""
+    cap = gpu_capacity(present)
+    if cap <= 0:
+        return 0.0
+    return -W_GPU * (gpu_free_total(free, present) - count * milli) / cap
+
+
+@njit(cache=True, nogil=True)
+def stranding_risk(present, cpu_total, mem_total, tp_cpu, tp_mem, tp_count, tp_milli, tp_weight):
+    """Can CPU or memory run out next to this node's free GPUs, so that spreading whole-GPU pods pays?
+
+    True when the typical pods include shares and the node has less than PACK_HEADROOM × the CPU (or
+    memory) its GPUs would need at the typical pods' CPU (memory) per GPU. Shares ask for far more CPU per
+    GPU than whole-GPU pods; interleaving the two on every node is what keeps CPU from running out next to
+    free GPUs. With no shares, or ample CPU and memory, nothing can strand: whole-GPU pods pack instead,
+    keeping whole nodes and NVLink islands free for the multi-GPU jobs.
+    """
+    shares = False
+    w_cpu = 0.0
+    w_mem = 0.0
+    w_gpu = 0.0
+    for t in range(tp_weight.shape[0]):
+        if tp_count[t] > 0:
+            gpus = tp_count[t] * tp_milli[t] / WHOLE
+            w_cpu += tp_weight[t] * tp_cpu[t]
+            w_mem += tp_weight[t] * tp_mem[t]
+            w_gpu += tp_weight[t] * gpus
+            if tp_milli[t] < WHOLE and tp_weight[t] > 0:
+                shares = True
+    n_gpus = gpu_capacity(present) / WHOLE
+    if not shares or w_gpu <= 0 or n_gpus <= 0:
+        return False
+    need_cpu = w_cpu / w_gpu * n_gpus  # what the node's GPUs would take at the typical ratio
+    need_mem = w_mem / w_gpu * n_gpus
+    return need_cpu * PACK_HEADROOM > cpu_total or need_mem * PACK_HEADROOM > mem_total
+
+
+@njit(cache=True, nogil=True)
 def gpuplace_node(
     free,
     present,
@@ -257,12 +298,21 @@ def gpuplace_node(
     the node keeps free after placing — stands in for that randomness deterministically: among placements
     that fragment alike it prefers the node with the most headroom left, so CPU and memory do not run out
     next to free GPUs, and a pod that would take a large part of a small node goes to a bigger one.
-    A whole-node job (≥ BIG_JOB_GPUS GPUs) takes the reverse — the node it fills best — so the big nodes
-    (e.g. 128 cores) stay for the jobs that only fit there.
+    Whole-GPU pods spread only where that risk exists (`stranding_risk`); elsewhere CPU and memory
+    headroom buys nothing and they pack GPUs instead (`pack_value`: the node left with the fewest free
+    GPUs, as a fraction, wins), so whole nodes and NVLink islands stay free for the multi-GPU jobs. A
+    whole-node job (≥ BIG_JOB_GPUS GPUs) takes the reverse of the spread — the node it fills best — so the
+    big nodes (e.g. 128 cores) stay for the jobs that only fit there.
     """
     spread = spread_value(free, present, cpu_free, mem_free, cpu_total, mem_total, cpu, mem, count, milli)
     if count >= BIG_JOB_GPUS:
         spread = -spread
+    elif (
+        milli >= WHOLE
+        and count > 0
+        and not stranding_risk(present, cpu_total, mem_total, tp_cpu, tp_mem, tp_count, tp_milli, tp_weight)
+    ):
+        spread = pack_value(free, present, count, milli)
     if count == 1 and milli < WHOLE:
         s, g = _best_share(
             free,
@@ -354,7 +404,7 @@ def _spread(
     count: int,
     milli: int,
 ) -> float:
-    """Fractions of CPU, memory and GPU the node keeps free after placing, weighted."""
+    """Fractions of CPU, memory and GPU the node keeps free after placing, weighted ."""
     v = 0.0
     if cpu_total > 0:
         v += W_CPU * (cpu_free - cpu) / cpu_total
@@ -364,6 +414,22 @@ def _spread(
     if cap > 0:
         v += W_GPU * (_free_total(free, present) - count * milli) / cap
     return v
+
+
+def _stranding_risk(present: Arr, cpu_total: int, mem_total: int, tp: tuple[Arr, ...]) -> bool:
+    """Shares among the typical pods, and the node short of PACK_HEADROOM × the CPU or memory its GPUs
+    would need at the typical pods' per-GPU ratio."""
+    tp_cpu, tp_mem, tp_count, tp_milli, _, tp_weight = tp
+    gpu_pods = [t for t in range(len(tp_weight)) if tp_count[t] > 0]
+    if not any(tp_milli[t] < WHOLE and tp_weight[t] > 0 for t in gpu_pods):
+        return False
+    w_gpu = sum(tp_weight[t] * tp_count[t] * tp_milli[t] / WHOLE for t in gpu_pods)
+    n_gpus = float(np.count_nonzero(present))
+    if w_gpu <= 0 or n_gpus <= 0:
+        return False
+    need_cpu = sum(tp_weight[t] * tp_cpu[t] for t in gpu_pods) / w_gpu * n_gpus
+    need_mem = sum(tp_weight[t] * tp_mem[t] for t in gpu_pods) / w_gpu * n_gpus
+    return bool(need_cpu * PACK_HEADROOM > cpu_total or need_mem * PACK_HEADROOM > mem_total)
 
 
 def _gpuplace(
@@ -382,12 +448,15 @@ def _gpuplace(
 ) -> tuple[float, int]:
     """W_FRAG·ΔF/1000 (memory-aware ΔF) + spread; shares take the GPU with the largest ΔF.
 
-    Whole-node jobs (≥ BIG_JOB_GPUS GPUs) subtract the spread instead: the node they fill best.
+    Whole-node jobs (≥ BIG_JOB_GPUS GPUs) subtract the spread instead: the node they fill best. Other
+    whole-GPU pods, where `_stranding_risk` is false, take −W_GPU × the GPU fraction left free instead.
     """
     before = _frag(free, present, cpu_free, mem_free, model, tp)
     spread = _spread(free, present, cpu_free, mem_free, cpu_total, mem_total, cpu, mem, count, milli)
     if count >= BIG_JOB_GPUS:
         spread = -spread
+    elif count > 0 and milli >= WHOLE and not _stranding_risk(present, cpu_total, mem_total, tp):
+        spread = -W_GPU * (_free_total(free, present) - count * milli) / (WHOLE * len(_gpus(free, present)))
 
     def value(after_free: Arr) -> float:
         return (
