@@ -23,7 +23,7 @@ from placement_core.policies import (
 )
 from placement_core.policies.fragmentation_aware import _stranding_risk, stranding_risk
 from placement_core.workload import BigJob
-from tests.simulate.strategies import Nodes, note_scores, ranked, typical
+from tests.simulate.strategies import Nodes, nodes, note_scores, ranked, typical
 
 # Two 2-GPU nodes, 16 cores and 64,000 MiB each (so max_cpu = 16,000 and max_gpu = 2,000):
 #   n0: half its CPU used, 48,000 MiB free, GPUs free [1000, 500]  (one share pod of 0.5 on GPU 1)
