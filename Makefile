@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Numba's cache does not notice when a kernel's callee in another module changes; keying the cache dir on
 # the kernel sources makes a stale compiled kernel impossible.
-export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache/$(shell cat placement_core/*.py gpuplace/simulate/*.py 2>/dev/null | sha1sum | cut -c1-12)
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache/$(shell cat placement_core/*.py placement_core/*/*.py gpuplace/simulate/*.py 2>/dev/null | sha1sum | cut -c1-12)
 
 .PHONY: venv lint typecheck imports unit test e2e e2e-binaries deploy-tools kind-up localcluster demo bench clean
 

@@ -27,6 +27,7 @@ import numba  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 
+from bench import fleet_v2026  # noqa: E402
 from gpuplace.simulate import report  # noqa: E402
 from gpuplace.simulate.metrics import PolicySummary  # noqa: E402
 from gpuplace.simulate.runner import Scenario, parse_seeds, run_policy  # noqa: E402
@@ -80,6 +81,29 @@ def write_trace(trace: str, results: list[PolicySummary], seeds: list[int], arri
     return f"## {title}\n\n{table}\n![allocation](openb_{trace}{tag}.png)\n"
 
 
+FLEET_POLICIES = (Policy.BEST_FIT, Policy.FGD, Policy.MOST_ALLOCATED, Policy.GPUPLACE)
+
+
+def run_fleet(seeds: list[int], arrival: float, node_list: Path, progress: Progress
+              ) -> tuple[str, list[PolicySummary]]:
+    """The whole-GPU fleet of bench/fleet_v2026.py, FGD's method; returns its summary section."""
+    scenario = Scenario(fleet_v2026.nodes(node_list), fleet_v2026.pods(), arrival)
+    task = progress.add_task("v2026 fleet", total=len(FLEET_POLICIES) * len(seeds))
+    results = []
+    for policy in FLEET_POLICIES:
+        progress.update(task, description=f"v2026 fleet: {policy.label}")
+        results.append(run_policy(policy, scenario, seeds, on_seed=lambda _s, _m: progress.advance(task)))
+    progress.remove_task(task)
+    title = (f"v2026 fleet ({len(scenario.nodes)} nodes, {scenario.nodes.total_gpus} GPUs), seeds {seeds[0]}..{seeds[-1]},"
+             f" arrival {arrival:.2f}")
+    points = sorted({100, round(arrival * 100)})
+    table = report.markdown_table(results, points)
+    (OUT / "fleet_v2026.md").write_text(f"# {title}\n\n{table}")
+    (OUT / "fleet_v2026.json").write_text(report.to_json(results, {"fleet": "v2026", "seeds": seeds, "arrival": arrival}))
+    report.print_table(title, results, points)
+    return f"## {title}\n\n{table}\n", results
+
+
 def cold_start_seconds(data: Path) -> float:
     """Wall time of `gpuplace simulate` for one policy × 10 seeds with an empty Numba cache (compile included)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(OUT / ".cold_numba_cache.tmp"))
@@ -123,6 +147,9 @@ def main(argv: list[str]) -> int:
                 results = run_trace(trace, [Policy.FGD, Policy.GPUPLACE], other, args.data, args.arrival, False,
                                     progress)
                 heldout.append(write_trace(trace, results, other, args.arrival, "_seeds52-61"))
+            fleet, fleet_results = run_fleet(seeds, args.arrival, args.data.parent / "alibaba-v2026" / "node_info_df.csv",
+                                             progress)
+            headline["v2026 fleet"] = {s.policy: s.alloc[round(args.arrival * 100)].mean for s in fleet_results}
     if not args.all:
         return 0
     cold = cold_start_seconds(args.data)
@@ -156,7 +183,9 @@ def main(argv: list[str]) -> int:
             pub = PUBLISHED[t].get(name)
             cells.append(f"{headline[t][name]:.2f}" + (f" (paper {pub:.2f})" if pub is not None else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    text = "\n".join(lines) + "\n\n" + "\n".join(sections) + "\n# Held-out seeds 52..61\n\n" + "\n".join(heldout)
+    text = ("\n".join(lines) + "\n\n" + "\n".join(sections) + "\n# Held-out seeds 52..61\n\n" + "\n".join(heldout)
+            + "\n# Whole-GPU fleet: Alibaba 2026 nodes, generated training/inference mix (bench/fleet_v2026.py)\n\n"
+            + fleet)
     (OUT / "summary.md").write_text(text)
     console.print(f"wrote {OUT / 'summary.md'}")
     return 0

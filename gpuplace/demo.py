@@ -40,6 +40,7 @@ from placement_core import (
     explain,
     placer,
 )
+from placement_core.scoring import RULES
 from placement_core.topology import islands
 
 
@@ -218,8 +219,8 @@ def main(argv: list[str]) -> int:
     console = Console(width=max(Console().width, 160))
     if args.offline:
         policy = (args.policy or "most-allocated").replace("-", "_").upper()
-        if policy not in Policy.__members__:
-            ap.error(f"--policy: choose from {', '.join(p.name.lower().replace('_', '-') for p in Policy)}")
+        if policy not in {p.name for p in RULES}:
+            ap.error(f"--policy: choose from {', '.join(p.name.lower().replace('_', '-') for p in RULES)}")
         console.print(run_offline(Policy[policy]))
         return 0
     return run_live(once=args.once, policy=args.policy, console=console)

@@ -7,9 +7,9 @@ Entry points: `ClusterState` (the struct-of-arrays cluster model), `NodeSpec` (h
 from placement_core.catalog import MODELS, GpuModel, MigProfile, resolve_product
 from placement_core.cluster import ClusterState, DoubleBookingError, Placement
 from placement_core.inventory import GpuSpec, MigInstance, NodeSpec
+from placement_core.policies import Policy
 from placement_core.reasons import Reason, explain
 from placement_core.request import WHOLE, GpuRequest, NvlinkNeed, Scope
-from placement_core.scoring import Policy
 
 __all__ = [
     "MODELS",

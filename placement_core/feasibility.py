@@ -15,11 +15,11 @@ from numba import njit
 
 from placement_core.islands import largest_island_at, largest_island_py
 from placement_core.reasons import Reason
+from placement_core.request import WHOLE
 
 if TYPE_CHECKING:
     from placement_core.cluster import ClusterState
 
-WHOLE = 1000
 _R = Reason
 
 

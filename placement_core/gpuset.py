@@ -22,8 +22,7 @@ import numpy.typing as npt
 from numba import njit
 
 from placement_core.islands import largest_island, largest_island_py
-
-WHOLE = 1000
+from placement_core.request import WHOLE
 
 
 def _eligible_py(

@@ -22,8 +22,9 @@ from placement_core.gpuset import (
     choose_share_kernel,
     choose_share_twin,
 )
+from placement_core.policies.definitions import Policy
 from placement_core.request import GpuRequest, NvlinkNeed
-from placement_core.scoring import Policy, score_kernel, score_twin
+from placement_core.scoring import RULES, rule_of, score_kernel, score_twin
 
 UNKNOWN_MIG = -2  # a MIG profile no node in the cluster has
 
@@ -131,11 +132,13 @@ def score(
     topo_weight: float = 0.5,
     twin: bool = False,
 ) -> npt.NDArray[np.float64]:
-    """Raw score per row (higher is better, −inf where reason ≠ 0)."""
+    """Raw score per row (higher is better, −inf where reason ≠ 0): the GPU part of `policy`, one of
+    MOST_ALLOCATED, LEAST_ALLOCATED, BEST_FIT (placement_core.scoring)."""
+    rule = rule_of(policy)
     c = compile_request(state, req)
     if twin:
         out: npt.NDArray[np.float64] = score_twin(
-            state, reason, int(policy), c.count, c.milli, c.mig_id, topo_weight
+            state, reason, rule, c.count, c.milli, c.mig_id, topo_weight
         )
         return out
     n = state.n_rows
@@ -153,7 +156,7 @@ def score(
         s.mig_used,
         n,
         reason,
-        int(policy),
+        rule,
         c.count,
         c.milli,
         c.mig_id,
@@ -237,7 +240,7 @@ def warmup() -> None:
         GpuRequest(mig_profile="3g.40gb"),
     ):
         reason, _ = evaluate(st, req)
-        for pol in Policy:
+        for pol in RULES:
             score(st, req, reason, pol)
         choose(st, "w0", req)
         choose(st, "w1", req)

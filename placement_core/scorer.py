@@ -15,10 +15,8 @@ import numpy.typing as npt
 
 from placement_core import placer
 from placement_core.cluster import ClusterState
-from placement_core.policies import Policy
-from placement_core.policy_batch import Context, reserve_plan, score_all
+from placement_core.policies import Context, Policy, reserve_plan, score_all
 from placement_core.request import WHOLE, GpuRequest
-from placement_core.scoring import Policy as BasicPolicy
 from placement_core.workload import DEFAULT_TYPICAL_PODS, TypicalPods
 
 
@@ -70,7 +68,7 @@ class PolicyScorer:
         self, s: ClusterState, req: GpuRequest, reason: npt.NDArray[np.int8]
     ) -> npt.NDArray[np.float64]:
         if req.mig_profile is not None:
-            return placer.score(s, req, reason, BasicPolicy.MOST_ALLOCATED, topo_weight=0.0)
+            return placer.score(s, req, reason, Policy.MOST_ALLOCATED, topo_weight=0.0)
         n = s.n_rows
         ctx, _, _ = self._hardware(s)
         reserved = self.reserved(s) if self.policy == Policy.GPUPLACE else np.zeros(n, np.bool_)
@@ -111,8 +109,8 @@ class PolicyScorer:
 def island_fit(s: ClusterState, req: GpuRequest, reason: npt.NDArray[np.int8]) -> npt.NDArray[np.float64]:
     """k / (size of the smallest free NVLink island holding the k GPUs), 0 when none or k ≤ 1 — the
     topology term of `placement_core.scoring`, on its own (its score with weight 1 minus weight 0)."""
-    with_topo = placer.score(s, req, reason, BasicPolicy.BEST_FIT, topo_weight=1.0)
-    without = placer.score(s, req, reason, BasicPolicy.BEST_FIT, topo_weight=0.0)
+    with_topo = placer.score(s, req, reason, Policy.BEST_FIT, topo_weight=1.0)
+    without = placer.score(s, req, reason, Policy.BEST_FIT, topo_weight=0.0)
     out = np.zeros(len(with_topo), np.float64)
     ok = np.isfinite(with_topo)
     out[ok] = with_topo[ok] - without[ok]

@@ -1,19 +1,21 @@
-"""Node scores for one request over all nodes: most-allocated, least-allocated, best-fit, + topology.
+"""The placer's node scores for one request over all nodes: the GPU part of most-allocated,
+least-allocated and best-fit, + topology.
 
 For each feasible node (reason == OK) the *base* score looks at the node's GPU utilisation after placing
-the request (MIG requests: its MIG instances):
+the request (MIG requests: its MIG instances); the `Policy` names are those of
+`placement_core.policies`, whose definitions cover CPU and memory too (kube-scheduler's own
+NodeResourcesFit scores those beside the extender):
 - MOST_ALLOCATED (pack): used_after / total — fills busy nodes first, keeps whole nodes free.
 - LEAST_ALLOCATED (spread): 1 − used_after / total.
 - BEST_FIT: −(GPUs left free after placing) — the tightest hole wins, in absolute GPUs.
 For multi-GPU requests a *topology* term adds `topo_weight × k / s`, where s is the size of the smallest
 free NVLink island that can hold the k GPUs: an exact fit scores 1 and a job that would break a big island
 scores less, which keeps 8-GPU islands whole for 8-GPU jobs. Infeasible nodes score −inf.
-The fragmentation-aware policies (FGD and gpuplace's default) live in placement_core.policies.
+The fragmentation-aware policies (FGD and gpuplace's) live in placement_core.policies.
 """
 
 from __future__ import annotations
 
-import enum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,25 +23,31 @@ import numpy.typing as npt
 from numba import njit
 
 from placement_core.islands import smallest_island_at_least_at, smallest_island_at_least_py
+from placement_core.policies.definitions import Policy
+from placement_core.request import WHOLE
 
 if TYPE_CHECKING:
     from placement_core.cluster import ClusterState
 
-WHOLE = 1000
+_MOST, _LEAST, _BEST_FIT = 0, 1, 2  # the kernels' rule codes
+RULES = {Policy.MOST_ALLOCATED: _MOST, Policy.LEAST_ALLOCATED: _LEAST, Policy.BEST_FIT: _BEST_FIT}
 
 
-class Policy(enum.IntEnum):
-    MOST_ALLOCATED = 0
-    LEAST_ALLOCATED = 1
-    BEST_FIT = 2
+def rule_of(policy: Policy) -> int:
+    """The kernel's rule code for one of the three policies the placer scores (ValueError otherwise)."""
+    try:
+        return RULES[policy]
+    except KeyError:
+        names = ", ".join(p.label for p in RULES)
+        raise ValueError(f"the placer scores {names}, not {Policy(policy).label}") from None
 
 
-def _base_py(policy: int, total: float, used_after: float) -> float:
+def _base_py(rule: int, total: float, used_after: float) -> float:
     if total <= 0:
         return 0.0
-    if policy == Policy.MOST_ALLOCATED:
+    if rule == _MOST:
         return used_after / total
-    if policy == Policy.LEAST_ALLOCATED:
+    if rule == _LEAST:
         return 1.0 - used_after / total
     return -(total - used_after) / WHOLE
 
@@ -47,7 +55,7 @@ def _base_py(policy: int, total: float, used_after: float) -> float:
 def score_twin(
     s: ClusterState,
     reason: npt.NDArray[Any],
-    policy: int,
+    rule: int,
     count: int,
     milli: int,
     mig_id: int,
@@ -64,13 +72,13 @@ def score_twin(
             inst = (s.mig_profile[i] >= 0) & healthy[:, None]
             total = float(inst.sum()) * WHOLE
             used_after = float((inst & s.mig_used[i]).sum() + count) * WHOLE
-            out[i] = _base_py(policy, total, used_after)
+            out[i] = _base_py(rule, total, used_after)
             continue
         plain = healthy & ~s.gpu_mig[i]
         total = float(plain.sum()) * WHOLE
         free_now = float(np.clip(s.gpu_free_milli[i][plain], 0, WHOLE).sum())
         used_after = total - free_now + (milli if milli < WHOLE else count * WHOLE)
-        out[i] = _base_py(policy, total, used_after)
+        out[i] = _base_py(rule, total, used_after)
         if count > 1 and milli >= WHOLE and topo_weight > 0:
             free = plain & (s.gpu_free_milli[i] >= WHOLE)
             size = smallest_island_at_least_py(s.links[i], free, count)
@@ -91,7 +99,7 @@ def score_kernel(
     mig_used,
     n,
     reason,
-    policy,
+    rule,
     count,
     milli,
     mig_id,
@@ -131,9 +139,9 @@ def score_kernel(
             used_after = total - free_now + (milli if milli < WHOLE else count * WHOLE)
         if total <= 0:
             base = 0.0
-        elif policy == 0:
+        elif rule == _MOST:
             base = used_after / total
-        elif policy == 1:
+        elif rule == _LEAST:
             base = 1.0 - used_after / total
         else:
             base = -(total - used_after) / WHOLE

@@ -15,7 +15,7 @@ to weights. CPU-only pods are kept: they consume the CPU that stranded GPUs woul
 
 `big_jobs` lists every pod shape needing ≥ `BIG_JOB_GPUS` GPUs (whole 8-GPU nodes), whatever its frequency,
 with its share of the total GPU demand; gpuplace keeps empty nodes for them in proportion
-(`placement_core.policy_batch.reserve_plan`).
+(`placement_core.policies.reserve_plan`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-WHOLE = 1000
+from placement_core.request import WHOLE
+
 BIG_JOB_GPUS = 8
 
 

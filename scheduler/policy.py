@@ -8,22 +8,17 @@ DefaultNormalizeScore does, so differences stay proportional and a near-tie stay
 kube-scheduler adds score × weight × 10 to the in-tree plugins' points, and a stretched tie would
 override the soft in-tree preferences such as preferred node affinity or PreferNoSchedule taints).
 
-- `most-allocated` (default): GPU utilisation after placing (placement_core.scoring), + the NVLink
-  island term for multi-GPU pods: (base + w·k/s) / (1 + w), w = `topology_weight`.
+- `gpuplace` (default): gpuplace's fragmentation-aware policy (placement_core.policies). It beats FGD on
+  the Alibaba openb traces and packs whole-GPU pods wherever CPU and memory cannot strand GPUs
+  (scheduler/README.md "Scoring policy": the rule and its trade-off). Its raw value (fragmentation removed
+  in GPUs, weighted, plus the headroom term) has no natural bound, so it goes through the logistic σ(raw)
+  — FGD itself maps its ΔF with a sigmoid — a fixed, monotone map that keeps small raw differences small.
+- `fgd`: FGD (USENIX ATC'23) re-implemented in placement_core.policies: its own 0..100 score / 100.
+- `most-allocated`: GPU utilisation after placing (placement_core.scoring), + the NVLink island term for
+  multi-GPU pods: (base + w·k/s) / (1 + w), w = `topology_weight`.
 - `least-allocated`: 1 − utilisation after placing, + the same island term.
 - `best-fit`: 1 − (GPUs left free after placing) / max_gpus_per_node, + the island term.
-- `gpuplace`: gpuplace's fragmentation-aware policy (placement_core.policies, the one that beats FGD on
-  the Alibaba trace — bench/simulate.py). Its raw value (fragmentation removed in GPUs, weighted, plus
-  the headroom term) has no natural bound, so it goes through the logistic σ(raw) — FGD itself maps its
-  ΔF with a sigmoid — a fixed, monotone map that keeps small raw differences small.
-- `fgd`: FGD (USENIX ATC'23) re-implemented in placement_core.policies: its own 0..100 score / 100.
 
-Why the default packs rather than running the trace winner: `gpuplace` measures fragmentation against the
-trace's typical pods (mostly fractional, CPU-heavy) and, among placements that fragment alike, spreads
-— on that trace packing whole-GPU pods drops allocation from 95.98 % to 89.8 % because CPU runs out next
-to free GPUs. On clusters of whole-GPU jobs the same rule spreads them: in the e2e packing scenario it
-left 4 nodes partly used where most-allocated leaves 1. Choose `gpuplace` (or `fgd`) for shared-GPU
-fleets like the trace's; the default is what a whole-GPU training/inference cluster expects.
 For the fragmentation-aware policies the topology decides first for multi-GPU pods: the node whose
 smallest free NVLink island holding the k GPUs is tightest (k/s highest) wins, and the policy's unit score
 orders nodes of equal fit: (policy + ISLAND_FIRST·k/s) / (1 + ISLAND_FIRST). Topology first on purpose:
@@ -42,7 +37,6 @@ import numpy as np
 import numpy.typing as npt
 
 from placement_core import ClusterState, GpuRequest, Policy, placer
-from placement_core.policies import Policy as FragPolicy
 from placement_core.scorer import PolicyScorer, island_fit
 
 ScoreFn = Callable[[ClusterState, GpuRequest, npt.NDArray[np.int8]], npt.NDArray[np.float64]]
@@ -72,17 +66,17 @@ def _unit(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.where(np.isfinite(x), np.clip(x, 0.0, 1.0), -np.inf)
 
 
-def _policy_unit(policy: FragPolicy, raw: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def _policy_unit(policy: Policy, raw: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     finite = np.isfinite(raw)
     out = np.full(len(raw), -np.inf)
-    if policy == FragPolicy.FGD:
+    if policy == Policy.FGD:
         out[finite] = raw[finite] / 100.0  # FGD's score is 100·σ(ΔF/1000) ∈ (0, 100)
     else:
         out[finite] = 0.5 * (1.0 + np.tanh(0.5 * raw[finite]))  # σ(raw), without exp overflow
     return _unit(out)
 
 
-def _fragmentation_aware(policy: FragPolicy) -> Callable[[float], ScoreFn]:
+def _fragmentation_aware(policy: Policy) -> Callable[[float], ScoreFn]:
     def make(topology_weight: float) -> ScoreFn:
         scorer = PolicyScorer(policy)
 
@@ -98,13 +92,13 @@ def _fragmentation_aware(policy: FragPolicy) -> Callable[[float], ScoreFn]:
 
 
 POLICIES: dict[str, Callable[[float], ScoreFn]] = {
-    "gpuplace": _fragmentation_aware(FragPolicy.GPUPLACE),
-    "fgd": _fragmentation_aware(FragPolicy.FGD),
+    "gpuplace": _fragmentation_aware(Policy.GPUPLACE),
+    "fgd": _fragmentation_aware(Policy.FGD),
     "most-allocated": _placer(Policy.MOST_ALLOCATED),
     "least-allocated": _placer(Policy.LEAST_ALLOCATED),
     "best-fit": _placer(Policy.BEST_FIT),
 }
-DEFAULT_POLICY = "most-allocated"
+DEFAULT_POLICY = "gpuplace"
 ISLAND_FIRST = 10.0  # island fit k/s ∈ (0, 1] × 10 dominates the policy's unit score
 
 

@@ -4,7 +4,7 @@ One seed runs entirely inside `_replay` (Numba): per arriving pod, score every n
 scores go to the node with the lowest random rank — FGD's reference simulator names nodes with a random
 prefix and takes the lexicographically smallest), commit CPU, memory and GPUs, and record the cluster's
 allocated GPU milli and fragmentation after the event. gpuplace's reserve of empty 8-GPU nodes
-(`placement_core.policy_batch.reserve_plan`) is applied at selection time, outside the cache. Fragmentation is always *reported* against FGD's
+(`placement_core.policies.reserve_plan`) is applied at selection time, outside the cache. Fragmentation is always *reported* against FGD's
 typical pods of the trace (so every policy is measured alike, as in the paper), whatever distribution the
 policy itself scores with.
 
@@ -26,11 +26,18 @@ from gpuplace.simulate.gpuset import connected_set, first_free, openb_links
 from gpuplace.simulate.traces import NodeTable, PodTable
 from placement_core.fragmentation import node_frag
 from placement_core.islands import largest_island
-from placement_core.policies import RESERVE_PENALTY, Policy, is_empty_big, node_score, random_gpu
-from placement_core.policy_batch import Context, reserve_plan
+from placement_core.policies import (
+    RESERVE_PENALTY,
+    Context,
+    Policy,
+    is_empty_big,
+    node_score,
+    random_gpu,
+    reserve_plan,
+)
+from placement_core.request import WHOLE
 from placement_core.workload import PodShape, TypicalPods, typical_pods
 
-WHOLE = 1000
 NEG_INF = -np.inf
 
 

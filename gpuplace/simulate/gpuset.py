@@ -2,6 +2,8 @@
 
 The openb trace has no topology, so the simulator assumes one per model (documented in the bench README):
 - G2, G3 (undisclosed, 8 GPUs/node): HGX-class NVSwitch boards, every pair linked (one 8-GPU island);
+  the same for the multi-GPU models of the Alibaba 2026 node list (A100/A800-SXM4-80GB, H800: HGX boards;
+  the undisclosed GPU-series-1/2 assumed so);
 - V100M16 / V100M32 with 8 GPUs: DGX-1 / HGX-1 hybrid cube-mesh (placement_core.topology.dgx1_v100);
 - V100M16 / V100M32 with 4 GPUs: all four pairwise NVLinked (DGX Station style);
 - T4, P100 (PCIe), A10, and single-GPU nodes: no NVLink.
@@ -20,10 +22,10 @@ import numpy.typing as npt
 from numba import njit
 
 from placement_core.gpuset import choose_gpus_kernel
+from placement_core.request import WHOLE
 from placement_core.topology import all_to_all, dgx1_v100
 
-WHOLE = 1000
-NVSWITCH_MODELS = ("G2", "G3")
+NVSWITCH_MODELS = ("G2", "G3", "A100-SXM4-80GB", "A800-SXM4-80GB", "H800", "GPU-series-1", "GPU-series-2")
 V100_MODELS = ("V100M16", "V100M32")
 
 

@@ -20,8 +20,7 @@ from gpuplace.simulate.engine import (
 )
 from gpuplace.simulate.metrics import PolicySummary, SeedMetrics, seed_metrics, summarise
 from gpuplace.simulate.traces import NodeTable, PodTable
-from placement_core.policies import Policy
-from placement_core.policy_batch import Context
+from placement_core.policies import Context, Policy
 
 
 @dataclass(frozen=True, slots=True)

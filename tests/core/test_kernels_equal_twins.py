@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from placement_core import Policy, placer
+from placement_core import ClusterState, placer
 from placement_core.islands import (
     island_size_table,
     largest_island,
@@ -17,6 +17,7 @@ from placement_core.islands import (
     smallest_island_at_least_py,
 )
 from placement_core.mig import creatable_kernel, creatable_twin, hostable_starts_kernel, hostable_starts_twin
+from placement_core.scoring import RULES
 
 from .strategies import cases, clusters, note_cases
 
@@ -35,7 +36,7 @@ def test_feasibility_kernel_equals_twin(case) -> None:
 
 
 @PROFILE
-@given(cases(), st.sampled_from(list(Policy)), st.sampled_from([0.0, 0.5, 2.0]))
+@given(cases(), st.sampled_from(list(RULES)), st.sampled_from([0.0, 0.5, 2.0]))
 def test_score_kernel_equals_twin(case, policy, w) -> None:
     state, req = case
     reason, _ = placer.evaluate(state, req)
@@ -98,3 +99,15 @@ def test_mig_creatable_kernel_equals_twin(state, geometry) -> None:
     creatable_kernel(state.gpu_present, state.gpu_healthy, state.gpu_mig, state.mig_start, state.mig_size,
                      state.n_rows, size, starts, 8, out)
     assert out.tolist() == creatable_twin(state, size, starts, 8).tolist()
+
+
+def test_placer_scores_only_its_three_policies() -> None:
+    import pytest
+
+    from placement_core import GpuRequest, Policy
+
+    state = ClusterState(max_gpus=8, capacity=2)
+    req = GpuRequest(count=1)
+    reason, _ = placer.evaluate(state, req)
+    with pytest.raises(ValueError, match="the placer scores"):
+        placer.score(state, req, reason, Policy.FGD)

@@ -9,6 +9,7 @@ import orjson
 
 from scheduler.binder import ApiError, ConflictError, MemoryBinder, NotSentError
 from scheduler.context import ExtenderContext
+from scheduler.policy import scoring_function
 from scheduler.verbs.bind import bind, sweep
 from scheduler.verbs.filter import filter_nodes
 from scheduler.verbs.prioritize import normalise, prioritize
@@ -72,6 +73,7 @@ def test_filter_full_nodes_mode_takes_node_facts_from_the_request(cluster: Exten
 
 
 def test_prioritize_prefers_packing_and_topology(cluster: ExtenderContext) -> None:
+    cluster.score = scoring_function("most-allocated", cluster.settings.topology_weight)
     r = prioritize(args(o.pod("p", gpus=2), ["h0", "h1", "c0"]), cluster).to_wire()
     scores = {h.host: h.score for h in r}
     assert scores == {"h0": 10, "h1": 2, "c0": 0}  # proportional: h1 scores 0.25 of h0 (exact pair, full node)

@@ -9,9 +9,16 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from placement_core._policy_twins import group_states_twin, score_all_twin
-from placement_core.policies import RESERVE_PENALTY, Policy, node_score
-from placement_core.policy_batch import group_states, score_all, state_key
+from placement_core.policies import (
+    RESERVE_PENALTY,
+    Policy,
+    group_states,
+    group_states_twin,
+    node_score,
+    score_all,
+    score_all_twin,
+    state_key,
+)
 from tests.simulate.strategies import Nodes, nodes, note_scores, requests, typical
 
 FRAG_POLICIES = [Policy.FGD, Policy.GPUPLACE]

@@ -10,11 +10,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from placement_core._policy_twins import score_all_twin
-from placement_core.policies import RESERVE_PENALTY, Policy
-from placement_core.policy_batch import Context, Request, reserve_plan, reserved_nodes, score_all, score_nodes
+from placement_core.policies import (
+    RESERVE_PENALTY,
+    Context,
+    Policy,
+    Request,
+    reserve_plan,
+    reserved_nodes,
+    score_all,
+    score_all_twin,
+    score_nodes,
+)
+from placement_core.policies.fragmentation_aware import _stranding_risk, stranding_risk
 from placement_core.workload import BigJob
-from tests.simulate.strategies import Nodes, note_scores, ranked, typical
+from tests.simulate.strategies import Nodes, nodes, note_scores, ranked, typical
 
 # Two 2-GPU nodes, 16 cores and 64,000 MiB each (so max_cpu = 16,000 and max_gpu = 2,000):
 #   n0: half its CPU used, 48,000 MiB free, GPUs free [1000, 500]  (one share pod of 0.5 on GPU 1)
@@ -201,3 +210,55 @@ def test_kernel_equals_twin(policy: Policy, case: tuple[Nodes, tuple], tp: tuple
     s_twin, g_twin = score_all_twin(*args)
     np.testing.assert_allclose(s_kernel, s_twin, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(g_kernel, g_twin)
+
+
+# Two 8-GPU nodes, identical but for use: n0 has 6 GPUs (and 6/8 of its CPU and memory) taken, n1 is empty.
+def eight_gpu_pair(cpu_total: int, mem_total: int) -> SimpleNamespace:
+    return SimpleNamespace(
+        gpu_free_milli=np.array([[0] * 6 + [1000] * 2, [1000] * 8], np.int32),
+        gpu_present=np.ones((2, 8), np.bool_),
+        node_cpu_free=np.array([cpu_total // 4, cpu_total], np.int64),
+        node_mem_free=np.array([mem_total // 4, mem_total], np.int64),
+        node_cpu_total=np.full(2, cpu_total, np.int64),
+        node_mem_total=np.full(2, mem_total, np.int64),
+        node_model=np.zeros(2, np.int32),
+    )
+
+
+ONE_GPU = Request(cpu_milli=4000, memory_mib=16384, gpu_count=1, gpu_milli=1000, allowed=np.ones(2, np.bool_))
+# Typical pods needing 12 cores and 48 GiB per GPU: a share of 0.5 with 6 cores, and a whole GPU with 12.
+WITH_SHARES = (np.array([6000, 12000], np.int64), np.array([24576, 49152], np.int64), np.array([1, 1], np.int32),
+               np.array([500, 1000], np.int32), np.ones((2, 2), np.bool_), np.array([0.5, 0.5]))
+WHOLE_ONLY = (np.array([12000], np.int64), np.array([49152], np.int64), np.array([1], np.int32),
+              np.array([1000], np.int32), np.ones((1, 2), np.bool_), np.array([1.0]))
+
+
+def gpuplace_choice(cluster: SimpleNamespace, tp: tuple) -> int:  # type: ignore[type-arg]
+    s, _ = score_nodes(Policy.GPUPLACE, cluster, ONE_GPU, Context(*tp, max_cpu=224000, max_gpu_milli=8000))
+    return int(np.argmax(s))
+
+
+def test_gpuplace_packs_whole_gpu_pods_where_cpu_and_memory_are_ample() -> None:
+    # 224 cores and 2 TiB (HGX H100) against 8 × 12 cores and 8 × 48 GiB: over twice what the GPUs need,
+    # nothing can strand, so the 1-GPU pod goes to the node it leaves fullest and n1 stays whole.
+    assert gpuplace_choice(eight_gpu_pair(224000, 2 << 20), WITH_SHARES) == 0
+
+
+def test_gpuplace_spreads_whole_gpu_pods_where_shares_compete_for_scarce_cpu() -> None:
+    # 96 cores / 384 GiB: the GPUs alone would take 96 cores at the typical ratio; with shares about, the
+    # pod keeps the headroom (the emptier node), as the openb trace rewards.
+    assert gpuplace_choice(eight_gpu_pair(96000, 393216), WITH_SHARES) == 1
+
+
+def test_gpuplace_packs_whole_gpu_pods_when_the_workload_has_no_shares() -> None:
+    assert gpuplace_choice(eight_gpu_pair(96000, 393216), WHOLE_ONLY) == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(nodes(), typical())
+def test_stranding_risk_kernel_equals_twin(c: Nodes, tp: tuple) -> None:  # type: ignore[type-arg]
+    tp_cpu, tp_mem, tp_count, tp_milli, _, tp_weight = tp
+    for i in range(c.gpu_free_milli.shape[0]):
+        args = (c.gpu_present[i], int(c.node_cpu_total[i]), int(c.node_mem_total[i]))
+        kernel = stranding_risk(*args, tp_cpu, tp_mem, tp_count, tp_milli, tp_weight)
+        assert kernel == _stranding_risk(*args, tp)
