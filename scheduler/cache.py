@@ -4,7 +4,10 @@ What counts, and why:
 - A pod bound to a node and not finished holds resources. If it carries `gpuplace.io/gpus` (gpuplace
   bound it), it holds exactly those GPUs. A GPU pod bound by anyone else holds GPUs by its totals; which
   ones is guessed (the choice placer would make, else the emptiest), and guesses yield to exact records:
-  when an exact record collides with a guess, the node's guesses are re-made around it. Pods without
+  when an exact record collides with a guess, the node's guesses are re-made around it. A guess keeps
+  its GPUs when the pod's requests are read again (a resize, or the kubelet first reporting the
+  containers' resources: only cpu/memory change; re-guessing while the pod holds its GPUs would move
+  it onto someone else's). Pods without
   GPUs count their cpu/memory, so the model's cpu/memory free matches kube-scheduler's.
 - Terminating pods (deletionTimestamp set) still hold their GPUs until they are gone — forgetting them
   overcommits the node (HAMi #1458). Succeeded/Failed/deleted pods release at once.
@@ -27,7 +30,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from placement_core import ClusterState, DoubleBookingError, GpuRequest, Placement, placer
@@ -102,6 +105,16 @@ class PodObserver(Protocol):
     def observe(self, etype: str, pod: dict[str, Any]) -> None: ...
 
     def retain(self, uids: set[str]) -> None: ...
+
+
+def _same_devices(p: Placement, node: str, req: GpuRequest) -> bool:
+    """`p` is a placement of `req`'s GPUs on `node` (the devices a pod asks for cannot be resized: only
+    cpu and memory can, so a guess stays put when a bound pod's requests are read again)."""
+    if p.node != node:
+        return False
+    if req.mig_profile is not None:
+        return not p.gpus and len(p.mig) == req.count
+    return not p.mig and p.milli == req.milli and len(p.gpus) == (1 if req.is_share else req.count)
 
 
 class ClusterCache:
@@ -303,6 +316,9 @@ class ClusterCache:
             return rec.record.placement(cpu, mem)
         if rec.req is None or rec.req.count == 0:
             return Placement(node=rec.node, cpu_milli=cpu, memory_mib=mem)
+        current = self.state.allocations.get(rec.uid)
+        if current is not None and _same_devices(current, rec.node, rec.req):
+            return replace(current, cpu_milli=cpu, memory_mib=mem)  # re-read requests: keep its guess
         return placer.choose(self.state, rec.node, rec.req) or self._emptiest(rec.node, rec.req)
 
     def _emptiest(self, node: str, req: GpuRequest) -> Placement:

@@ -211,3 +211,27 @@ def test_json_round_trip_of_recorded_events_is_what_the_source_yields() -> None:
     line = json.dumps({"type": "ADDED", "object": o.node("x")})
     assert json.loads(line)["object"]["metadata"]["name"] == "x"
     assert SchedulerSettings().watch.timeout_seconds == 300
+
+
+def test_a_guessed_pod_keeps_its_gpus_when_its_requests_are_read_again() -> None:
+    """A foreign pod's requests fingerprint changes when the kubelet first reports its containers'
+    resources (every pod that starts, not only a resize). The old code re-guessed it while it still held
+    its GPUs: on a full node the emptiest-GPU guess landed on the exact pod's GPUs 0-3 and left 4-7
+    free in the model for the next pod, an oversubscription that was never there."""
+    ctx = make_ctx([o.node("n")])
+    c = ctx.cache
+    c.apply_pod("ADDED", o.pod("mine", gpus=4, node_name="n", annotations=record("n", (0, 1, 2, 3))))
+    theirs = o.pod("theirs", gpus=4, node_name="n", phase="Running")
+    c.apply_pod("ADDED", theirs)
+    uid = theirs["metadata"]["uid"]
+    before = c.state.allocations[uid]
+    assert before.gpus == (4, 5, 6, 7) and free(ctx, "n") == [0] * 8
+    theirs["status"]["containerStatuses"] = [
+        {"name": "main", "resources": {"requests": {"cpu": "2", "memory": "1Gi", "nvidia.com/gpu": "4"}}}
+    ]
+    c.apply_pod("MODIFIED", theirs)  # actuated cpu 2 > spec 1: the requests changed too
+    after = c.state.allocations[uid]
+    assert after.gpus == before.gpus and after.cpu_milli == 2000
+    assert free(ctx, "n") == [0] * 8
+    assert c.state.check_invariants() == []
+    assert ctx.metrics.oversubscribed_total._value.get() == 0
