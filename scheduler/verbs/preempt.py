@@ -37,6 +37,11 @@ So, per candidate node, gpuplace only ever ADDS victims:
    budget, classified like `filterPodsWithPDBViolation` over all the node's potential victims in
    importance order (scheduler.disruption; gpuplace watches PDBs for this).
 
+A preemptor whose own Binding has an unknown outcome (scheduler.verbs.bind) already holds its GPUs on
+that node, and bind refuses it any other node until the outcome is known: only that node is answered,
+with kube-scheduler's victims unchanged (they are for what the in-tree filters found); every other node
+is left out, so nothing is evicted for a bind that would be refused.
+
 Every fit check also counts the pods nominated to the node with priority >= the preemptor's, as the
 dry run does (`RunFilterPluginsWithNominatedPods`; scheduler.nominated).
 
@@ -238,8 +243,12 @@ def preempt(args: ExtenderPreemptionArgs, ctx: ExtenderContext) -> ExtenderPreem
     out: dict[str, MetaVictims] = {}
     proposed = candidates(args, ctx)
     extended = 0
+    unknown = ctx.cache.outcome_unknown(args.pod.metadata.uid)
     for node, cand in proposed.items():
-        mv = victims_on_node(ctx, args.pod, req, node, cand)
+        if unknown is not None:  # its GPUs are booked on unknown.node; a bind elsewhere is refused
+            mv = _answer(cand.victims, cand.pdb_violations) if node == unknown.node and cand.victims else None
+        else:
+            mv = victims_on_node(ctx, args.pod, req, node, cand)
         if mv is not None:
             out[node] = mv
             extended += len(mv.pods) > len(cand.victims)

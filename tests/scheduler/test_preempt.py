@@ -260,3 +260,23 @@ def test_running_pods_of_one_priority_add_the_fewest_victims() -> None:
     r = preempt(meta(high(), {"p0": [u["g0"], u["g2"]]}), ctx)
     assert answer(r, "p0", u) == ["g3", "g0", "g2"]
     unchanged(ctx, before)
+
+
+def test_a_preemptor_whose_bind_outcome_is_unknown_evicts_nothing_for_its_gpus() -> None:
+    """The preemptor's earlier Binding to p1 lost its answer: its GPUs 6-7 there stay booked for it and
+    a bind anywhere else is refused until that outcome is known. The old code counted its own held
+    GPUs against it on p1 (adding two victims to the scheduler's cpu victim) and proposed victims on
+    p0, where the bind that follows would be refused: pods evicted for nothing."""
+    p0 = full_node([0] * 8, "p0")
+    p1 = [placed("cpu-hog", "p1", (), 0, cpu="120"), *(placed(f"h{i}", "p1", (i,), 0) for i in range(6))]
+    ctx = make_ctx([pairs_node("p0"), pairs_node("p1")], [*p0, *p1])
+    pod = high()
+    uid = pod["metadata"]["uid"]
+    ctx.cache.reserve(uid, "default", "high", Placement(node="p1", gpus=(6, 7)))
+    ctx.cache.unknown(uid, ctx.cache.clock() + 70)
+    u = uids([*p0, *p1])
+    before = dict(ctx.cache.state.allocations)
+    r = preempt(meta(pod, {"p0": [u["g0"], u["g1"]], "p1": [u["cpu-hog"]]}), ctx)
+    assert list(r.node_name_to_meta_victims) == ["p1"]
+    assert answer(r, "p1", u) == ["cpu-hog"]  # the in-tree dry run's victim, nothing for the GPUs
+    unchanged(ctx, before)
