@@ -4,7 +4,7 @@ The e2e tests, the demo and the benchmark judge gpuplace by what the API server 
 gpuplace believes: every bound pod's ``gpuplace.io/gpus`` record is read back and checked against
 the others on its node and against the node's ``gpuplace.io/gpu-topology`` document, and no pending
 pod may carry one (gpuplace writes the record with the Binding, so a pod has it exactly when it is
-bound). Nothing here
+bound); a share (milli < 1000) is only valid on a node whose GPUs are time-sliced. Nothing here
 imports gpuplace's cache or placement code; only the record's decoder (the documented format).
 """
 
@@ -71,6 +71,15 @@ def topology_of(node: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     doc = orjson.loads(raw)
     return doc if isinstance(doc, dict) else None
+
+
+def time_sliced(node: Mapping[str, Any] | None) -> bool:
+    """GFD labels the node's GPUs as shared (a ``-SHARED`` product or a sharing strategy, with
+    ``nvidia.com/gpu.replicas`` > 1). Elsewhere the device plugin hands every pod whole devices."""
+    labels = ((node or {}).get("metadata") or {}).get("labels") or {}
+    shared = str(labels.get("nvidia.com/gpu.product", "")).endswith("-SHARED") or labels.get(
+        "nvidia.com/gpu.sharing-strategy", "none") not in ("", "none")
+    return shared and _int(labels.get("nvidia.com/gpu.replicas", 1)) > 1
 
 
 def node_capacity(node: Mapping[str, Any]) -> int:
@@ -169,6 +178,7 @@ def _check_node(name: str, node: Mapping[str, Any] | None, topo: dict[str, Any] 
         if used > _int(alloc.get(resource, 0)):
             problems.append(f"{name}: {used} {resource} bound, allocatable {alloc.get(resource, 0)}")
     gpus = {int(g["index"]): g for g in (topo or {}).get("gpus", [])}
+    sliced = time_sliced(node)
     whole: dict[int, str] = {}
     shares: dict[int, list[tuple[str, int]]] = defaultdict(list)
     mig: dict[tuple[int, int], str] = {}
@@ -208,6 +218,9 @@ def _check_node(name: str, node: Mapping[str, Any] | None, topo: dict[str, Any] 
                     problems.append(f"{name}: GPU {g} given to {other} and {p.key}")
                 whole[g] = p.key
             else:
+                if not sliced:
+                    problems.append(f"{p.key}: a {r.milli}m share of GPU {g} on {name}, whose GPUs are not "
+                                    "time-sliced (the device plugin hands out whole GPUs there)")
                 if g in whole:
                     problems.append(f"{name}: GPU {g} given to {whole[g]} and a share to {p.key}")
                 shares[g].append((p.key, r.milli))

@@ -80,3 +80,26 @@ def test_pods_of_a_deleted_node_are_counted_not_flagged() -> None:
     result = audit.audit([bound("a", "gone", gpus=8, record={"gpus": list(range(8))})], NODES)
     assert result.ok, result.problems
     assert result.orphaned == 1
+
+
+def sliced(name: str) -> dict[str, Any]:
+    """An HGX H100 with time-slicing: 4 replicas per GPU, as GFD and the device plugin label it."""
+    node = node_manifest(name, "hgx-h100", topology=True)
+    labels = node["metadata"]["labels"]
+    labels["nvidia.com/gpu.product"] += "-SHARED"
+    labels["nvidia.com/gpu.replicas"] = "4"
+    labels["nvidia.com/gpu.sharing-strategy"] = "time-slicing"
+    node["status"]["allocatable"]["nvidia.com/gpu"] = "32"
+    return node
+
+
+def test_a_share_on_gpus_without_time_slicing_is_caught() -> None:
+    """Without replicas the device plugin hands each pod a whole GPU, so a share record there is wrong
+    even alone (gpuplace refuses such shares). The old audit checked only the 1000m sum per GPU."""
+    share = {"gpus": [0], "milli": 500}
+    on_sliced = audit.audit([bound("a", "s", gpus=1, record=share), bound("b", "s", gpus=1, record=share)],
+                            [sliced("s")])
+    assert on_sliced.ok, on_sliced.problems
+    result = audit.audit([bound("a", "h", gpus=1, record=share)], NODES)
+    assert any("t/a: a 500m share of GPU 0 on h, whose GPUs are not time-sliced" in p for p in result.problems), (
+        result.problems)
