@@ -15,6 +15,7 @@ What :class:`GpuplaceServer` does, in order (the issue's launcher sequence):
 5. :meth:`scheduler_config` gives the KubeSchedulerConfiguration for ``ControlPlane.start_scheduler``:
    the extender entry from deploy/scheduler with ``urlPrefix`` pointed at this process.
 
+:meth:`start` retries on new ports when another process took one first (``free_port`` races);
 :meth:`restart` stops and starts the process on the same ports (kube-scheduler's configuration
 keeps pointing at it); :meth:`close` also removes the webhook registration. If deploy/ has no RBAC
 that lets the ServiceAccount create ``pods/binding``, a fallback ClusterRole is applied and
@@ -42,11 +43,12 @@ from gpuplace.localcluster import accounts, manifests
 from gpuplace.localcluster.binaries import repo_root
 from gpuplace.localcluster.controlplane import ControlPlane
 from gpuplace.localcluster.pki import CertPair
-from gpuplace.localcluster.processes import ManagedProcess, free_port, probe, wait_ready
+from gpuplace.localcluster.processes import ManagedProcess, ProcessStartError, free_port, probe, wait_ready
 from gpuplace.localcluster.waiting import wait_until
 from placement_core import MODELS
 
 log = logging.getLogger("gpuplace.localcluster")
+PORT_ATTEMPTS = 3  # as ControlPlane retries etcd, kube-apiserver and kube-scheduler on a port clash
 T = TypeVar("T")
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -160,9 +162,18 @@ class GpuplaceServer:
     def start(self) -> Self:
         """Prepare (first call only), start the process, wait until ready, register the webhook."""
         try:
-            if self.config_file is None:
+            if self.config_file is not None:
+                self.launch()  # after stop(): the same ports, kube-scheduler's config points at them
+            else:
                 self._prepare()
-            self.launch()
+                for attempt in range(PORT_ATTEMPTS):
+                    try:
+                        self.launch()
+                        break
+                    except ProcessStartError as exc:  # free_port() raced another process for a port
+                        if not exc.port_clash or attempt == PORT_ATTEMPTS - 1:
+                            raise
+                        self._write_config()
             if self.register and not self.webhook_names:
                 run_sync(self.register_webhooks())
         except BaseException:
@@ -235,6 +246,11 @@ class GpuplaceServer:
     def _prepare(self) -> None:
         self.credentials = self._apply_rbac()
         self.serving = self.cp.issue_serving_cert(f"{self.name}-serving")
+        self._write_config()
+
+    def _write_config(self) -> None:
+        """Pick free ports and write the config file for them."""
+        assert self.credentials is not None and self.serving is not None
         self.extender_port, self.webhook_port = free_port(), free_port()
         while self.webhook_port == self.extender_port:
             self.webhook_port = free_port()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,8 +21,9 @@ import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from gpuplace.localcluster import ControlPlane, ManagedProcess, free_port, wait_until
+from gpuplace.localcluster import ControlPlane, ManagedProcess, free_port, gpuplace_proc, wait_until
 from gpuplace.localcluster.fake_nodes import GPU_RESOURCE, GPU_TAINT_KEY
+from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
 from gpuplace.localcluster.workload import wait_pending
 
 pytestmark = pytest.mark.e2e
@@ -213,3 +215,26 @@ async def test_webhook_child_process_with_harness_certificate(
     finally:
         await control_plane.unregister_webhook(name)
         control_plane.stop_process(process.name)
+
+
+def test_gpuplace_takes_other_ports_when_one_was_taken_meanwhile(
+    control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """free_port() only says a port was free a moment ago; on a busy CI machine another process can
+    take it before gpuplace binds it. etcd, kube-apiserver and kube-scheduler were retried on new
+    ports then; gpuplace was not, and its start failed with "address already in use"."""
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy = int(taken.getsockname()[1])
+    handed: list[int] = []
+
+    def racing_free_port() -> int:  # the first port handed out is already someone else's
+        handed.append(busy if not handed else real_free_port())
+        return handed[-1]
+
+    real_free_port = gpuplace_proc.free_port
+    monkeypatch.setattr(gpuplace_proc, "free_port", racing_free_port)
+    with taken, GpuplaceServer(control_plane, name="gpuplace-port-race", register_webhook=False) as gp:
+        assert busy in handed and busy not in (gp.extender_port, gp.webhook_port)
+        assert gp.process is not None and gp.process.alive()
