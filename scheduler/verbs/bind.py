@@ -29,8 +29,10 @@ proposed before that deadline can commit just after it. So:
   all of those), so roll back. Unbound, or unreadable: that proves nothing — the reservation becomes
   UNKNOWN and its GPUs stay booked until `hold_until` = sent + min(bind timeout,
   `apiserver_request_timeout_seconds`) + `apiserver_deadline_margin_seconds`; bind answers `Error`.
-- UNKNOWN is never "bound". kube-scheduler's assumed pods never expire (durationToExpireAssumedPod =
-  0), so answering a retry with success without a Binding would leave the pod Pending for good. A
+- UNKNOWN is never "bound". kube-scheduler's assumed pods never expire (v1.36
+  pkg/scheduler/backend/cache `New` takes no TTL at all; older releases passed
+  durationToExpireAssumedPod = 0), so answering a retry with success without a Binding would leave
+  the pod Pending for good. A
   retry to the same node writes the same Binding again with the same GPUs (no re-choose: they are
   still booked for it): if the first write landed, the 409 + ownership check recognises it; if not,
   this one binds the pod; if this answer is lost too, the hold is extended from this send. A
