@@ -74,7 +74,11 @@ def _ssl(cert: Path, key: Path) -> ssl.SSLContext:
 async def _start(app: web.Application, host: str, port: int, tls: ssl.SSLContext | None) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port, ssl_context=tls, reuse_address=True).start()
+    try:
+        await web.TCPSite(runner, host, port, ssl_context=tls, reuse_address=True).start()
+    except BaseException:  # e.g. the port is taken: stop what setup started (the watch tasks)
+        await runner.cleanup()
+        raise
     log.info("listening on %s://%s:%d", "https" if tls else "http", host, port)
     return runner
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,41 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+PORT_ATTEMPTS = 3
+
+
+async def serving(
+    cfg_file: Path,
+    config_for: Callable[[int, int], str],
+    listening: Callable[[int, int], Awaitable[object]],
+    *,
+    ports: Callable[[], int] = free_port,
+) -> tuple[asyncio.Task[None], asyncio.Event, int, int]:
+    """`serve` on two free ports (extender, webhook), returned once `listening(port, hook)` holds.
+    free_port() only says a port was free a moment ago: another process on the machine can take it
+    first, and serve() then fails with EADDRINUSE; the start is retried on new ports."""
+    for attempt in range(PORT_ATTEMPTS):
+        port = ports()
+        hook = ports()
+        while hook == port:
+            hook = ports()
+        await asyncio.to_thread(cfg_file.write_text, config_for(port, hook))
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(load_config(cfg_file), stop))
+
+        async def up(port: int = port, hook: int = hook, task: asyncio.Task[None] = task) -> object:
+            # bounded: a port someone else holds may accept and never answer (then: "not yet")
+            return task.done() or await asyncio.wait_for(listening(port, hook), 5)
+
+        await wait_until(up, within=PATIENCE, interval=0.02, what="gpuplace serve to listen")
+        if not task.done():
+            return task, stop, port, hook
+        exc = task.exception()
+        if not (isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE) or attempt == PORT_ATTEMPTS - 1:
+            await task  # raises what serve() raised
+    raise AssertionError("unreachable")
 
 
 def test_yaml_with_environment_overrides(tmp_path: Path, monkeypatch: Any) -> None:
@@ -73,20 +110,20 @@ async def test_serve_end_to_end_against_a_fake_api_server(tmp_path: Path, aiohtt
     api.put("pods", o.pod("running", gpus=6, node_name="n1", phase="Running"))
     pending = api.put("pods", o.pod("train", gpus=4))
     server = await aiohttp_server(api.app())
-    port = free_port()
-    cfg_file = tmp_path / "gpuplace.yaml"
-    cfg_file.write_text(
-        f"kubernetes: {{kubeconfig: {write_kubeconfig(tmp_path / 'kc', str(server.make_url('')))}}}\n"
-        f"scheduler: {{host: 127.0.0.1, port: {port}, reservation_ttl_seconds: 5, metrics: {{refresh_seconds: 0.01}}}}\n"
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve(load_config(cfg_file), stop))
-    base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
-        async def ready() -> bool:
-            return (await http.get(f"{base}/readyz")).status == 200
+    kubeconfig = write_kubeconfig(tmp_path / "kc", str(server.make_url("")))
 
-        await wait_until(ready, within=PATIENCE, interval=0.02, what="/readyz")
+    def config(port: int, hook: int) -> str:  # no webhook here: `hook` stays unused
+        return (
+            f"kubernetes: {{kubeconfig: {kubeconfig}}}\n"
+            f"scheduler: {{host: 127.0.0.1, port: {port}, reservation_ttl_seconds: 5, metrics: {{refresh_seconds: 0.01}}}}\n"
+        )
+
+    async with aiohttp.ClientSession() as http:
+        async def ready(port: int, hook: int) -> bool:
+            return (await http.get(f"http://127.0.0.1:{port}/readyz")).status == 200
+
+        task, stop, port, _ = await serving(tmp_path / "gpuplace.yaml", config, ready)
+        base = f"http://127.0.0.1:{port}"
         args = orjson.dumps(o.extender_args(pending, names=["n1", "n2"]))
         r = await (await http.post(f"{base}/scheduler/filter", data=args)).json()
         assert r["NodeNames"] == ["n2"] and "n1" in r["FailedNodes"]
@@ -134,16 +171,16 @@ async def test_serve_mounts_the_webhook_on_its_own_https_port(tmp_path: Path, ai
     certs = devcerts.make_dev_certs(tmp_path / "certs", sans=["127.0.0.1"])
     api = FakeApiServer()
     server = await aiohttp_server(api.app())
-    port, hook = free_port(), free_port()
-    cfg_file = tmp_path / "gpuplace.yaml"
-    cfg_file.write_text(
-        f"kubernetes: {{kubeconfig: {write_kubeconfig(tmp_path / 'kc', str(server.make_url('')))}}}\n"
-        f"scheduler: {{host: 127.0.0.1, port: {port}}}\n"
-        f"webhook_server: {{enabled: true, host: 127.0.0.1, port: {hook}, cert_file: {certs.cert}, "
-        f"key_file: {certs.key}}}\n"
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve(load_config(cfg_file), stop))
+    kubeconfig = write_kubeconfig(tmp_path / "kc", str(server.make_url("")))
+
+    def config(port: int, hook: int) -> str:
+        return (
+            f"kubernetes: {{kubeconfig: {kubeconfig}}}\n"
+            f"scheduler: {{host: 127.0.0.1, port: {port}}}\n"
+            f"webhook_server: {{enabled: true, host: 127.0.0.1, port: {hook}, cert_file: {certs.cert}, "
+            f"key_file: {certs.key}}}\n"
+        )
+
     trust = ssl.create_default_context(cafile=str(certs.ca_cert))
     gpu_pod = o.pod("p", gpus=1)
     review = {
@@ -161,13 +198,45 @@ async def test_serve_mounts_the_webhook_on_its_own_https_port(tmp_path: Path, ai
         },
     }
     async with aiohttp.ClientSession() as http:
-        async def listening() -> aiohttp.ClientResponse:
+        async def listening(port: int, hook: int) -> aiohttp.ClientResponse:
             return await http.post(f"https://127.0.0.1:{hook}/mutate", data=orjson.dumps(review), ssl=trust)
 
-        resp = await wait_until(listening, within=PATIENCE, interval=0.02, what="the webhook to listen")
+        task, stop, port, hook = await serving(tmp_path / "gpuplace.yaml", config, listening)
+        resp = await listening(port, hook)
         assert resp.status == 200
         assert (await resp.json())["response"]["uid"] == "u1"
         metrics = await (await http.get(f"http://127.0.0.1:{port}/metrics")).text()
         assert "gpuplace_webhook_reviews_total" in metrics  # one registry for both faces
+    stop.set()
+    await asyncio.wait_for(task, PATIENCE)
+
+
+async def test_serve_takes_other_ports_when_one_was_taken_meanwhile(tmp_path: Path, aiohttp_server: Any) -> None:
+    """The first port handed out is already someone else's (a listening socket). The tests above used
+    free_port() once and would then have waited PATIENCE for a serve() that had died on EADDRINUSE."""
+    api = FakeApiServer()
+    server = await aiohttp_server(api.app())
+    kubeconfig = write_kubeconfig(tmp_path / "kc", str(server.make_url("")))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = int(taken.getsockname()[1])
+        handed: list[int] = []
+
+        def racing() -> int:
+            handed.append(busy if not handed else free_port())
+            return handed[-1]
+
+        async with aiohttp.ClientSession() as http:
+            async def healthy(port: int, hook: int) -> bool:
+                return (await http.get(f"http://127.0.0.1:{port}/healthz")).status == 200
+
+            task, stop, port, _ = await serving(
+                tmp_path / "gpuplace.yaml",
+                lambda port, hook: f"kubernetes: {{kubeconfig: {kubeconfig}}}\nscheduler: {{host: 127.0.0.1, port: {port}}}\n",
+                healthy,
+                ports=racing,
+            )
+            assert handed[0] == busy and port != busy and not task.done()
     stop.set()
     await asyncio.wait_for(task, PATIENCE)
