@@ -24,6 +24,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from gpuplace.localcluster import ControlPlane, ManagedProcess, free_port, gpuplace_proc, wait_until
 from gpuplace.localcluster.fake_nodes import GPU_RESOURCE, GPU_TAINT_KEY
 from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
+from gpuplace.localcluster.processes import ProcessStartError
 from gpuplace.localcluster.workload import wait_pending
 
 pytestmark = pytest.mark.e2e
@@ -163,21 +164,27 @@ async def test_webhook_child_process_with_harness_certificate(
     control_plane: ControlPlane, k8s: client.ApiClient, namespace: str
 ) -> None:
     pair = control_plane.issue_serving_cert("echo-webhook")
-    port = free_port()
-    process = control_plane.start_process(
-        "echo-webhook",
-        [
-            sys.executable,
-            str(HERE / "echo_webhook.py"),
-            "--port",
-            str(port),
-            "--cert",
-            str(pair.cert_file),
-            "--key",
-            str(pair.key_file),
-        ],
-        ready_url=f"https://127.0.0.1:{port}/healthz",
-    )
+    for attempt in range(gpuplace_proc.PORT_ATTEMPTS):  # free_port() races other processes for the port
+        port = free_port()
+        try:
+            process = control_plane.start_process(
+                "echo-webhook",
+                [
+                    sys.executable,
+                    str(HERE / "echo_webhook.py"),
+                    "--port",
+                    str(port),
+                    "--cert",
+                    str(pair.cert_file),
+                    "--key",
+                    str(pair.key_file),
+                ],
+                ready_url=f"https://127.0.0.1:{port}/healthz",
+            )
+            break
+        except ProcessStartError as exc:
+            if not exc.port_clash or attempt == gpuplace_proc.PORT_ATTEMPTS - 1:
+                raise
     name = f"echo-{namespace}"
     manifest = {
         "apiVersion": "admissionregistration.k8s.io/v1",
