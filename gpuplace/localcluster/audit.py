@@ -53,16 +53,38 @@ def _int(value: Any) -> int:
         return 0
 
 
+def _managed(container: Mapping[str, Any]) -> Counter[str]:
+    res = container.get("resources") or {}
+    requests, limits = res.get("requests") or {}, res.get("limits") or {}
+    return Counter({name: _int(requests.get(name, limits.get(name, 0)))
+                    for name in set(requests) | set(limits)
+                    if name == GPU_RESOURCE or name.startswith(MIG_PREFIX)})  # fmt: skip
+
+
 def gpu_demand(pod: Mapping[str, Any]) -> dict[str, int]:
-    """Managed GPU resources (nvidia.com/gpu, nvidia.com/mig-*) the pod's containers ask for."""
-    out: Counter[str] = Counter()
-    for c in (pod.get("spec") or {}).get("containers") or []:
-        res = c.get("resources") or {}
-        names = set(res.get("limits") or {}) | set(res.get("requests") or {})
-        for name in names:
-            if name == GPU_RESOURCE or name.startswith(MIG_PREFIX):
-                out[name] += _int((res.get("requests") or {}).get(name, (res.get("limits") or {}).get(name, 0)))
-    return dict(out)
+    """Managed GPU resources (nvidia.com/gpu, nvidia.com/mig-*) the pod holds, counted as kube-scheduler
+    counts them (component-helpers resource/helpers.go, `AggregateContainerRequests`): the containers
+    plus the sidecars (init containers with restartPolicy Always), and at least, per resource, the peak
+    of any other init container plus the sidecars started before it."""
+    spec = pod.get("spec") or {}
+    total: Counter[str] = Counter()
+    for c in spec.get("containers") or []:
+        total.update(_managed(c))
+    sidecars: Counter[str] = Counter()
+    peak: Counter[str] = Counter()
+    for c in spec.get("initContainers") or []:
+        own = _managed(c)
+        if c.get("restartPolicy") == "Always":
+            total.update(own)
+            sidecars.update(own)
+            use = sidecars
+        else:
+            use = own + sidecars
+        for name, n in use.items():
+            peak[name] = max(peak[name], n)
+    for name, n in peak.items():
+        total[name] = max(total[name], n)
+    return {name: n for name, n in total.items() if n}
 
 
 def topology_of(node: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -103,3 +103,22 @@ def test_a_share_on_gpus_without_time_slicing_is_caught() -> None:
     result = audit.audit([bound("a", "h", gpus=1, record=share)], NODES)
     assert any("t/a: a 500m share of GPU 0 on h, whose GPUs are not time-sliced" in p for p in result.problems), (
         result.problems)
+
+
+def test_gpu_demand_is_what_kube_scheduler_counts() -> None:
+    """Upstream PodRequests (component-helpers resource/helpers.go, AggregateContainerRequests): the
+    containers plus sidecars (restartPolicy Always init containers), at least the peak of any init
+    container plus the sidecars started before it. gpuplace books that count; the old audit summed the
+    containers only and reported a correct 2-GPU record as wrong (and undercounted the node's totals)."""
+    def gpu(n: int) -> dict[str, Any]:
+        return {"limits": {"nvidia.com/gpu": str(n)}}
+
+    init = bound("init", "h", gpus=1, record={"gpus": [0, 1]})
+    init["spec"]["initContainers"] = [{"name": "warm", "resources": gpu(2)}]
+    sidecar = bound("sidecar", "h", gpus=1, record={"gpus": [2, 3]})
+    sidecar["spec"]["initContainers"] = [{"name": "agent", "restartPolicy": "Always", "resources": gpu(1)}]
+    assert audit.gpu_demand(init) == {"nvidia.com/gpu": 2}
+    assert audit.gpu_demand(sidecar) == {"nvidia.com/gpu": 2}
+    result = audit.audit([init, sidecar], NODES)
+    assert result.ok, result.problems
+    assert audit.usage([init, sidecar], NODES)["h"] == (4, 8)
