@@ -245,11 +245,7 @@ class ClusterCache:
 
     def _record(self, pod: Pod, fp: tuple[Any, ...]) -> None:
         uid, node = pod.metadata.uid, pod.spec.node_name
-        try:
-            req: GpuRequest | None = pod_request(pod, self.pod_rules)
-        except PodRequestError as e:
-            log.warning("pod %s: %s; counting no resources for it", pod.key, e)
-            req = None
+        req = self._bound_request(pod)
         record = None
         raw = pod.metadata.annotations.get(self.pod_rules.keys.gpus)
         if raw:
@@ -268,6 +264,27 @@ class ClusterCache:
         self.pods[uid] = rec
         self._by_node.setdefault(node, set()).add(uid)
         self._count(rec)
+
+    def _bound_request(self, pod: Pod) -> GpuRequest | None:
+        """What a bound pod holds. Its devices are the kubelet's whatever gpuplace's annotations say:
+        when one of them is unreadable (another scheduler bound it) the pod counts by its resources
+        alone; only a request that cannot be read even so counts as nothing."""
+        try:
+            return pod_request(pod, self.pod_rules)
+        except PodRequestError as e:
+            k = self.pod_rules.keys
+            read = (k.gpu_milli, k.gpu_models, k.gpu_memory_mib, k.nvlink)
+            plain = {a: v for a, v in pod.metadata.annotations.items() if a not in read}
+            bare = pod.model_copy(
+                update={"metadata": pod.metadata.model_copy(update={"annotations": plain})}
+            )
+            try:
+                req = pod_request(bare, self.pod_rules)
+            except PodRequestError:
+                log.warning("pod %s: %s; counting no resources for it", pod.key, e)
+                return None
+            log.warning("pod %s: %s; counting it by its resources alone", pod.key, e)
+            return req
 
     def _count(self, rec: PodRecord) -> None:
         """Make the state hold what `rec` says (idempotent)."""

@@ -235,3 +235,13 @@ def test_a_guessed_pod_keeps_its_gpus_when_its_requests_are_read_again() -> None
     assert free(ctx, "n") == [0] * 8
     assert c.state.check_invariants() == []
     assert ctx.metrics.oversubscribed_total._value.get() == 0
+
+
+def test_a_bound_pod_with_an_unreadable_annotation_still_holds_its_gpus() -> None:
+    """Another scheduler bound a pod whose gpuplace annotation gpuplace cannot read: the kubelet still
+    hands it its 8 GPUs. The old code counted nothing for it, so filter offered the full node."""
+    ctx = make_ctx([o.node("n")])
+    ctx.cache.apply_pod(
+        "ADDED", o.pod("theirs", gpus=8, node_name="n", phase="Running", annotations={"gpuplace.io/gpu-milli": "half"})
+    )
+    assert free(ctx, "n") == [0] * 8
