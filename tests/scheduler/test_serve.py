@@ -51,8 +51,13 @@ async def serving(
         task = asyncio.create_task(serve(load_config(cfg_file), stop))
 
         async def up(port: int = port, hook: int = hook, task: asyncio.Task[None] = task) -> object:
-            # bounded: a port someone else holds may accept and never answer (then: "not yet")
-            return task.done() or await asyncio.wait_for(listening(port, hook), 5)
+            # a port someone else holds may accept and never answer: stop probing once serve() ended
+            probe = asyncio.ensure_future(listening(port, hook))
+            await asyncio.wait({probe, task}, return_when=asyncio.FIRST_COMPLETED)
+            if not probe.done():
+                probe.cancel()
+                return True
+            return probe.result()  # an error: not yet
 
         await wait_until(up, within=PATIENCE, interval=0.02, what="gpuplace serve to listen")
         if not task.done():
