@@ -217,7 +217,9 @@ async def serve(cfg: GpuplaceConfig, stop: asyncio.Event | None = None) -> None:
             extender = await _start(app, s.host, s.port, tls)
             runners.append(extender)
             if cfg.leader_election.enabled:
-                background.append(asyncio.create_task(campaign(api, lease_role), name="campaign"))
+                background.append(
+                    asyncio.create_task(campaign(api, lease_role, ready=lambda: ctx.ready), name="campaign")
+                )
         webhook = await _webhook_runner(cfg, api, metrics)
         if webhook is not None:
             runners.extend(webhook)

@@ -216,9 +216,16 @@ def choose(state: ClusterState, node: str, req: GpuRequest, *, twin: bool = Fals
 
 
 def warmup() -> None:
-    """Compile (or load from the Numba cache) every kernel on a tiny cluster, before reporting ready."""
+    """Compile (or load from the Numba cache) every kernel a request can reach, on a tiny cluster.
+
+    Every entry point the extender calls: the placer's rules, the fragmentation-aware policies'
+    `score_all` (through `PolicyScorer`, with the argument types the extender passes) and the gang
+    planner. A kernel missed here compiles on the first real request, on the event loop
+    (tests/scheduler/test_warmup.py holds this list complete)."""
     from placement_core.catalog import MODELS
+    from placement_core.gangplan import Member, plan_gang
     from placement_core.inventory import GpuSpec, MigInstance, NodeSpec
+    from placement_core.scorer import PolicyScorer, island_fit
 
     st = ClusterState(max_gpus=8, capacity=4)
     a100 = MODELS["A100-80GB"]
@@ -242,8 +249,17 @@ def warmup() -> None:
         reason, _ = evaluate(st, req)
         for pol in RULES:
             score(st, req, reason, pol)
+        for frag_policy in (Policy.GPUPLACE, Policy.FGD):
+            PolicyScorer(frag_policy)(st, req, reason)
+        island_fit(st, req, reason)
         choose(st, "w0", req)
         choose(st, "w1", req)
+    plan_gang(
+        st,
+        [Member("g0", GpuRequest(count=2)), Member("g1", GpuRequest(count=2))],
+        need=2,
+        rows=np.arange(1, dtype=np.int64),
+    )
     from placement_core import mig
 
     out = np.zeros(st.n_rows, np.int32)

@@ -154,13 +154,13 @@ async def _healthz(request: web.Request) -> web.Response:
 async def _readyz(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     role = request.app[ROLE]
+    what = [k for k, v in ctx.cache.synced.items() if not v] + ([] if ctx.warm else ["kernels"])
+    waiting = f"waiting for {', '.join(what)}" if what else "cache synced, kernels warm"
     if not role.is_leader():
-        return web.Response(status=503, text=f"not ready: {role.describe()}")
+        return web.Response(status=503, text=f"not ready: {role.describe()}; {waiting}")
     if ctx.ready:
         return web.Response(text="ready")
-    what = [k for k, v in ctx.cache.synced.items() if not v] + ([] if ctx.warm else ["kernels"])
-
-    return web.Response(status=503, text=f"not ready: waiting for {', '.join(what)}")
+    return web.Response(status=503, text=f"not ready: {waiting}")
 
 
 async def _metrics(request: web.Request) -> web.Response:

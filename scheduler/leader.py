@@ -195,12 +195,21 @@ class _TrackedLeaseLock(LeaseLock):
         return ok
 
 
-async def campaign(api: ApiClient, role: LeaseRole) -> None:
+async def campaign(
+    api: ApiClient, role: LeaseRole, *, ready: Callable[[], bool] = lambda: True, poll: float = 0.1
+) -> None:
     """Run for the Lease until leadership, once won, is lost; then return (the caller stops the process).
+
+    A replica stands for election only once `ready()` holds (cache synced, kernels warm), as
+    kube-scheduler starts its informers and waits for their sync before it runs its leader elector
+    (cmd/kube-scheduler/app/server.go, `Run`): a leader that cannot answer yet would hold the lease
+    while a warm follower waits, and a cold one may compile for a minute on a loaded machine.
 
     Returns when `role.is_leader()` turns false after having been true — whichever comes first of the
     library's renew loop giving up and the deadline passing (the watchdog below)."""
     s = role.settings
+    while not ready():  # noqa: ASYNC110 -- polled: readiness is the conjunction of several watches and warm-up
+        await asyncio.sleep(poll)
     won = asyncio.Event()
 
     async def leading() -> None:

@@ -20,6 +20,8 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -31,8 +33,9 @@ import pytest
 import yaml
 from kubernetes_asyncio import client
 
+from gpuplace import numba_cache
 from gpuplace.localcluster import ControlPlane, ManagedProcess, accounts, binaries
-from gpuplace.localcluster.processes import free_port, probe
+from gpuplace.localcluster.processes import free_port, probe, tail
 from gpuplace.localcluster.waiting import wait_until
 from gpuplace.localcluster.workload import create_pod, pod_manifest, wait_bound
 from tests.deploy import chart
@@ -50,6 +53,7 @@ class Replicas:
     objs: list[dict[str, Any]]
     kubeconfig: Path
     numba_cache: Path
+    baked: Path
     running: dict[str, tuple[ManagedProcess, str]] = field(
         default_factory=dict
     )  # pod name → (process, base URL)
@@ -64,6 +68,7 @@ class Replicas:
             self.objs, "gpuplace-extender", workdir=self.cp.workdir / "ha", kubeconfig=self.kubeconfig,
             pod_name=name, ports={"scheduler.port": port}, shared={"numba-cache": self.numba_cache},
         )  # fmt: skip
+        env[numba_cache.BAKED_ENV] = str(self.baked)
         base = f"http://127.0.0.1:{port}"
         process = self.cp.start_process(
             name, argv, env=env, cwd=binaries.repo_root(), ready_url=f"{base}/healthz"
@@ -74,15 +79,34 @@ class Replicas:
     def ready(self) -> list[str]:
         return [n for n, (p, base) in self.running.items() if p.alive() and probe(f"{base}/readyz")[0] == 200]
 
-    def leader(self) -> str:
-        (name,) = self.ready()
-        return name
+    def warm_followers(self) -> list[str]:
+        """Replicas that could take over at once: alive, not leading, cache synced and kernels warm."""
+        out = []
+        for n, (p, base) in self.running.items():
+            status, body = probe(f"{base}/readyz")
+            if p.alive() and status == 503 and "follower" in body and "kernels warm" in body:
+                out.append(n)
+        return out
+
+    def log_tail(self, name: str) -> str:
+        return f"--- last lines of {name}'s log ---\n{tail(self.process(name).log_file)}"
 
     def base(self, name: str) -> str:
         return self.running[name][1]
 
     def process(self, name: str) -> ManagedProcess:
         return self.running[name][0]
+
+
+def _bake_kernels(cp: ControlPlane) -> Path:
+    """The image's build step (Dockerfile: `placer.warmup()` into GPUPLACE_NUMBA_BAKED_CACHE), here: the
+    replicas then seed their writable cache from it and warm up in seconds, as pods of the image do,
+    instead of compiling every kernel at once on a loaded machine. The Makefile's cache serves when set."""
+    baked = Path(os.environ.get("NUMBA_CACHE_DIR") or cp.workdir / "numba-baked")
+    code = "from placement_core import placer; placer.warmup()"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(baked)}
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=binaries.repo_root(), check=True, timeout=900)
+    return baked
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +125,13 @@ def replicas(control_plane: ControlPlane, local_binaries: binaries.Binaries) -> 
             )  # fmt: skip
 
     creds = asyncio.run(token())
-    rs = Replicas(control_plane, objs, creds.kubeconfig, control_plane.workdir / "ha-numba-cache")
+    rs = Replicas(
+        control_plane,
+        objs,
+        creds.kubeconfig,
+        control_plane.workdir / "ha-numba-cache",
+        _bake_kernels(control_plane),
+    )
     try:
         rs.start()
         rs.start()
@@ -145,6 +175,16 @@ async def _wait_leader(rs: Replicas, *, within: float, exclude: str | None = Non
     )
 
 
+async def _wait_standby(rs: Replicas, *, within: float = 120) -> str:
+    """A warm follower, so a takeover measures the lease, not a replica's start-up."""
+
+    async def one() -> str | None:
+        warm = await asyncio.to_thread(rs.warm_followers)
+        return warm[0] if warm else None
+
+    return await wait_until(one, within=within, interval=0.2, what="a warm follower replica")
+
+
 def _gpu_pod(name: str, namespace: str, gpus: int, *, scheduler: str = SCHEDULER) -> dict[str, Any]:
     body = pod_manifest(
         name, gpus=gpus, gpu_requests=True, tolerate_gpu_taint=True, node_selector=owner(namespace)
@@ -176,10 +216,12 @@ async def test_sigkill_leader_mid_workload_follower_takes_over(
             problems.extend(audit.problems)
             await asyncio.sleep(0.15)
 
+    await _wait_standby(replicas)
     feeder = asyncio.create_task(stream())
     await wait_until(
         lambda: _bound_count(k8s, namespace, 4), within=90, what="four pods bound by the first leader"
     )
+    assert replicas.process(leader).alive(), "the leader exited before the kill\n" + replicas.log_tail(leader)
     os.kill(replicas.process(leader).pid, signal.SIGKILL)
     killed_at = time.monotonic()
     # The takeover time is a measurement (reported below; ~15-17 s here with the default lease), not
@@ -191,7 +233,8 @@ async def test_sigkill_leader_mid_workload_follower_takes_over(
     audit = await audit_namespaces(k8s, namespace)
     assert not problems and audit.ok, problems + audit.problems
     assert audit.gpu_pods == len(names) == audit.with_record
-    assert replicas.process(leader).popen.wait(5) == -signal.SIGKILL and follower != leader
+    assert replicas.process(leader).popen.wait(5) == -signal.SIGKILL, replicas.log_tail(leader)
+    assert follower != leader
     e2e_report(
         f"HA failover: SIGKILL of the extender leader -> follower Ready after {takeover:.1f}s "
         f"(lease 15s / renew 10s / retry 2s); {len(names)} pods ({sum(sizes)} GPUs) all bound, audit clean"
@@ -230,6 +273,7 @@ async def test_sigstopped_leader_that_lost_its_lease_never_binds(
     replicas: Replicas, k8s: client.ApiClient, namespace: str, nodes: list[str], e2e_report: Any
 ) -> None:
     leader = await _wait_leader(replicas, within=120)
+    await _wait_standby(replicas)
     # A pod no scheduler picks up, so only the request below could bind it.
     pod = await create_pod(k8s, namespace, _gpu_pod("held", namespace, 1, scheduler="nobody"))
     host, port = replicas.base(leader).rsplit("//", 1)[1].split(":")
@@ -241,7 +285,7 @@ async def test_sigstopped_leader_that_lost_its_lease_never_binds(
         stopped_at = time.monotonic()
         args = {"PodName": "held", "PodNamespace": namespace, "PodUID": pod.metadata.uid, "Node": nodes[0]}
         _http(sock, "POST", "/scheduler/bind", orjson.dumps(args))  # sits in the socket until SIGCONT
-        new_leader = await _wait_leader(replicas, within=30, exclude=leader)
+        new_leader = await _wait_leader(replicas, within=60, exclude=leader)
         takeover = time.monotonic() - stopped_at
         os.kill(replicas.process(leader).pid, signal.SIGCONT)
         answer = await asyncio.to_thread(_read_response, sock)
@@ -249,7 +293,7 @@ async def test_sigstopped_leader_that_lost_its_lease_never_binds(
         sock.close()
     assert answer == b"", f"the old leader answered after losing its lease: {answer[:300]!r}"
     status = await asyncio.to_thread(replicas.process(leader).popen.wait, 60)
-    assert status == 1  # lost the lease: exits, to come back as a follower
+    assert status == 1, replicas.log_tail(leader)  # lost the lease: exits, to come back as a follower
     held = await client.CoreV1Api(k8s).read_namespaced_pod("held", namespace)
     assert not held.spec.node_name, f"bound to {held.spec.node_name} by a replica that had lost its lease"
     assert (await asyncio.to_thread(replicas.ready)) == [new_leader]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from typing import Any
 
@@ -10,6 +11,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from scheduler import leader
 from scheduler.binder import MemoryBinder
 from scheduler.context import ExtenderContext
 from scheduler.http import make_extender_app
@@ -21,6 +23,7 @@ from scheduler.leader import (
     LeaderElectionSettings,
     LeaseRole,
     NotLeaderError,
+    campaign,
 )
 from scheduler.service import attach_background
 from tests.scheduler import objects as o
@@ -113,3 +116,27 @@ async def test_a_follower_closes_verb_connections_and_is_not_ready(
     metrics = await (await client.get("/metrics")).text()
     assert 'gpuplace_extender_not_leader_refusals_total{verb="filter"} 1.0' in metrics
     assert "gpuplace_extender_leader 1.0" in metrics
+
+
+async def test_a_replica_stands_for_election_only_once_it_is_ready(monkeypatch: Any) -> None:
+    """A cold replica must not take the Lease: it would lead while unable to answer (warm-up or relist)."""
+    started = asyncio.Event()
+
+    class Election:
+        def __init__(self, config: Any) -> None:
+            self.config = config
+
+        async def run(self) -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+    monkeypatch.setattr(leader.leaderelection, "LeaderElection", Election)
+    role = LeaseRole(LeaderElectionSettings(enabled=True, identity="a"))
+    is_ready = False
+    api: Any = object()  # never called: the election above is a stand-in
+    task = asyncio.create_task(campaign(api, role, ready=lambda: is_ready, poll=0.01))
+    await asyncio.sleep(0.1)
+    assert not started.is_set()
+    is_ready = True
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()

@@ -1,0 +1,110 @@
+"""Warm-up covers every kernel a request can reach: after it, the verbs compile (or load) nothing.
+
+Why it matters: filter and prioritize run their kernels on the event loop. A kernel that warm-up missed
+compiles on the first real request — 70 s on a loaded 2-core machine for `score_all` — and for that
+long the replica answers nothing and cannot renew its Lease, so a follower takes over while the old
+leader is frozen mid-request (seen in tests/e2e/test_failover.py before warm-up covered the policies).
+
+The check runs in a fresh interpreter (this process has compiled kernels for other tests already) and
+counts each Numba dispatcher's signatures, which grow whether a kernel is compiled or loaded from the
+cache, so it holds with a warm cache and a cold one alike.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from gpuplace.localcluster import binaries
+
+SCRIPT = textwrap.dedent(
+    """
+    import asyncio, importlib, json, pkgutil
+    import numpy as np
+    import placement_core, scheduler
+    from numba.core.registry import CPUDispatcher
+
+    def dispatchers():
+        out = {}
+        for pkg in (placement_core, scheduler):
+            for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+                for v in vars(importlib.import_module(m.name)).values():
+                    if isinstance(v, CPUDispatcher):
+                        out[f"{v.py_func.__module__}.{v.py_func.__name__}"] = v
+        return out
+
+    from placement_core.placer import warmup
+    warmup()
+    before = {k: len(v.signatures) for k, v in dispatchers().items()}
+
+    from placement_core import MODELS, ClusterState, GpuRequest, GpuSpec, NodeSpec
+    from placement_core.gangplan import Member, plan_gang
+    from scheduler.policy import POLICIES, scoring_function
+    from scheduler.verbs.bind import bind
+    from scheduler.verbs.filter import filter_nodes
+    from scheduler.verbs.prioritize import prioritize
+    from scheduler.wire import ExtenderArgs, ExtenderBindingArgs
+    from tests.scheduler import objects as o
+    from tests.scheduler.conftest import make_ctx
+
+    nodes = [
+        o.node("h0"),
+        o.node("h1"),
+        o.node("v0", product="Tesla-V100-SXM2-32GB", memory_mib=32768),
+        o.node("a0", product="NVIDIA-A100-SXM4-80GB", gpus=4, memory_mib=81920,
+               mig={"3g.40gb": 4, "1g.10gb": 14}),
+    ]
+    names = [n["metadata"]["name"] for n in nodes]
+    pods = [
+        o.pod("one", gpus=1),
+        o.pod("pair", gpus=2, annotations={"gpuplace.io/nvlink": "required"}),
+        o.pod("four", gpus=4),
+        o.pod("eight", gpus=8),
+        o.pod("share", gpus=1, annotations={"gpuplace.io/gpu-milli": "500"}),
+        o.pod("mig", mig="3g.40gb"),
+        o.pod("model", gpus=1, annotations={"gpuplace.io/gpu-models": "V100-32GB"}),
+    ]
+
+    async def verbs(ctx):
+        for p in pods:
+            a = ExtenderArgs.model_validate(o.extender_args(p, names=names))
+            filter_nodes(a, ctx)
+            best = max(prioritize(a, ctx).to_wire(), key=lambda h: h.score).host
+            m = p["metadata"]
+            await bind(ExtenderBindingArgs.model_validate(
+                {"PodName": m["name"], "PodNamespace": m["namespace"], "PodUID": m["uid"], "Node": best}
+            ), ctx)
+
+    for name in POLICIES:
+        ctx = make_ctx(nodes, [])
+        ctx.score = scoring_function(name, ctx.settings.topology_weight)
+        asyncio.run(verbs(ctx))
+
+    h100 = MODELS["H100-80GB"]
+    s = ClusterState(max_gpus=8, capacity=4)
+    for i in range(2):
+        s.upsert_node(NodeSpec(f"g{i}", h100, [GpuSpec(g, h100.memory_mib) for g in range(8)],
+                               cpu_milli=64000, memory_mib=512000, clique="c", rack="r", zone="z"))
+    plan_gang(s, [Member(f"m{i}", GpuRequest(count=8)) for i in range(2)], need=2,
+              rows=np.arange(s.n_rows))
+
+    grew = {k: [str(sig) for sig in v.signatures[before.get(k, 0):]]
+            for k, v in dispatchers().items() if len(v.signatures) > before.get(k, 0)}
+    print(json.dumps(grew))
+    """
+)
+
+
+def test_no_kernel_is_compiled_or_loaded_after_warmup() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        cwd=binaries.repo_root(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    grew = out.stdout.strip().splitlines()[-1]
+    assert grew == "{}", f"kernels first reached after warm-up (they would compile on a request): {grew}"
