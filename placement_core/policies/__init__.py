@@ -3,7 +3,8 @@
 Reading order (each module holds its Numba kernels with their plain-Python twins below them):
 - `definitions` — the `Policy` names and their definitions, the `Request` and `Context` a policy gets;
 - `node_ops` — per-node operations every policy shares (fits, free GPU, which GPU a share takes);
-- `fragmentation_aware` — FGD and gpuplace's policy, both scored by the fragmentation a placement removes;
+- `fgd` — FGD: ΔF, the fragmentation a placement removes, as a score (`frag_gain`, shared with gpuplace);
+- `gpuplace` — gpuplace's policy: exact ΔF plus where the node's headroom should go (spread, pack, fill);
 - `baselines` — GpuPacking, GpuClustering, BestFit, DotProd, MostAllocated / LeastAllocated;
 - `node` — `node_score`: any policy on one node (the simulator's replay loop calls it);
 - `reserve` — the empty 8-GPU nodes gpuplace holds back for whole-node jobs;
@@ -20,16 +21,14 @@ from placement_core.policies.baselines import (
 )
 from placement_core.policies.batch import score_all, score_all_twin, score_nodes
 from placement_core.policies.definitions import NEG_INF, WHOLE, Context, Policy, Request, kind_of
-from placement_core.policies.fragmentation_aware import (
+from placement_core.policies.fgd import fgd_node, fgd_value, frag_gain, share_scores
+from placement_core.policies.gpuplace import (
     W_CPU,
     W_FRAG,
     W_GPU,
     W_MEM,
-    fgd_node,
-    fgd_value,
     gpuplace_node,
     pack_value,
-    share_scores,
     spread_value,
     stranding_risk,
 )
@@ -64,6 +63,7 @@ __all__ = [
     "fgd_value",
     "fits",
     "fits_twin",
+    "frag_gain",
     "gpu_capacity",
     "gpu_clustering_value",
     "gpu_free_total",

@@ -12,7 +12,7 @@ from numba import njit
 
 from placement_core.fragmentation import node_frag
 from placement_core.policies.definitions import _FGD, _GPUPLACE, NEG_INF, Context, Policy, Request
-from placement_core.policies.fragmentation_aware import W_FRAG
+from placement_core.policies.gpuplace import W_FRAG
 from placement_core.policies.grouping import _share_ties, group_states
 from placement_core.policies.node import node_score, node_score_twin
 from placement_core.policies.node_ops import Arr, fits

@@ -21,7 +21,7 @@ simulator's plugins):
 - MOST_ALLOCATED / LEAST_ALLOCATED: Kubernetes NodeResourcesFit over cpu, memory and GPU milli, weight 1
   each: mean of requested-after / allocatable (or its complement) × 100. (The extender's placer scores
   the GPU part of these and of BEST_FIT: `placement_core.scoring`.)
-- GPUPLACE (see `fragmentation_aware.gpuplace_node`): W_FRAG·ΔF/1000 with a memory-aware typical-pod
+- GPUPLACE (see `gpuplace.gpuplace_node`): W_FRAG·ΔF/1000 with a memory-aware typical-pod
   distribution, plus the CPU, memory and GPU fractions the node keeps free after placement (whole-node
   jobs: the reverse, the smallest node that fits), minus RESERVE_PENALTY on the empty 8-GPU nodes held
   back for 8-GPU jobs (`reserve.reserve_plan` sizes that reserve per node class from the 8-GPU jobs'

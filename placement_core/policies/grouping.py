@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from placement_core.policies.definitions import NEG_INF
-from placement_core.policies.fragmentation_aware import share_scores
+from placement_core.policies.fgd import share_scores
 from placement_core.policies.node_ops import Arr, _gpus
 from placement_core.request import WHOLE
 

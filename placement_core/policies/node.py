@@ -31,7 +31,8 @@ from placement_core.policies.definitions import (
     NEG_INF,
     Policy,
 )
-from placement_core.policies.fragmentation_aware import _fgd, _gpuplace, fgd_node, gpuplace_node
+from placement_core.policies.fgd import _fgd, fgd_node
+from placement_core.policies.gpuplace import _gpuplace, gpuplace_node
 from placement_core.policies.node_ops import (
     Arr,
     _random_gpu,

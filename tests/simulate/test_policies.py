@@ -21,7 +21,7 @@ from placement_core.policies import (
     score_all_twin,
     score_nodes,
 )
-from placement_core.policies.fragmentation_aware import _stranding_risk, stranding_risk
+from placement_core.policies.gpuplace import _stranding_risk, stranding_risk
 from placement_core.workload import BigJob
 from tests.simulate.strategies import Nodes, nodes, note_scores, ranked, typical
 
