@@ -10,7 +10,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # the kernel sources makes a stale compiled kernel impossible.
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache/$(shell cat placement_core/*.py placement_core/*/*.py gpuplace/simulate/*.py 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: venv lint typecheck imports unit test e2e e2e-binaries deploy-tools kind-up localcluster demo bench clean
+.PHONY: venv lint typecheck imports warm unit test e2e e2e-binaries deploy-tools kind-up localcluster demo bench clean
 
 $(UV):
 	$(PY) -m venv .tools
@@ -40,24 +40,29 @@ e2e-binaries:
 deploy-tools:
 	bash deploy/local/build-tools.sh helm promtool prometheus kindconfig
 
+## Compile (or load) every kernel a gpuplace process reaches into NUMBA_CACHE_DIR once, as the image build
+## does: every gpuplace the tests start then warms up from the cache in seconds instead of compiling.
+warm: venv
+	$(VENV)/bin/python -c "from placement_core import placer; placer.warmup()"
+
 ## The test command (README and .ci/run call exactly this): lint, types, import contracts, unit + e2e tests.
-test: lint typecheck imports e2e-binaries deploy-tools
+test: lint typecheck imports e2e-binaries deploy-tools warm
 	$(VENV)/bin/pytest
 
 unit: venv
 	$(VENV)/bin/pytest -m "not e2e"
 
-e2e: venv e2e-binaries deploy-tools
+e2e: venv e2e-binaries deploy-tools warm
 	$(VENV)/bin/pytest -m e2e
 
 ## A kind cluster with fake GPUs and gpuplace installed by the chart (UNTESTED here: no Docker engine).
 kind-up:
 	bash deploy/kind/kind-up.sh
 
-localcluster: venv e2e-binaries
+localcluster: venv e2e-binaries warm
 	$(VENV)/bin/python -m gpuplace.localcluster
 
-demo: venv e2e-binaries
+demo: venv e2e-binaries warm
 	$(VENV)/bin/gpuplace demo $(DEMO_ARGS)
 
 ## Benchmarks (each prints a table; see the issue notes for the figures): placement_core kernels,

@@ -35,8 +35,8 @@ from kubernetes_asyncio import client
 
 from gpuplace import numba_cache
 from gpuplace.localcluster import ControlPlane, ManagedProcess, accounts, binaries
-from gpuplace.localcluster.processes import free_port, probe, tail
-from gpuplace.localcluster.waiting import wait_until
+from gpuplace.localcluster.processes import free_port, probe
+from gpuplace.localcluster.waiting import WaitTimeoutError, wait_until
 from gpuplace.localcluster.workload import create_pod, pod_manifest, wait_bound
 from tests.deploy import chart
 from tests.e2e.helpers import NodeFactory, audit_namespaces, owner
@@ -88,8 +88,19 @@ class Replicas:
                 out.append(n)
         return out
 
-    def log_tail(self, name: str) -> str:
-        return f"--- last lines of {name}'s log ---\n{tail(self.process(name).log_file)}"
+    def describe(self) -> str:
+        """Every replica's /readyz answer and log tail: what a failed wait needs to say why."""
+        out = []
+        for n, (p, base) in self.running.items():
+            status, body = probe(f"{base}/readyz")
+            out.append(f"{n}: alive={p.alive()} /readyz {status} {body.strip()!r}\n{self.log_tail(n)}")
+        return "\n".join(out)
+
+    def log_tail(self, name: str, lines: int = 25) -> str:
+        """The log's last lines, the probes' access lines left out (they are most of it)."""
+        text = self.process(name).log_file.read_text(errors="replace").splitlines()
+        kept = [line[:400] for line in text if "GET /readyz" not in line and "GET /healthz" not in line]
+        return f"--- last lines of {name}'s log ---\n" + "\n".join(kept[-lines:])
 
     def base(self, name: str) -> str:
         return self.running[name][1]
@@ -98,13 +109,23 @@ class Replicas:
         return self.running[name][0]
 
 
-def _bake_kernels(cp: ControlPlane) -> Path:
+def _bake_kernels(cp: ControlPlane, objs: list[dict[str, Any]]) -> Path:
     """The image's build step (Dockerfile: `placer.warmup()` into GPUPLACE_NUMBA_BAKED_CACHE), here: the
     replicas then seed their writable cache from it and warm up in seconds, as pods of the image do,
-    instead of compiling every kernel at once on a loaded machine. The Makefile's cache serves when set."""
-    baked = Path(os.environ.get("NUMBA_CACHE_DIR") or cp.workdir / "numba-baked")
+    instead of both compiling every kernel at once on a loaded machine.
+
+    Baked with the container's NUMBA_* settings (NUMBA_CPU_NAME=generic: Numba's cache key holds the
+    CPU name, so the Makefile's host-CPU cache would not match), beside the Makefile's cache so that
+    later runs reuse it."""
+    numba_env = {
+        e["name"]: e["value"]
+        for e in chart.container_of(objs, "gpuplace-extender").get("env") or []
+        if e["name"].startswith("NUMBA_") and e["name"] != "NUMBA_CACHE_DIR" and "value" in e
+    }
+    here = os.environ.get("NUMBA_CACHE_DIR")
+    baked = Path(f"{here}-image") if here else cp.workdir / "numba-baked"
     code = "from placement_core import placer; placer.warmup()"
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(baked)}
+    env = {**os.environ, **numba_env, "NUMBA_CACHE_DIR": str(baked)}
     subprocess.run([sys.executable, "-c", code], env=env, cwd=binaries.repo_root(), check=True, timeout=900)
     return baked
 
@@ -130,7 +151,7 @@ def replicas(control_plane: ControlPlane, local_binaries: binaries.Binaries) -> 
         objs,
         creds.kubeconfig,
         control_plane.workdir / "ha-numba-cache",
-        _bake_kernels(control_plane),
+        _bake_kernels(control_plane, objs),
     )
     try:
         rs.start()
@@ -170,9 +191,12 @@ async def _wait_leader(rs: Replicas, *, within: float, exclude: str | None = Non
         ready = await asyncio.to_thread(rs.ready)
         return ready[0] if len(ready) == 1 and ready[0] != exclude else None
 
-    return await wait_until(
-        one, within=within, interval=0.1, what="exactly one Ready extender replica (the leader)"
-    )
+    try:
+        return await wait_until(
+            one, within=within, interval=0.1, what="exactly one Ready extender replica (the leader)"
+        )
+    except WaitTimeoutError as e:
+        raise WaitTimeoutError(f"{e}\n{await asyncio.to_thread(rs.describe)}") from e
 
 
 async def _wait_standby(rs: Replicas, *, within: float = 120) -> str:

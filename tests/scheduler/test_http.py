@@ -148,9 +148,11 @@ async def test_internal_errors_do_not_crash(
 
 async def test_ops_endpoints(client: Client, cluster: ExtenderContext) -> None:
     assert (await client.get("/readyz")).status == 200
-    cluster.warm = False
+    # A watch not synced yet (not `warm`: the fixture's own warm-up task may set it again at any moment)
+    cluster.cache.synced["pods"] = False
     resp = await client.get("/readyz")
-    assert resp.status == 503 and "kernels" in await resp.text()
+    assert resp.status == 503 and "waiting for pods" in await resp.text()
+    cluster.cache.synced["pods"] = True
     await post(client, "filter", body(o.extender_args(o.pod("p", gpus=4), names=ALL)))
     text = await (await client.get("/metrics")).text()
     for needle in [
