@@ -270,7 +270,7 @@ class CertController:
             if e.status != 404:
                 raise
             secret = None
-        owners = [await owner_reference(self.api, self.owner_cluster_role)] if self.owner_cluster_role else []
+        owners = await self._owners()
         now = self.clock()
         current = Material.from_secret(secret) if secret is not None else None
         if current is None:
@@ -290,6 +290,17 @@ class CertController:
         if changed:
             self.on_files_changed()
         return current
+
+    async def _owners(self) -> list[dict[str, Any]]:
+        """The Secret's ownerReferences; [] (and a warning) while the owner cannot be read, so a replica
+        still starts and serves; a later sync gives the Secret its owner."""
+        if not self.owner_cluster_role:
+            return []
+        try:
+            return [await owner_reference(self.api, self.owner_cluster_role)]
+        except ApiException as e:
+            log.warning("cannot read ClusterRole %s (the Secret's owner): %s", self.owner_cluster_role, e.reason)
+            return []
 
     async def _write(
         self, secret: client.V1Secret | None, m: Material, owners: list[dict[str, Any]], adopt: bool = False
