@@ -36,7 +36,8 @@ imports: venv
 e2e-binaries:
 	bash deploy/local/build.sh
 
-## helm, prometheus and promtool for the deploy tests (deploy/local/build-tools.sh; stamped per tool).
+## helm, prometheus, promtool (one go build of deploy/local/tools) and kindconfig for the deploy tests
+## (deploy/local/build-tools.sh; stamped per tool).
 deploy-tools:
 	bash deploy/local/build-tools.sh helm promtool prometheus kindconfig
 

@@ -15,6 +15,10 @@ admission call ever meets a certificate its caBundle does not trust:
 4. the old CA leaves the bundle when it expires.
 A serving certificate is renewed from the current CA `renew_before_days` before it expires.
 
+With `owner_cluster_role` (the registration's owner, gpuplace/registration.py) the Secret is owned by
+that ClusterRole, so `helm uninstall` lets the garbage collector remove the CA key with the release; a
+Secret written before it had an owner is given one on the next sync.
+
 Each replica writes the pair from the Secret into its own files (an in-memory emptyDir) and reloads its
 TLS context at once; it never waits for the kubelet to refresh a mounted Secret.
 """
@@ -38,6 +42,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import BaseModel, ConfigDict, Field
+
+from gpuplace.registration import owner_reference
 
 log = logging.getLogger("gpuplace.certctl")
 
@@ -240,9 +246,12 @@ class CertController:
         key_file: Path,
         on_files_changed: Callable[[], Any] = lambda: None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        owner_cluster_role: str | None = None,
     ) -> None:
+        self.api = api
         self.core = client.CoreV1Api(api)
         self.s = settings
+        self.owner_cluster_role = owner_cluster_role
         self.cert_file, self.key_file = cert_file, key_file
         self.on_files_changed = on_files_changed
         self.clock = clock
@@ -261,16 +270,19 @@ class CertController:
             if e.status != 404:
                 raise
             secret = None
+        owners = await self._owners()
         now = self.clock()
         current = Material.from_secret(secret) if secret is not None else None
         if current is None:
             current = Material.fresh(self.s, now)
-            await self._write(secret, current)
+            await self._write(secret, current, owners)
         else:
             nxt = current.next(self.s, now)
             if nxt is not None:
-                await self._write(secret, nxt)
+                await self._write(secret, nxt, owners)
                 current = nxt
+            elif owners and secret is not None and _owner_keys(secret) != _owner_keys(owners):
+                await self._write(secret, current, owners, adopt=True)
         self.material = current
         changed = _write_atomic(self.key_file, current.tls_key) | _write_atomic(
             self.cert_file, current.tls_crt
@@ -279,7 +291,20 @@ class CertController:
             self.on_files_changed()
         return current
 
-    async def _write(self, secret: client.V1Secret | None, m: Material) -> None:
+    async def _owners(self) -> list[dict[str, Any]]:
+        """The Secret's ownerReferences; [] (and a warning) while the owner cannot be read, so a replica
+        still starts and serves; a later sync gives the Secret its owner."""
+        if not self.owner_cluster_role:
+            return []
+        try:
+            return [await owner_reference(self.api, self.owner_cluster_role)]
+        except ApiException as e:
+            log.warning("cannot read ClusterRole %s (the Secret's owner): %s", self.owner_cluster_role, e.reason)
+            return []
+
+    async def _write(
+        self, secret: client.V1Secret | None, m: Material, owners: list[dict[str, Any]], adopt: bool = False
+    ) -> None:
         """Create or update with the read resourceVersion; a lost race raises (the next sync adopts)."""
         ns, name = self.s.namespace(), self.s.secret_name
         annotations = {CA_ROTATED_AT: m.ca_rotated_at.isoformat()} if m.ca_rotated_at else {}
@@ -289,6 +314,8 @@ class CertController:
             "labels": {"app.kubernetes.io/name": "gpuplace", "app.kubernetes.io/component": "webhook"},
             "annotations": annotations,
         }
+        if owners:
+            meta["ownerReferences"] = owners
         body: Any = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -302,4 +329,14 @@ class CertController:
         else:
             meta["resourceVersion"] = secret.metadata.resource_version
             await self.core.replace_namespaced_secret(name, ns, body)
-            log.info("rotated the webhook certificates in Secret %s/%s", ns, name)
+            if adopt:
+                log.info("set the owner of Secret %s/%s to %s", ns, name, owners[0]["name"])
+            else:
+                log.info("rotated the webhook certificates in Secret %s/%s", ns, name)
+
+
+def _owner_keys(obj: client.V1Secret | list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    refs: list[Any] = obj if isinstance(obj, list) else (obj.metadata.owner_references or [])
+    return [
+        (r["kind"], r["name"], r["uid"]) if isinstance(r, dict) else (r.kind, r.name, r.uid) for r in refs
+    ]

@@ -11,7 +11,12 @@ With `url` set (a local API server calling a loopback address, no Service) only 
 
 Uninstall: the configuration is owned (metadata.ownerReferences) by the ClusterRole
 `owner_cluster_role` that the same release installs, so deleting the release lets the garbage
-collector remove it; Kyverno owns its self-registered webhook configurations the same way.
+collector remove it; Kyverno owns its self-registered webhook configurations the same way. The
+self-managed certificate Secret (gpuplace/certctl.py) has the same owner. A cluster-scoped object can
+only have a cluster-scoped owner, hence a ClusterRole; kube-controller-manager's garbage collector
+deletes a dependent once none of its owners exists by that uid
+(pkg/controller/garbagecollector/garbagecollector.go, `attemptToDeleteItem`), so a write that raced
+the owner's deletion is collected too.
 
 A later change of the caBundle (certificate rotation, gpuplace/certctl.py) is written by the same loop.
 """
@@ -79,6 +84,14 @@ def _same(live: dict[str, Any], want: dict[str, Any]) -> bool:
     return have == [{k: h.get(k) for k in keys_set} for h in wanted]
 
 
+async def owner_reference(api: client.ApiClient, cluster_role: str) -> dict[str, Any]:
+    """The ownerReference to ClusterRole `cluster_role`; raises (404) while it does not exist, so
+    nothing is written with an owner the garbage collector would remove at once."""
+    role = await client.RbacAuthorizationV1Api(api).read_cluster_role(cluster_role)
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "name": role.metadata.name, "uid": role.metadata.uid}  # fmt: skip
+
+
 class Registrar:
     """Create or update the webhook configuration (`ensure`), gated on a ready Service endpoint."""
 
@@ -94,9 +107,7 @@ class Registrar:
     async def _owner(self) -> dict[str, Any] | None:
         if not self.s.owner_cluster_role:
             return None
-        role = await client.RbacAuthorizationV1Api(self.api).read_cluster_role(self.s.owner_cluster_role)
-        return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                "name": role.metadata.name, "uid": role.metadata.uid}  # fmt: skip
+        return await owner_reference(self.api, self.s.owner_cluster_role)
 
     async def service_ready(self) -> bool:
         """Some webhook Service the manifest names has a ready endpoint (EndpointSlice conditions.ready)."""

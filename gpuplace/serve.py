@@ -105,7 +105,10 @@ async def _webhook_runner(cfg: GpuplaceConfig, api: Any, metrics: Metrics) -> li
     assert ws.cert_file is not None and ws.key_file is not None
     certs: CertController | None = None
     if ws.certificates.mode == "self-managed":
-        certs = CertController(api, ws.certificates, cert_file=ws.cert_file, key_file=ws.key_file)
+        owner = ws.registration.owner_cluster_role if ws.registration is not None else None
+        certs = CertController(
+            api, ws.certificates, cert_file=ws.cert_file, key_file=ws.key_file, owner_cluster_role=owner
+        )
         await certs.sync()  # the first pair must exist before the TLS site starts
     settings: Any = cfg.webhook
     owners = KubeOwners(

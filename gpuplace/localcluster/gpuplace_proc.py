@@ -20,82 +20,37 @@ What :class:`GpuplaceServer` does, in order (the issue's launcher sequence):
 keeps pointing at it); :meth:`close` also removes the webhook registration. If deploy/ has no RBAC
 that lets the ServiceAccount create ``pods/binding``, a fallback ClusterRole is applied and
 ``rbac_fallback`` is set (tests fail on it: the shipped manifests must be sufficient).
+
+Steps 1 and 5 live beside it: gpuplace/localcluster/gpuplace_rbac.py (the ServiceAccount, its RBAC and
+token) and gpuplace/localcluster/scheduler_entry.py (kube-scheduler's extender entry).
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import copy
 import logging
 import os
 import sys
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import yaml
 from kubernetes_asyncio import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from gpuplace.localcluster import accounts, manifests
+from gpuplace.localcluster import accounts, gpuplace_rbac, manifests, scheduler_entry
 from gpuplace.localcluster.binaries import repo_root
 from gpuplace.localcluster.controlplane import ControlPlane
+from gpuplace.localcluster.manifests import deep_merge
 from gpuplace.localcluster.pki import CertPair
 from gpuplace.localcluster.processes import ManagedProcess, ProcessStartError, free_port, probe, wait_ready
-from gpuplace.localcluster.waiting import wait_until
-from placement_core import MODELS
+from gpuplace.localcluster.scheduler_entry import GPU_RESOURCE
+from gpuplace.localcluster.waiting import run_sync, wait_until
 
 log = logging.getLogger("gpuplace.localcluster")
 PORT_ATTEMPTS = 3  # as ControlPlane retries etcd, kube-apiserver and kube-scheduler on a port clash
-T = TypeVar("T")
-
-GPU_RESOURCE = "nvidia.com/gpu"
-DEFAULT_NAMESPACE = "gpuplace-system"
-DEFAULT_ACCOUNT = "gpuplace"
-RBAC_KINDS = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
-_FALLBACK_RULES: list[dict[str, Any]] = [
-    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["pods/binding"], "verbs": ["create"]},
-    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["list", "watch"]},
-]
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from sync code, even when the caller's thread runs an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-def mig_resource_names() -> list[str]:
-    """``nvidia.com/mig-<profile>`` for every MIG profile of every catalog model (managedResources)."""
-    names = {f"nvidia.com/mig-{p.resource_suffix}" for m in MODELS.values() for p in m.mig_profiles}
-    return sorted(names)
-
-
-def default_extender_entry() -> dict[str, Any]:
-    """The extender entry used when deploy/ has no KubeSchedulerConfiguration (documented in deploy/scheduler)."""
-    return {
-        "urlPrefix": "http://127.0.0.1:8888/scheduler",
-        "filterVerb": "filter",
-        "prioritizeVerb": "prioritize",
-        "preemptVerb": "preempt",
-        "bindVerb": "bind",
-        "weight": 5,
-        "enableHTTPS": False,
-        "httpTimeout": "30s",
-        "nodeCacheCapable": True,
-        "ignorable": False,
-        "managedResources": [
-            {"name": name, "ignoredByScheduler": False} for name in [GPU_RESOURCE, *mig_resource_names()]
-        ],
-    }
 
 
 def example_config() -> dict[str, Any]:
@@ -105,16 +60,6 @@ def example_config() -> dict[str, Any]:
         if isinstance(doc, dict) and "scheduler" in doc:
             return doc
     return {}
-
-
-def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 class GpuplaceServer:
@@ -244,7 +189,7 @@ class GpuplaceServer:
     # ----- preparation -------------------------------------------------------------------------------
 
     def _prepare(self) -> None:
-        self.credentials = self._apply_rbac()
+        self.credentials, self.rbac_fallback = gpuplace_rbac.apply_rbac(self.cp, self.name)
         self.serving = self.cp.issue_serving_cert(f"{self.name}-serving")
         self._write_config()
 
@@ -271,62 +216,9 @@ class GpuplaceServer:
                 "cert_file": str(self.serving.cert_file),
                 "key_file": str(self.serving.key_file),
             }
-        config = _deep_merge(_deep_merge(example_config(), config), self.settings)
+        config = deep_merge(deep_merge(example_config(), config), self.settings)
         self.config_file = self.cp.workdir / f"{self.name}.config.yaml"
         self.config_file.write_text(yaml.safe_dump(config, sort_keys=False))
-
-    def _apply_rbac(self) -> accounts.ServiceAccountCredentials:
-        """Apply deploy/'s RBAC for gpuplace's ServiceAccount and mint its token."""
-        docs = manifests.objects_of_kind(RBAC_KINDS)
-        namespace, account = DEFAULT_NAMESPACE, DEFAULT_ACCOUNT
-        for doc in docs:
-            if doc["kind"] in ("ClusterRoleBinding", "RoleBinding"):
-                for subject in doc.get("subjects") or []:
-                    if subject.get("kind") == "ServiceAccount":
-                        namespace, account = subject.get("namespace", namespace), subject["name"]
-        namespaces = {namespace} | {
-            str(d["metadata"]["namespace"]) for d in docs if (d.get("metadata") or {}).get("namespace")
-        }
-        base: list[dict[str, Any]] = [
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in sorted(namespaces)
-        ]
-        base.append(
-            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account, "namespace": namespace}}
-        )
-        bundle = base + [d for d in docs if d["kind"] not in ("Namespace", "ServiceAccount")]
-        self.cp.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(bundle))
-        self.rbac_fallback = not self._can(namespace, account, "create", "pods", "binding")
-        if self.rbac_fallback:
-            log.warning("deploy/ grants %s/%s no pods/binding: applying a fallback ClusterRole", namespace, account)
-            role = f"{self.name}-local-fallback"
-            fallback = [
-                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                 "metadata": {"name": role}, "rules": _FALLBACK_RULES},
-                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                 "metadata": {"name": role},
-                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-                 "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]},
-            ]  # fmt: skip
-            self.cp.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(fallback))
-
-        async def token() -> accounts.ServiceAccountCredentials:
-            async with self.cp.api_client() as api:
-                return await accounts.service_account_token(
-                    api,
-                    namespace=namespace,
-                    name=account,
-                    server=self.cp.server,
-                    ca_file=self.cp.ca_file,
-                    kubeconfig_path=self.cp.workdir / "kubeconfigs" / f"{self.name}.kubeconfig",
-                )
-
-        return run_sync(token())
-
-    def _can(self, namespace: str, account: str, verb: str, resource: str, subresource: str = "") -> bool:
-        args = ["auth", "can-i", verb, resource, f"--as=system:serviceaccount:{namespace}:{account}", "-A"]
-        if subresource:
-            args.insert(4, f"--subresource={subresource}")
-        return self.cp.kubectl(*args, check=False).stdout.strip() == "yes"
 
     # ----- the process -------------------------------------------------------------------------------
 
@@ -390,32 +282,14 @@ class GpuplaceServer:
 
             await wait_until(mutated, within=30, what="the gpuplace webhook to mutate a dry-run GPU pod")
 
-    # ----- kube-scheduler configuration -------------------------------------------------------------
+    # ----- kube-scheduler configuration (gpuplace/localcluster/scheduler_entry.py) -------------------
 
     def extender_entry(self) -> dict[str, Any]:
         """deploy/'s gpuplace extender entry (or the default), pointed at this process."""
-        entry: dict[str, Any] | None = None
-        for cfg in manifests.scheduler_configurations():
-            for ext in cfg.get("extenders") or []:
-                if entry is None or "gpuplace" in str(ext.get("urlPrefix", "")):
-                    entry = copy.deepcopy(dict(ext))
-        entry = entry or default_extender_entry()
-        entry["urlPrefix"] = self.extender_url
-        entry["enableHTTPS"] = self.extender_https
-        if self.extender_https:
-            entry["tlsConfig"] = {"caFile": str(self.cp.ca_file)}
-        else:
-            entry.pop("tlsConfig", None)
-        return entry
+        return scheduler_entry.extender_entry(
+            self.extender_url, https=self.extender_https, ca_file=self.cp.ca_file
+        )
 
     def scheduler_config(self, **overrides: Any) -> dict[str, Any]:
         """A KubeSchedulerConfiguration for ``cp.start_scheduler`` with gpuplace as extender."""
-        base: dict[str, Any] = {"percentageOfNodesToScore": 100}
-        for cfg in manifests.scheduler_configurations():
-            if cfg.get("extenders"):
-                for key in ("percentageOfNodesToScore", "profiles", "parallelism"):
-                    if key in cfg:
-                        base[key] = copy.deepcopy(cfg[key])
-                break
-        base["extenders"] = [self.extender_entry()]
-        return _deep_merge(base, overrides)
+        return scheduler_entry.scheduler_config(self.extender_entry(), **overrides)

@@ -14,6 +14,7 @@ have no such documents and are ignored.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,4 +109,15 @@ def scheduler_configurations(root: Path | None = None) -> list[dict[str, Any]]:
                         continue
                     if isinstance(inner, Mapping) and inner.get("kind") == "KubeSchedulerConfiguration":
                         out.append(dict(inner))
+    return out
+
+
+def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in: mappings key by key, anything else replaced (copies)."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
     return out

@@ -1,8 +1,8 @@
 """The deploy tests' tools — helm, prometheus, promtool — built by ``deploy/local/build-tools.sh``.
 
 Separate from :mod:`gpuplace.localcluster.binaries` (the control plane's four binaries) because they
-come from other wrapper modules and a change to one must not rebuild the other. They are always built
-into this checkout's ``deploy/local/bin`` (``GPUPLACE_TOOLS_BIN`` points elsewhere); build-tools.sh is
+come from other wrapper modules (helm, prometheus and promtool from one, compiled together) and a change
+to one must not rebuild the other. They are always built into this checkout's ``deploy/local/bin`` (``GPUPLACE_TOOLS_BIN`` points elsewhere); build-tools.sh is
 stamped per tool, so asking for a tool that is up to date costs milliseconds.
 """
 

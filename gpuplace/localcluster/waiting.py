@@ -1,11 +1,13 @@
-"""Polling helper for eventually-consistent things (scheduling, webhook registration)."""
+"""Polling helper for eventually-consistent things (scheduling, webhook registration), and a coroutine
+run to completion from sync code."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -40,3 +42,13 @@ async def wait_until(
                 f"timed out after {within:.0f}s waiting for {what} (last value {last_value!r})"
             ) from last_exc
         await asyncio.sleep(interval)
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even when the caller's thread runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -23,7 +23,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from gpuplace.localcluster import ControlPlane, accounts, binaries
 from gpuplace.localcluster.processes import free_port
-from gpuplace.localcluster.waiting import wait_until
+from gpuplace.localcluster.waiting import WaitTimeoutError, wait_until
 from tests.deploy import chart
 
 pytestmark = pytest.mark.e2e
@@ -151,3 +151,136 @@ async def test_helm_install_registers_the_webhook_only_once_it_is_served(
     uninstall = await asyncio.to_thread(chart.run, [helm, "uninstall", "gpuplace", "-n", NS, *kubeconfig])
     assert uninstall.returncode == 0, uninstall.stderr
     e2e_report("helm install/uninstall of the chart into the local control plane: ok")
+
+
+def _endpoint_slice(name: str, service: str, *, ready: bool) -> dict[str, Any]:
+    """An EndpointSlice as kcm's EndpointSlice controller writes one for a Service's pod (discovery/v1).
+
+    The local control plane has no pod network and runs no EndpointSlice controller, so the test plays
+    it: the address stands for a webhook pod's IP (never dialled: the gate reads the slice, the API
+    server is not asked to call the webhook here), `ready` for the pod's Ready condition."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": name, "labels": {"kubernetes.io/service-name": service,
+                                              "endpointslice.kubernetes.io/managed-by": "tests.gpuplace.io"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.244.0.10"], "conditions": {"ready": ready}}],
+        "ports": [{"name": "webhook", "port": 8443, "protocol": "TCP"}],
+    }  # fmt: skip
+
+
+async def _gone(read: Any, *args: str) -> bool:
+    try:
+        await read(*args)
+    except ApiException as e:
+        if e.status == 404:
+            return True
+        raise
+    return False
+
+
+async def test_registration_waits_for_a_ready_service_endpoint_and_uninstall_collects_it(
+    own_control_plane: ControlPlane, helm: Path, e2e_report: Any
+) -> None:
+    """The Service gate (gpuplace/registration.py `Registrar.service_ready`) on the real API server, and
+    `helm uninstall` leaving nothing gpuplace wrote behind, removed by kcm's real garbage collector.
+
+    The replica registers through `clientConfig.service` (no `url` override, unlike the test above), so
+    the gate is live: no slice, a slice of another Service, and a not-ready endpoint of its own Service
+    keep it from registering; a ready endpoint lets it. Each "still not registered" is checked after the
+    replica has logged another declined pass that started after the change (never after a fixed sleep)."""
+    cp = own_control_plane
+    kubeconfig = ["--kubeconfig", str(cp.admin_kubeconfig)]
+    install = await asyncio.to_thread(
+        chart.run, [helm, "install", "gpuplace", chart.CHART, "-n", NS, "--create-namespace", *kubeconfig]
+    )
+    assert install.returncode == 0, install.stderr
+    async with cp.api_client() as api:
+        core, adm = client.CoreV1Api(api), client.AdmissionregistrationV1Api(api)
+        discovery = client.DiscoveryV1Api(api)
+        creds = await accounts.service_account_token(
+            api, namespace=NS, name="gpuplace", server=cp.server, ca_file=cp.ca_file,
+            kubeconfig_path=cp.workdir / "kubeconfigs" / "helm-gpuplace-gate.kubeconfig",
+        )  # fmt: skip
+        webhook_port, ops_port = free_port(), free_port()
+        argv, env = chart.local_process(
+            chart.helm_template(helm), "gpuplace-webhook", workdir=cp.workdir / "helm-gate",
+            kubeconfig=creds.kubeconfig, pod_name="gpuplace-webhook-gate",
+            ports={"webhook_server.port": webhook_port, "webhook_server.ops_port": ops_port},
+            overrides={"webhook_server": {"certificates": {"resync_seconds": 0.3},
+                                          "registration": {"resync_seconds": 0.3}}},
+        )  # fmt: skip
+        process = await asyncio.to_thread(
+            cp.start_process, "helm-webhook-gate", argv, env=env, cwd=binaries.repo_root(),
+            ready_url=f"http://127.0.0.1:{ops_port}/readyz", ready_timeout=90,
+        )  # fmt: skip
+        declined = "webhook Service has no ready endpoint yet"
+
+        def log_tail() -> str:
+            return process.log_file.read_text(errors="replace")[-3000:]
+
+        async def wait(probe: Any, what: str) -> Any:
+            try:
+                return await wait_until(probe, within=60, what=what)
+            except WaitTimeoutError as e:
+                pytest.fail(f"{e}\n--- {process.log_file} ---\n{log_tail()}", pytrace=False)
+
+        def declines() -> int:
+            return process.log_file.read_text(errors="replace").count(declined)
+
+        async def still_unregistered(after: str) -> None:
+            seen = declines()
+
+            async def declined_again() -> bool:  # one whole pass began after the change
+                return declines() >= seen + 2
+
+            await wait(declined_again, f"the replica to decline registering again {after}")
+            assert await _gone(adm.read_mutating_webhook_configuration, "gpuplace"), (
+                f"registered {after}:\n{log_tail()}"
+            )
+
+        other: Any = _endpoint_slice("other", "other-service", ready=True)
+        own: Any = _endpoint_slice("webhook-a", "gpuplace-webhook", ready=False)
+        await still_unregistered("with no EndpointSlice")
+        await discovery.create_namespaced_endpoint_slice(NS, other)
+        await still_unregistered("with a ready endpoint of another Service only")
+        await discovery.create_namespaced_endpoint_slice(NS, own)
+        await still_unregistered("with a not-ready endpoint of its Service")
+        ready: Any = {"endpoints": [{"addresses": ["10.244.0.10"], "conditions": {"ready": True}}]}
+        await discovery.patch_namespaced_endpoint_slice("webhook-a", NS, ready)
+
+        async def registered() -> Any:
+            try:
+                return await adm.read_mutating_webhook_configuration("gpuplace")
+            except ApiException as e:
+                if e.status == 404:
+                    return None
+                raise
+
+        mwc = await wait(registered, "registration once the Service has a ready endpoint")
+        (hook,) = mwc.webhooks
+        secret = await core.read_namespaced_secret("gpuplace-webhook-tls", NS)
+        assert hook.client_config.url is None
+        service = hook.client_config.service
+        assert (service.name, service.namespace) == ("gpuplace-webhook", NS)
+        assert hook.failure_policy == "Fail" and hook.client_config.ca_bundle == secret.data["ca-bundle.crt"]
+        # What the release's uninstall must take with it: both are gpuplace's writes, not helm's objects.
+        role = await client.RbacAuthorizationV1Api(api).read_cluster_role("gpuplace-webhook")
+        for obj in (mwc, secret):
+            owners = [(o.kind, o.name, o.uid) for o in obj.metadata.owner_references or []]
+            assert owners == [("ClusterRole", "gpuplace-webhook", role.metadata.uid)], (obj.kind, owners)
+        # A Deployment's pods are gone before the release is; the replica stops first here too.
+        assert process.alive()
+        cp.stop_process("helm-webhook-gate")
+
+        uninstall = await asyncio.to_thread(chart.run, [helm, "uninstall", "gpuplace", "-n", NS, *kubeconfig])
+        assert uninstall.returncode == 0, uninstall.stderr
+
+        async def nothing_left() -> bool:
+            return await _gone(adm.read_mutating_webhook_configuration, "gpuplace") and await _gone(
+                core.read_namespaced_secret, "gpuplace-webhook-tls", NS
+            )
+
+        await wait(nothing_left, "the garbage collector to remove the registration and the Secret")
+    e2e_report("registration Service gate and uninstall garbage collection on the real control plane: ok")
