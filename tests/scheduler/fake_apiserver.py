@@ -17,7 +17,11 @@ class FakeApiServer:
     def __init__(self) -> None:
         self.rv = 1
         self.objects: dict[str, dict[str, dict[str, Any]]] = {"nodes": {}, "pods": {}, "configmaps": {}}
-        self.queues: dict[str, list[asyncio.Queue[dict[str, Any]]]] = {"nodes": [], "pods": [], "configmaps": []}
+        self.queues: dict[str, list[asyncio.Queue[dict[str, Any]]]] = {
+            "nodes": [],
+            "pods": [],
+            "configmaps": [],
+        }
         self.requests: list[tuple[str, str]] = []
 
     def put(self, kind: str, obj: dict[str, Any], etype: str = "ADDED") -> dict[str, Any]:

@@ -242,6 +242,9 @@ def test_a_bound_pod_with_an_unreadable_annotation_still_holds_its_gpus() -> Non
     hands it its 8 GPUs. The old code counted nothing for it, so filter offered the full node."""
     ctx = make_ctx([o.node("n")])
     ctx.cache.apply_pod(
-        "ADDED", o.pod("theirs", gpus=8, node_name="n", phase="Running", annotations={"gpuplace.io/gpu-milli": "half"})
+        "ADDED",
+        o.pod(
+            "theirs", gpus=8, node_name="n", phase="Running", annotations={"gpuplace.io/gpu-milli": "half"}
+        ),
     )
     assert free(ctx, "n") == [0] * 8
