@@ -175,6 +175,9 @@ async def test_reflector_lists_pages_watches_bookmarks_and_relists_on_410() -> N
     )
     await r_nodes.relist()
     await r_pods.relist()
+    assert not c.ready  # DRA mode (on by default) also waits for the ResourceSlice and ResourceClaim lists
+    c.replace_slices([])
+    c.replace_claims([])
     assert c.ready and free(ctx, "n") == [0] * 5 + [1000] * 3
     await r_pods.watch_once()
     assert r_pods.resource_version == "111" and src.watches == ["100"]
