@@ -31,6 +31,7 @@ class Reservation:
     created: float
     state: str = "writing"  # ReservationState.*
     hold_until: float = 0.0  # a Binding sent for it may still commit until then (the cache's clock)
+    record: Placement | None = None  # what the Binding's record says, when not `placement` (DRA pods)
 
 
 class ReservationState:
@@ -54,10 +55,15 @@ class ReservationBook:
     pods: dict[str, PodRecord]
     reservations: dict[str, Reservation]
 
-    def reserve(self, uid: str, namespace: str, name: str, placement: Placement) -> None:
-        """Allocate for a bind; DoubleBookingError leaves everything unchanged."""
+    def reserve(
+        self, uid: str, namespace: str, name: str, placement: Placement, *, record: Placement | None = None
+    ) -> None:
+        """Allocate for a bind; DoubleBookingError leaves everything unchanged. `record`: the devices the
+        Binding's record names when they are booked elsewhere (a DRA pod's claims hold its GPUs)."""
         self.state.allocate(uid, placement)
-        self.reservations[uid] = Reservation(uid, namespace, name, placement.node, placement, self.clock())
+        self.reservations[uid] = Reservation(
+            uid, namespace, name, placement.node, placement, self.clock(), record=record
+        )
 
     def bound(self, uid: str) -> None:
         """The Binding was created: the reservation now waits for the watch (or the sweeper)."""
