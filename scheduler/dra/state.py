@@ -60,7 +60,7 @@ class DraState:
     def _parse(self, obj: dict[str, Any]) -> Slice | None:
         try:
             s = parse_slice(obj)
-        except DraObjectError as e:
+        except (DraObjectError, AttributeError, TypeError, ValueError) as e:  # odd JSON: never stop the watch
             log.warning("%s; ignoring it", e)
             self.warnings += 1
             return None
@@ -132,7 +132,7 @@ class DraState:
             return touched
         try:
             c = parse_claim(obj)
-        except DraObjectError as e:
+        except (DraObjectError, AttributeError, TypeError, ValueError) as e:  # odd JSON: never stop the watch
             log.warning("%s; ignoring it", e)
             self.warnings += 1
             return touched

@@ -206,3 +206,13 @@ def test_newer_incomplete_generation_keeps_the_old_devices_out() -> None:
     ctx = setup([rp.a100_node_slice("n1")], [])
     ctx.cache.apply_slice("ADDED", rp.a100_node_slice("n1", generation=2, count=2, index=7))
     assert ctx.cache.nodes["n1"].source != "dra"  # gen 2 incomplete, gen 1 outdated: nothing counts
+
+
+def test_malformed_objects_are_ignored_not_fatal() -> None:
+    bad_slice = rp.a100_node_slice("n1")
+    bad_slice["spec"]["devices"][0]["attributes"] = ["not", "a", "map"]
+    bad_claim = rp.allocated(rp.claim("p1"), "n1", ["gpu-0"])
+    bad_claim["status"]["allocation"]["devices"]["results"][0]["consumedCapacity"] = {"memory": "lots"}
+    ctx = setup([bad_slice, rp.a100_node_slice("n2")], [bad_claim], nodes=[dra_node("n1"), dra_node("n2")])
+    assert ctx.cache.dra is not None and ctx.cache.dra.warnings == 2
+    assert ctx.cache.nodes["n1"].source != "dra" and ctx.cache.nodes["n2"].source == "dra"
