@@ -435,11 +435,11 @@ class ClusterCache(ReservationBook, DraModel):
     def apply_slice(self, etype: str, obj: dict[str, Any]) -> None:
         assert self.dra is not None
         self.last_event["resourceslices"] = self.clock()
-        self.dra_changed(self.dra.apply_slice(etype, obj))
+        self.dra_changed(self.dra.apply_slice(etype, obj), hardware=True)
 
     def replace_slices(self, items: Iterable[dict[str, Any]]) -> None:
         assert self.dra is not None
-        self.dra_changed(self.dra.replace_slices(items))
+        self.dra_changed(self.dra.replace_slices(items), hardware=True)
         self.synced["resourceslices"] = True
 
     def apply_claim(self, etype: str, obj: dict[str, Any]) -> None:

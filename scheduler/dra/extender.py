@@ -28,7 +28,7 @@ from placement_core import GpuRequest, NvlinkNeed, Placement
 from scheduler.binder import ApiError
 from scheduler.context import ExtenderContext
 from scheduler.dra.demand import DraDemand, pod_demand
-from scheduler.dra.fit import fit
+from scheduler.dra.fit import Fit, fit
 from scheduler.dra.objects import Claim
 from scheduler.dra.state import claim_names
 from scheduler.wire import Pod
@@ -44,17 +44,20 @@ def demand_of(ctx: ExtenderContext, pod: Pod) -> DraDemand | None:
     return pod_demand(claims, missing, dict(s.device_classes), frozenset(s.drivers))
 
 
-def filter_rows(ctx: ExtenderContext, demand: DraDemand, names: list[str]) -> list[str]:
-    """Per offered node: "" (fits) or the sentence why not."""
+def fits(ctx: ExtenderContext, demand: DraDemand, names: list[str]) -> list[Fit]:
+    """`fit` per offered node, memoised for prioritize after filter: valid while neither the DRA state
+    nor the ClusterState moved (their versions are in the key)."""
     dra = ctx.cache.dra
     assert dra is not None
+    key = ("dra-fit", demand, dra.version, ctx.cache.state.version, tuple(names))
+    return ctx.memo.get(key, lambda: [fit(dra.devices(n), dra.usage(n), demand, n) for n in names])
+
+
+def filter_rows(ctx: ExtenderContext, demand: DraDemand, names: list[str]) -> list[str]:
+    """Per offered node: "" (fits) or the sentence why not."""
     if demand.missing or not demand.understood:
         return [""] * len(names)
-    out = []
-    for n in names:
-        f = fit(dra.devices(n), dra.usage(n), demand, n)
-        out.append("" if f.ok else f"gpuplace (DRA): {f.reason}")
-    return out
+    return ["" if f.ok else f"gpuplace (DRA): {f.reason}" for f in fits(ctx, demand, names)]
 
 
 def equivalent(req: GpuRequest, demand: DraDemand) -> GpuRequest | None:
@@ -79,8 +82,7 @@ def raw_scores(
     eq = equivalent(req, demand)
     policy = ctx.scores(eq) if eq is not None else None
     out = np.full(len(names), -np.inf)
-    for i, n in enumerate(names):
-        f = fit(dra.devices(n), dra.usage(n), demand, n)
+    for i, (n, f) in enumerate(zip(names, fits(ctx, demand, names), strict=True)):
         if not f.ok:
             continue
         row = state.index.get(n)

@@ -108,7 +108,7 @@ def _what(r: DraRequest) -> str:
 def _serve(free: _Free, r: DraRequest) -> tuple[list[DeviceKey], float, str]:
     """Devices for one request alternative, the PCIe fit, or why not."""
     nd = free.nd
-    cands = [(k, d) for k, d in sorted(nd.devices.items()) if _matches(nd, k, d, r)]
+    cands = [(k, d) for k, d in nd.ordered() if _matches(nd, k, d, r)]
     ok = [(k, d) for k, d in cands if free.usable(k, d, r)]
     if r.count == 0:  # All: every matching device, all of them free
         if not cands or len(ok) != len(cands):

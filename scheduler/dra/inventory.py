@@ -86,6 +86,7 @@ class NodeDevices:
     index: dict[DeviceKey, int] = field(default_factory=dict)  # whole-GPU device → GPU index
     counters: dict[tuple[str, str, str], dict[str, Decimal]] = field(default_factory=dict)  # (drv, pool, set)
     pools: tuple[tuple[str, str, int], ...] = ()  # (driver, pool, generation) counted
+    _ordered: list[tuple[DeviceKey, Device]] | None = None
 
     def gpu_of(self, key: DeviceKey) -> int | None:
         """The GPU index a device lives on: the GPU itself, or a MIG device's parent."""
@@ -99,6 +100,12 @@ class NodeDevices:
 
     def uuids(self) -> tuple[str, ...]:
         return tuple(g.uuid for g in self.gpus)
+
+    def ordered(self) -> list[tuple[DeviceKey, Device]]:
+        """The devices sorted by key (the order fit takes them in), computed once."""
+        if self._ordered is None:
+            self._ordered = sorted(self.devices.items())
+        return self._ordered
 
 
 def _is_gpu(d: Device) -> bool:

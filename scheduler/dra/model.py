@@ -63,11 +63,15 @@ class DraModel:
         warn = "; ".join(w for w in (base.warning, warning) if w) or None
         return NodeInventory(spec, nd.uuids(), {k: v for k, v in mig_uuids.items() if v}, "dra", warn)
 
-    def dra_changed(self, nodes: set[str]) -> None:
-        """Re-read the GPUs and re-count the claims of `nodes` (after slice, claim or pod events)."""
+    def dra_changed(self, nodes: set[str], *, hardware: bool = False) -> None:
+        """Re-count the claims of `nodes` (after claim or pod events); `hardware`: their slices changed,
+        so re-read their GPUs first."""
+        if self.dra is not None:
+            self.dra.changed(nodes)
         for name in sorted(nodes):
             if name in self._base:
-                self._install(name, self._node_inventory(name), quiet=True)
+                if hardware:
+                    self._install(name, self._node_inventory(name), quiet=True)
                 self._sync_dra(name)
 
     def _sync_dra(self, node: str) -> None:

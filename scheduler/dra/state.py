@@ -42,20 +42,38 @@ class DraState:
         self._claim_node: dict[str, str] = {}  # claim UID → node it holds devices on
         self._node_claims: dict[str, set[str]] = {}  # node → claim UIDs placed there
         self._by_pod: dict[str, set[str]] = {}  # pod UID → claims reserved for it
+        self._pools: dict[tuple[str, str], dict[str, Slice]] = {}  # (driver, pool) → its slices by name
+        self._node_pools: dict[str, set[tuple[str, str]]] = {}  # node → pools counted for it
+        self._usage: dict[str, NodeUsage] = {}  # memo, dropped by `changed`
+        self.version = 0  # moves on every slice, claim or pod change that reaches DRA
         self.warnings = 0
 
     # ---- slices ----------------------------------------------------------------------------------
+    def _put(self, sl: Slice) -> None:
+        self.slices[sl.name] = sl
+        self._pools.setdefault((sl.driver, sl.pool), {})[sl.name] = sl
+
+    def _drop(self, name: str) -> Slice | None:
+        old = self.slices.pop(name, None)
+        if old is not None:
+            group = self._pools.get((old.driver, old.pool), {})
+            group.pop(name, None)
+            if not group:
+                self._pools.pop((old.driver, old.pool), None)
+        return old
+
     def apply_slice(self, etype: str, obj: dict[str, Any]) -> set[str]:
         """A slice event; returns the nodes whose devices changed."""
+        self.version += 1
         name = str((obj.get("metadata") or {}).get("name") or "")
-        old = self.slices.pop(name, None)
+        old = self._drop(name)
         pools = {(old.driver, old.pool)} if old is not None else set()
         if etype != "DELETED":
             s = self._parse(obj)
             if s is not None:
-                self.slices[name] = s
+                self._put(s)
                 pools.add((s.driver, s.pool))
-        return self._recount(pools)
+        return self._touch(self._recount(pools))
 
     def _parse(self, obj: dict[str, Any]) -> Slice | None:
         try:
@@ -67,35 +85,39 @@ class DraState:
         return s if s.driver in self.drivers else None
 
     def replace_slices(self, items: Iterable[dict[str, Any]]) -> set[str]:
+        self.version += 1
         before = set(self._devices)
         self.slices.clear()
+        self._pools.clear()
         for obj in items:
             s = self._parse(obj)
             if s is not None:
-                self.slices[s.name] = s
+                self._put(s)
         self._counted.clear()
+        self._node_pools.clear()
         self._devices.clear()
-        return self._recount(None) | before
+        return self._touch(self._recount(set(self._pools)) | before)
 
-    def _recount(self, pools: set[tuple[str, str]] | None) -> set[str]:
-        """Recount the given pools (None: all); the nodes whose counted devices may have changed."""
-        if pools is None:
-            pools = {(s.driver, s.pool) for s in self.slices.values()}
+    def _recount(self, pools: set[tuple[str, str]]) -> set[str]:
+        """Recount the given pools; the nodes whose counted devices may have changed."""
         touched: set[str] = set()
         for p in pools:
             old = self._counted.pop(p, None)
             if old is not None:
                 touched.add(old[0])
-            group = [s for s in self.slices.values() if (s.driver, s.pool) == p]
+                self._node_pools.get(old[0], set()).discard(p)
+            group = list(self._pools.get(p, {}).values())
             for node, slices in counted_pools(group, self.drivers).items():
                 self._counted[p] = (node, slices)
+                self._node_pools.setdefault(node, set()).add(p)
                 touched.add(node)
         for node in touched:
-            mine = [s for n, slices in self._counted.values() if n == node for s in slices]
+            mine = [s for p in sorted(self._node_pools.get(node, ())) for s in self._counted[p][1]]
             if mine:
                 self._devices[node] = node_devices(node, mine)
             else:
                 self._devices.pop(node, None)
+                self._node_pools.pop(node, None)
         return touched
 
     def devices(self, node: str) -> NodeDevices | None:
@@ -129,13 +151,13 @@ class DraState:
             touched.add(self._claim_node[uid])
             self._place(uid, "")
         if etype == "DELETED":
-            return touched
+            return self._touch(touched)
         try:
             c = parse_claim(obj)
         except (DraObjectError, AttributeError, TypeError, ValueError) as e:  # odd JSON: never stop the watch
             log.warning("%s; ignoring it", e)
             self.warnings += 1
-            return touched
+            return self._touch(touched)
         self.claims[uid] = c
         self._by_name[(c.namespace, c.name)] = uid
         for pod in c.reserved_for:
@@ -144,7 +166,7 @@ class DraState:
         if node:
             self._place(uid, node)
             touched.add(node)
-        return touched
+        return self._touch(touched)
 
     def replace_claims(self, items: Iterable[dict[str, Any]]) -> set[str]:
         touched = set(self._claim_node.values())
@@ -182,7 +204,20 @@ class DraState:
         return [c for c in cs if self.holds(c)]
 
     def usage(self, node: str) -> NodeUsage:
-        return usage(node, self._devices.get(node), self.holding(node))
+        u = self._usage.get(node)
+        if u is None:
+            u = self._usage[node] = usage(node, self._devices.get(node), self.holding(node))
+        return u
+
+    def _touch(self, nodes: set[str]) -> set[str]:
+        self.changed(nodes)
+        return nodes
+
+    def changed(self, nodes: Iterable[str]) -> None:
+        """Forget the usage of `nodes` (their claims, devices or reserving pods changed)."""
+        self.version += 1
+        for n in nodes:
+            self._usage.pop(n, None)
 
     def nodes_with_claims(self) -> set[str]:
         return set(self._node_claims)
@@ -204,7 +239,7 @@ class DraState:
             touched |= {n for n in (old, node) if n}
             if node != old:
                 self._place(uid, node)
-        return touched
+        return self._touch(touched)
 
     # ---- pods ------------------------------------------------------------------------------------
     def claim(self, namespace: str, name: str) -> Claim | None:
