@@ -105,7 +105,12 @@ async def confirm(ctx: ExtenderContext, pod: Pod, node: str) -> tuple[Placement 
         raw = await binder.get_pod(pod.metadata.namespace, pod.metadata.name)
     except ApiError as e:
         return None, f"cannot read the pod to find its ResourceClaims: {e}"
-    fresh = Pod.model_validate(raw) if raw is not None else pod
+    if raw is None:
+        return None, "pod not found"
+    ctx.cache.apply_pod("MODIFIED", raw)  # known alive before its claims are: they hold for it
+    fresh = Pod.model_validate(raw)
+    if fresh.metadata.uid != pod.metadata.uid:
+        return None, f"pod UID is {fresh.metadata.uid}, not {pod.metadata.uid} (re-created)"
     claims: list[Claim] = []
     for name in claim_names(fresh):
         if not name:

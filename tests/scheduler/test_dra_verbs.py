@@ -138,3 +138,18 @@ async def test_bind_confirms_the_allocation_prebind_wrote() -> None:
     row = s.index["n1"]
     assert [g for g in range(8) if s.gpu_free_milli[row, g] < 1000] == [4, 5]  # counted once, by the claim
     assert ctx.cache.dra is not None and ctx.cache.dra.problems() == [] and s.check_invariants() == []
+
+
+async def test_bind_counts_the_claim_of_a_pod_the_watch_has_not_shown_yet() -> None:
+    """The pod list is complete, the pod arrived after it (no event yet): the claim PreBind allocated
+    for it must hold its devices at once, not read as reserved for a pod that is gone."""
+    want = rp.claim("late", count=2)
+    pod = rp.pod_with_claim("late", want["metadata"]["name"])
+    ctx = cluster([], [])
+    b = binder_of(ctx)
+    b.on_change = None  # the watch lags
+    b.add(pod)
+    b.claims[("default", want["metadata"]["name"])] = rp.allocated(want, "n2", ["gpu-6", "gpu-7"])
+    assert (await bind(bind_args(pod, "n2"), ctx)).error == ""
+    s = ctx.cache.state
+    assert [g for g in range(8) if s.gpu_free_milli[s.index["n2"], g] < 1000] == [6, 7]
