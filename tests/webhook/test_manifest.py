@@ -80,7 +80,7 @@ def test_match_condition_names_every_managed_resource_form(hook: dict[str, Any])
     assert expression.count(f"r == '{settings.gpu_resource}'") == 4
     assert expression.count(f"r.startsWith('{settings.mig_resource_prefix}')") == 4
     assert expression.count(f"r.startsWith('{IMPLICIT_EXTENDED_RESOURCE_PREFIX}')") == 4
-    assert expression.startswith("(has(object.spec.resourceClaims) && object.spec.resourceClaims.size() > 0)\n|| ")
+    assert expression.startswith("(has(object.spec.resourceClaims) && object.spec.resourceClaims.size() > 0) || ")
     for field in (
         "object.spec.containers.exists(",
         "object.spec.initContainers.exists(",
