@@ -52,6 +52,7 @@ PORT_ATTEMPTS = 3  # as ControlPlane retries etcd, kube-apiserver and kube-sched
 T = TypeVar("T")
 
 GPU_RESOURCE = "nvidia.com/gpu"
+DRA_MARKER_RESOURCE = "gpuplace.io/dra-gpu"  # webhook.settings.DraSettings.marker_resource
 DEFAULT_NAMESPACE = "gpuplace-system"
 DEFAULT_ACCOUNT = "gpuplace"
 RBAC_KINDS = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
@@ -95,7 +96,8 @@ def default_extender_entry() -> dict[str, Any]:
         "nodeCacheCapable": True,
         "ignorable": False,
         "managedResources": [
-            {"name": name, "ignoredByScheduler": False} for name in [GPU_RESOURCE, *mig_resource_names()]
+            *({"name": name, "ignoredByScheduler": False} for name in [GPU_RESOURCE, *mig_resource_names()]),
+            {"name": DRA_MARKER_RESOURCE, "ignoredByScheduler": True},
         ],
     }
 

@@ -214,3 +214,10 @@ async def test_kube_owners_reads_templates_and_cluster_scoped_classes(
         )
     assert found.gpu == ["gpu"]
     assert "/apis/resource.k8s.io/v1/deviceclasses/h100-only" in fake.paths
+
+
+def test_the_marker_is_the_one_deploy_registers() -> None:
+    """deploy/scheduler, deploy/second-scheduler and the chart register this name (tests/scheduler/test_deploy.py)."""
+    from gpuplace.localcluster.gpuplace_proc import DRA_MARKER_RESOURCE
+
+    assert DraSettings().marker_resource == DRA_MARKER_RESOURCE == MARKER
