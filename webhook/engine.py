@@ -11,8 +11,8 @@ Flow for a pod CREATE:
 3. Fast path: a pod naming no managed GPU resource and no resource claim is allowed, unchanged, from the
    raw dict. A pod with claims but no managed resource is a GPU pod when a claim asks for a GPU device
    class (webhook/dra.py reads the claims; undecided claims admit the pod unchanged, with a warning).
-4. GPU pods: the rules run on a private copy in a fixed order (DRA marker, requests/limits, toleration,
-   gang, routing); any denial refuses the pod with all messages joined; otherwise the JSON Patch between the
+4. GPU pods: the rules run on a private copy in a fixed order (requests/limits, toleration, gang,
+   routing, DRA marker); any denial refuses the pod with all messages joined; otherwise the JSON Patch between the
    original and the copy (jsonpatch.make_patch, on the parts that differ) is returned, or nothing.
 
 Idempotence: every rule only adds what is missing, so a second invocation (reinvocationPolicy IfNeeded)
@@ -111,11 +111,11 @@ async def mutate(
     from resource claims only (it names no managed resource)."""
     mutated = _copy(pod)
     findings = Findings()
-    dra_marker.apply(mutated, settings=settings, findings=findings, from_claims=from_claims)
     requests_limits.apply(mutated, settings=settings, findings=findings)
     tolerations.apply(mutated, settings=settings, findings=findings)
     await gang.apply(mutated, namespace=namespace, settings=settings, owners=owners, findings=findings)
     routing.apply(mutated, settings=settings, findings=findings)
+    dra_marker.apply(mutated, settings=settings, findings=findings, from_claims=from_claims)
     return mutated, findings
 
 

@@ -132,6 +132,14 @@ class DraSettings(BaseModel):
         "`gpuplace.io/dra-gpu`.",
     )
 
+    marker_schedulers: tuple[str, ...] = Field(
+        default=("default-scheduler",),
+        description="schedulerName values of the kube-scheduler profiles that have gpuplace as their extender "
+        "(with routing on, its scheduler_name counts too). Only their pods get the marker: any other scheduler "
+        "(Volcano, KAI, a profile without gpuplace) would find no node offering it and leave the pod Pending. "
+        "Default `default-scheduler`.",
+    )
+
     @property
     def implicit_resources(self) -> frozenset[str]:
         """The extended resource names kube-scheduler v1.36 gives every DeviceClass

@@ -221,3 +221,17 @@ def test_the_marker_is_the_one_deploy_registers() -> None:
     from gpuplace.localcluster.gpuplace_proc import DRA_MARKER_RESOURCE
 
     assert DraSettings().marker_resource == DRA_MARKER_RESOURCE == MARKER
+
+
+async def test_pods_of_other_schedulers_get_no_marker() -> None:
+    """A scheduler without gpuplace's registration would find no node offering the marker."""
+    result = await run(claim_pod(from_template("one-gpu"), schedulerName="volcano"), owners=OWNERS)
+    assert result.pod["spec"]["tolerations"] == [GPU_TOLERATION]
+    assert MARKER not in result.pod["spec"]["containers"][0]["resources"]["limits"]
+
+
+async def test_routed_pods_get_the_marker_for_the_routed_scheduler() -> None:
+    routed = WebhookSettings(routing=SchedulerRouting(enabled=True))
+    result = await run(claim_pod(from_template("one-gpu")), owners=OWNERS, settings=routed)
+    assert result.pod["spec"]["schedulerName"] == "gpuplace-scheduler"
+    assert result.pod["spec"]["containers"][0]["resources"]["limits"][MARKER] == "1"

@@ -13,6 +13,10 @@ kube-scheduler's NodeResourcesFit then skips it, and the kubelet drops extended 
 advertises before its own fit check (pkg/kubelet/lifecycle/predicate.go, `removeMissingExtendedResources`),
 so it never makes a pod unschedulable or unadmittable. Nothing allocates it; gpuplace's extender ignores it
 as a quantity. Idempotent: a pod that already names it (or any managed resource) is left alone.
+
+Only pods that a gpuplace-extended kube-scheduler profile schedules get it (`DraSettings.marker_schedulers`,
+and the routing target when routing is on; this rule runs after routing): a scheduler without gpuplace's
+registration would count the marker as an extended resource no node offers, and the pod would never fit.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ def apply(pod: dict[str, Any], *, settings: WebhookSettings, findings: Findings,
     marker = settings.dra.marker_resource
     if not from_claims or not marker or is_gpu_pod(pod, settings):
         return
+    if (pod["spec"].get("schedulerName") or "default-scheduler") not in _gpuplace_schedulers(settings):
+        return  # another scheduler would see an extended resource no node offers
     containers = pod["spec"].get("containers")
     if not containers:
         return
@@ -40,3 +46,10 @@ def apply(pod: dict[str, Any], *, settings: WebhookSettings, findings: Findings,
         if not isinstance(values, dict):
             values = resources[section] = {}
         values[marker] = "1"
+
+
+def _gpuplace_schedulers(settings: WebhookSettings) -> set[str]:
+    names = set(settings.dra.marker_schedulers)
+    if settings.routing.enabled:
+        names.add(settings.routing.scheduler_name)
+    return names
