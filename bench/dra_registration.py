@@ -54,7 +54,9 @@ async def main_async(args: argparse.Namespace, console: Console) -> list[tuple[s
         async with cp.api_client() as api:
             half = args.nodes // 2
             nodes = [node_manifest(f"cpu-{i:04d}", "cpu") for i in range(half)]
-            nodes += [node_manifest(f"h100-{i:04d}", "hgx-h100", topology=True) for i in range(args.nodes - half)]
+            nodes += [
+                node_manifest(f"h100-{i:04d}", "hgx-h100", topology=True) for i in range(args.nodes - half)
+            ]
             await st.bounded([create_node(api, n) for n in nodes])
         with GpuplaceServer(cp) as gp:
             marker = gp.scheduler_config()
@@ -73,26 +75,36 @@ async def main_async(args: argparse.Namespace, console: Console) -> list[tuple[s
 
 
 def table(results: list[tuple[st.RunResult, float]]) -> Table:
-    t = Table(title="CPU-only pods under each extender registration (same nodes, same pods, one control plane)")
+    t = Table(
+        title="CPU-only pods under each extender registration (same nodes, same pods, one control plane)"
+    )
     for col in ("registration", "pods bound", "pods/s", "filter calls/pod", "gpuplace ms filter/prio/bind",
                 "gpuplace CPU s", "CPU ms/pod (all)"):  # fmt: skip
         t.add_column(col, justify="left" if col == "registration" else "right")
     for r, calls in results:
-        ext = "/".join(f"{r.extender_ms.get(v, 0):.1f}" for v in ("filter", "prioritize", "bind")) if r.extender_ms else "-"
+        ext = (
+            "/".join(f"{r.extender_ms.get(v, 0):.1f}" for v in ("filter", "prioritize", "bind"))
+            if r.extender_ms
+            else "-"
+        )
         t.add_row(r.description, f"{r.bound}/{r.pods}", f"{r.pods_per_second:.1f}", f"{calls:.2f}", ext,
                   f"{r.cpu_seconds.get('gpuplace', 0.0):.1f}", f"{r.cpu_ms_per_pod:.2f}")  # fmt: skip
     return t
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--nodes", type=int, default=100)
     parser.add_argument("--pods", type=int, default=300)
     args = parser.parse_args()
     console = Console()
     results = asyncio.run(main_async(args, console))
     console.print(table(results))
-    RESULTS.write_text(json.dumps([{**asdict(r), "filter_calls_per_pod": c} for r, c in results], indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps([{**asdict(r), "filter_calls_per_pod": c} for r, c in results], indent=2) + "\n"
+    )
     console.print(f"written to {RESULTS.relative_to(ROOT)}")
 
 

@@ -118,7 +118,8 @@ async def gpu_claims(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + budget
     claims = await _read_all(
-        [owners.get_owner(RESOURCE_API, ref.kind, namespace, ref.name) for ref in refs], deadline - loop.time()
+        [owners.get_owner(RESOURCE_API, ref.kind, namespace, ref.name) for ref in refs],
+        deadline - loop.time(),
     )
     classes_of: dict[_Ref, set[str]] = {}
     undecided: dict[_Ref, str] = {}

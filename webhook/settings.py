@@ -225,13 +225,19 @@ class WebhookSettings(BaseModel):
     @model_validator(mode="after")
     def _own_output_keys(self) -> WebhookSettings:
         foreign_labels = {PLUGINS_POD_GROUP_LABEL, KUEUE_POD_GROUP_LABEL}
-        foreign_annotations = {self.gang_name_annotation, self.gang_size_annotation, *FOREIGN_GANG_ANNOTATIONS}
+        foreign_annotations = {
+            self.gang_name_annotation,
+            self.gang_size_annotation,
+            *FOREIGN_GANG_ANNOTATIONS,
+        }
         for field, key, foreign in (
             ("gang_label", self.gang_label, foreign_labels),
             ("gang_min_member_annotation", self.gang_min_member_annotation, foreign_annotations),
         ):
             if key in foreign:
-                raise ValueError(f"{field}={key!r} is a key users or other tools set; gpuplace writes only keys of its own")
+                raise ValueError(
+                    f"{field}={key!r} is a key users or other tools set; gpuplace writes only keys of its own"
+                )
         return self
 
     @property

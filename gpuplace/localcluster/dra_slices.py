@@ -101,7 +101,7 @@ MIG_SHAPES: dict[str, MigShape] = {
     "4g.40gb": MigShape(5, 4, 56, 4, 2, 0, 0, 0, 40192),
     "7g.80gb": MigShape(0, 8, 98, 7, 5, 0, 1, 1, 80896),
 }
-_MIG_STARTS = {1: range(0, 7), 2: range(0, 6, 2), 4: (0, 4), 8: (0,)}
+_MIG_STARTS = {1: range(7), 2: range(0, 6, 2), 4: (0, 4), 8: (0,)}
 
 
 def _uuid(prefix: str, *parts: object) -> str:
@@ -122,12 +122,12 @@ def _quantity(value: int) -> dict[str, str]:
     return {"value": str(value)}
 
 
-def pcie_root(node_name: str, root: int) -> str:
-    """`pci<domain>:<bus>` of a root complex; distinct per root, stable per node."""
+def pcie_root(root: int) -> str:
+    """`pci<domain>:<bus>` of root complex number `root` (the same names on every node, as on identical boards)."""
     return f"pci0000:{0x15 + 0x20 * root:02x}"
 
 
-def _gpu_attributes(product: Product, gpu_uuid: str, bus_id: str, root: str) -> dict[str, Any]:
+def _gpu_attributes(product: Product, bus_id: str, root: str) -> dict[str, Any]:
     return {
         "productName": _string(product.name),
         "brand": _string(product.brand),
@@ -167,7 +167,7 @@ def devices(
     for minor in range(count):
         parent = gpu_uuid(node_name, minor)
         bus_id = f"0000:{0x18 + 0x10 * minor:02x}:00.0"
-        attributes = _gpu_attributes(product, parent, bus_id, pcie_root(node_name, roots[minor]))
+        attributes = _gpu_attributes(product, bus_id, pcie_root(roots[minor]))
         if not layout[minor]:
             out.append(
                 {
@@ -180,9 +180,7 @@ def devices(
         used: set[int] = set()
         for slot, profile in enumerate(layout[minor]):
             shape = MIG_SHAPES[profile]
-            start = next(
-                s for s in _MIG_STARTS[shape.slices] if not used & set(range(s, s + shape.slices))
-            )
+            start = next(s for s in _MIG_STARTS[shape.slices] if not used & set(range(s, s + shape.slices)))
             used |= set(range(start, start + shape.slices))
             capacity = {
                 "multiprocessors": _quantity(shape.multiprocessors),
@@ -210,7 +208,9 @@ def devices(
     return out
 
 
-def resource_slice(node: Mapping[str, Any], device_list: list[dict[str, Any]], *, generation: int = 1) -> dict[str, Any]:
+def resource_slice(
+    node: Mapping[str, Any], device_list: list[dict[str, Any]], *, generation: int = 1
+) -> dict[str, Any]:
     """The one ResourceSlice the driver's kubelet plugin publishes for `node` (a Node as read back, with uid)."""
     name = node["metadata"]["name"]
     return {
@@ -219,7 +219,13 @@ def resource_slice(node: Mapping[str, Any], device_list: list[dict[str, Any]], *
         "metadata": {
             "generateName": f"{name}-{DRIVER}-",
             "ownerReferences": [
-                {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"], "controller": True}
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "name": name,
+                    "uid": node["metadata"]["uid"],
+                    "controller": True,
+                }
             ],
         },
         "spec": {
@@ -235,7 +241,13 @@ def device_classes() -> list[dict[str, Any]]:
     """NVIDIA's DeviceClasses `gpu.nvidia.com` (extendedResourceName nvidia.com/gpu) and `mig.nvidia.com`."""
 
     def cel(kind: str) -> list[dict[str, Any]]:
-        return [{"cel": {"expression": f"device.driver == '{DRIVER}' && device.attributes['{DRIVER}'].type == '{kind}'"}}]
+        return [
+            {
+                "cel": {
+                    "expression": f"device.driver == '{DRIVER}' && device.attributes['{DRIVER}'].type == '{kind}'"
+                }
+            }
+        ]
 
     return [
         {
@@ -244,7 +256,12 @@ def device_classes() -> list[dict[str, Any]]:
             "metadata": {"name": GPU_CLASS},
             "spec": {"selectors": cel("gpu"), "extendedResourceName": GPU_RESOURCE},
         },
-        {"apiVersion": RESOURCE_API, "kind": "DeviceClass", "metadata": {"name": MIG_CLASS}, "spec": {"selectors": cel("mig")}},
+        {
+            "apiVersion": RESOURCE_API,
+            "kind": "DeviceClass",
+            "metadata": {"name": MIG_CLASS},
+            "spec": {"selectors": cel("mig")},
+        },
     ]
 
 
@@ -264,7 +281,9 @@ async def ensure_device_classes(api: client.ApiClient) -> None:
     objects = client.CustomObjectsApi(api)
     for device_class in device_classes():
         try:
-            await objects.create_cluster_custom_object("resource.k8s.io", "v1", "deviceclasses", copy.deepcopy(device_class))
+            await objects.create_cluster_custom_object(
+                "resource.k8s.io", "v1", "deviceclasses", copy.deepcopy(device_class)
+            )
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -274,5 +293,7 @@ async def publish(api: client.ApiClient, node_name: str, device_list: list[dict[
     """Publish the node's ResourceSlice as the driver's kubelet plugin does; returns the slice's name."""
     node = await client.CoreV1Api(api).read_node(node_name)
     body = resource_slice({"metadata": {"name": node_name, "uid": node.metadata.uid}}, device_list)
-    created = await client.CustomObjectsApi(api).create_cluster_custom_object("resource.k8s.io", "v1", "resourceslices", body)
+    created = await client.CustomObjectsApi(api).create_cluster_custom_object(
+        "resource.k8s.io", "v1", "resourceslices", body
+    )
     return str(created["metadata"]["name"])

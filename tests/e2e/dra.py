@@ -10,7 +10,15 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from gpuplace.localcluster import audit
-from gpuplace.localcluster.dra_slices import DRIVER, GPU_CLASS, MIG_CLASS, PCIE_ROOT, devices, dra_node_manifest, publish
+from gpuplace.localcluster.dra_slices import (
+    DRIVER,
+    GPU_CLASS,
+    MIG_CLASS,
+    PCIE_ROOT,
+    devices,
+    dra_node_manifest,
+    publish,
+)
 from gpuplace.localcluster.fake_nodes import create_node, delete_nodes, wait_schedulable
 from gpuplace.localcluster.workload import PAUSE_IMAGE
 
@@ -79,7 +87,9 @@ def claim_pod(
 async def create_templates(api: client.ApiClient, namespace: str, *templates: dict[str, Any]) -> None:
     objects = client.CustomObjectsApi(api)
     for template in templates:
-        await objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "resourceclaimtemplates", template)
+        await objects.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "resourceclaimtemplates", template
+        )
 
 
 async def list_claims(api: client.ApiClient, namespace: str | None = None) -> list[dict[str, Any]]:

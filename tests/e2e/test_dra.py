@@ -24,7 +24,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from gpuplace.localcluster import ControlPlane, ManagedProcess
-from gpuplace.localcluster.dra_slices import DRIVER, PCIE_ROOT, devices, ensure_device_classes
+from gpuplace.localcluster.dra_slices import PCIE_ROOT, devices, ensure_device_classes
 from gpuplace.localcluster.gpuplace_proc import GpuplaceServer, run_sync
 from gpuplace.localcluster.lifecycle import wait_namespace_usable
 from gpuplace.localcluster.waiting import WaitTimeoutError, wait_until
@@ -105,7 +105,9 @@ async def test_claim_pods_are_allocated_placed_and_bound_by_gpuplace(
     for name in ("one", "pair", "mig"):
         pod = await _pod(k8s, namespace, name)
         assert MARKER in pod.spec.containers[0].resources.limits, f"{name}: the webhook did not mark it"
-        assert any(t.key == "nvidia.com/gpu" for t in pod.spec.tolerations or []), f"{name}: no GPU toleration"
+        assert any(t.key == "nvidia.com/gpu" for t in pod.spec.tolerations or []), (
+            f"{name}: no GPU toleration"
+        )
     by_pod = {}
     for name in pods:
         pod = await _pod(k8s, namespace, name)
@@ -114,7 +116,9 @@ async def test_claim_pods_are_allocated_placed_and_bound_by_gpuplace(
     assert by_pod["plugin"] == [], "a device-plugin pod got a claim"
     for name in ("one", "pair", "mig", "extended"):
         assert by_pod[name], f"{name} has no allocated claim: {claims}"
-        assert {pool for _, pool, _ in by_pod[name]} == {bound[name]}, f"{name}: devices not on its node {bound[name]}"
+        assert {pool for _, pool, _ in by_pod[name]} == {bound[name]}, (
+            f"{name}: devices not on its node {bound[name]}"
+        )
     assert bound["one"] in (h100, a100) and bound["pair"] == h100 and bound["mig"] == a100
     assert bound["extended"] == h100 and bound["plugin"] == plugin
     assert len(by_pod["pair"]) == 2
@@ -136,7 +140,9 @@ async def _gpus_used(k8s: client.ApiClient, nodes: list[str]) -> dict[str, int]:
     return used
 
 
-async def _gpuplace_counts_the_claims(k8s: client.ApiClient, gpuplace: GpuplaceServer, nodes: list[str]) -> None:
+async def _gpuplace_counts_the_claims(
+    k8s: client.ApiClient, gpuplace: GpuplaceServer, nodes: list[str]
+) -> None:
     """gpuplace's own view (gpuplace_node_gpus) equals the allocations in the API, node by node."""
     want = await _gpus_used(k8s, nodes)
 
@@ -176,7 +182,9 @@ async def test_a_gpuplace_restart_in_the_middle(
     restart = asyncio.create_task(asyncio.to_thread(gpuplace.restart))
     second = [f"d{i}" for i in range(4)]  # created while gpuplace is down or coming back
     for name in second:
-        await create_pod(k8s, namespace, dra.claim_pod(name, "one-gpu", node_selector=mine, cpu="16"), retry_for=90)
+        await create_pod(
+            k8s, namespace, dra.claim_pod(name, "one-gpu", node_selector=mine, cpu="16"), retry_for=90
+        )
     await restart
     await wait_bound(k8s, namespace, second, within=90)
     await _audit(k8s, namespace)
@@ -237,9 +245,13 @@ async def test_packing_dra_pods_beats_kube_scheduler_alone(
     try:
         await wait_namespace_usable(k8s, alone_ns)
         for ns in (namespace, alone_ns):
-            await dra.create_templates(k8s, ns, dra.gpu_template("one-gpu"), dra.gpu_template("eight", count=8))
+            await dra.create_templates(
+                k8s, ns, dra.gpu_template("one-gpu"), dra.gpu_template("eight", count=8)
+            )
         config = {"profiles": [{"schedulerName": "dra-alone"}]}
-        alone = await asyncio.to_thread(control_plane.start_scheduler, config, name="kube-scheduler-dra-alone")
+        alone = await asyncio.to_thread(
+            control_plane.start_scheduler, config, name="kube-scheduler-dra-alone"
+        )
         baseline, baseline_big = await _fragmentation_run(k8s, alone_ns, dra_nodes, "dra-alone")
         packed, packed_big = await _fragmentation_run(k8s, namespace, dra_nodes, None)
         await _audit(k8s, namespace, alone_ns)

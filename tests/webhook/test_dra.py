@@ -152,7 +152,11 @@ async def test_configured_classes_need_no_read_and_unknown_classes_are_read_once
 
 
 @pytest.mark.parametrize(
-    "resource", ["deviceclass.resource.kubernetes.io/gpu.nvidia.com", "deviceclass.resource.kubernetes.io/mig.nvidia.com"]
+    "resource",
+    [
+        "deviceclass.resource.kubernetes.io/gpu.nvidia.com",
+        "deviceclass.resource.kubernetes.io/mig.nvidia.com",
+    ],
 )
 async def test_the_implicit_extended_resource_of_a_gpu_class_is_a_gpu_resource(resource: str) -> None:
     result = await run(pod(container(limits={resource: "1"})))
@@ -172,7 +176,9 @@ async def test_a_dra_backed_gpu_request_gets_no_marker() -> None:
 
 async def test_dra_off_or_no_marker() -> None:
     off = WebhookSettings(dra=DraSettings(enabled=False))
-    assert (await run(claim_pod(from_template("one-gpu")), owners=OWNERS, settings=off)).outcome == "unchanged"
+    assert (
+        await run(claim_pod(from_template("one-gpu")), owners=OWNERS, settings=off)
+    ).outcome == "unchanged"
     no_marker = WebhookSettings(dra=DraSettings(marker_resource=None))
     result = await run(claim_pod(from_template("one-gpu")), owners=OWNERS, settings=no_marker)
     assert result.pod["spec"]["tolerations"] == [GPU_TOLERATION]
@@ -182,7 +188,7 @@ async def test_dra_off_or_no_marker() -> None:
 async def test_malformed_claims_are_a_400() -> None:
     from webhook.errors import MalformedReviewError
 
-    with pytest.raises(MalformedReviewError, match="spec.resourceClaims"):
+    with pytest.raises(MalformedReviewError, match=r"spec\.resourceClaims"):
         await run(pod(container(limits={"cpu": "1"}), resourceClaims="gpu"), owners=OWNERS)
 
 
@@ -192,7 +198,9 @@ async def test_the_budget_bounds_slow_reads(apiserver: tuple[FakeApiserver, Conf
     settings = WebhookSettings(dra=DraSettings(lookup_budget_seconds=0.05))
     async with ApiClient(configuration) as api:
         owners = KubeOwners(api_client=api, timeout_seconds=10)
-        found = await gpu_claims(claim_pod(from_template("slow")), namespace=NS, settings=settings, owners=owners)
+        found = await gpu_claims(
+            claim_pod(from_template("slow")), namespace=NS, settings=settings, owners=owners
+        )
     assert found.gpu == []
     assert "not read within the budget" in found.warnings[0]
 
