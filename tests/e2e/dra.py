@@ -124,13 +124,16 @@ def pod_claim(claims: Sequence[dict[str, Any]], pod: Any) -> dict[str, Any] | No
 
 
 async def device_audit(api: client.ApiClient, namespaces: Sequence[str]) -> list[str]:
-    """Invariant violations visible in the API: a device in two allocated claims, or a device-plugin GPU record
-    (gpuplace.io/gpus) that double-books a node. Empty when all is well."""
+    """Invariant violations visible in the API: a device in two allocated claims, or device-plugin GPUs
+    double-booked on a node (gpuplace.localcluster.audit, for the pods whose GPUs are not DRA devices).
+    Empty when all is well."""
     problems = []
     claims = await list_claims(api)
     held = Counter(device for claim in claims for device in allocated_devices(claim))
     problems += [f"device {d} allocated by {n} claims" for d, n in held.items() if n > 1]
     pods = [p for ns in namespaces for p in await audit.list_raw(api, "pods", namespace=ns)]
+    # nvidia.com/gpu served by DRA: those GPUs are devices of the pod's claim, audited above, not allocatable
+    pods = [p for p in pods if not (p.get("status") or {}).get("extendedResourceClaimStatus")]
     nodes = await audit.list_raw(api, "nodes")
     found = audit.audit(pods, nodes, require_records=False)
     if not found.ok:
