@@ -54,9 +54,7 @@ class ReloadingTLS:
         self.context.sni_callback = self._choose
         self.reloads = 0
 
-    def _choose(
-        self, connection: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext
-    ) -> None:
+    def _choose(self, connection: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext) -> None:
         connection.context = self.current
 
     def _read_digest(self) -> bytes:

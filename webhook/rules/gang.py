@@ -83,9 +83,7 @@ async def resolve(
     """(gang name, gang size) for the pod; raises GangDeclarationError when its declarations contradict."""
     claims, podgroups = declared_claims(pod, labels, annotations, settings)
     size_declared = any(claim.size is not None for claim in claims)
-    workload_read = workload_claim(
-        pod, labels, annotations, namespace=namespace, owners=owners, settings=settings
-    )
+    workload_read = workload_claim(pod, labels, annotations, namespace=namespace, owners=owners, settings=settings)
     reads: list[Coroutine[Any, Any, Claim | None]] = []
     if workload_read is not None:
         reads.append(workload_read)

@@ -139,11 +139,7 @@ def _gang(source: str, name: str, size: int | None) -> Claim | None:
 
 
 async def _job(
-    ref: tuple[str, str | None],
-    labels: dict[str, str],
-    annotations: dict[str, str],
-    namespace: str,
-    owners: Owners,
+    ref: tuple[str, str | None], labels: dict[str, str], annotations: dict[str, str], namespace: str, owners: Owners
 ) -> Claim | None:
     name, uid = ref
     index = _index(annotations.get(JOB_COMPLETION_INDEX) or labels.get(JOB_COMPLETION_INDEX))
@@ -157,14 +153,10 @@ async def _job(
     if not is_gang_scheduling_candidate(spec):
         return None
     size: int = spec["parallelism"]
-    return _gang(
-        f"Job {namespace}/{name} (Indexed, parallelism = completions = {size})", gang_name("job", name), size
-    )
+    return _gang(f"Job {namespace}/{name} (Indexed, parallelism = completions = {size})", gang_name("job", name), size)
 
 
-async def _jobset(
-    labels: dict[str, str], namespace: str, owners: Owners, settings: WebhookSettings
-) -> Claim | None:
+async def _jobset(labels: dict[str, str], namespace: str, owners: Owners, settings: WebhookSettings) -> Claim | None:
     name, own_rjob = labels[JOBSET_NAME], labels.get(JOBSET_REPLICATED_JOB, "")
     own_replicas = _index(labels.get(JOBSET_REPLICATED_JOB_REPLICAS))
 
@@ -175,9 +167,7 @@ async def _jobset(
             return False
         return not mine or (own_replicas is not None and count(get(mine[0], "replicas"), 1) != own_replicas)
 
-    jobset = await _read(
-        owners, JOBSET_API, "JobSet", namespace, name, labels.get(JOBSET_UID) or None, outdated
-    )
+    jobset = await _read(owners, JOBSET_API, "JobSet", namespace, name, labels.get(JOBSET_UID) or None, outdated)
     replicated = get(jobset, "spec", "replicatedJobs")
     if not isinstance(replicated, list) or not replicated:
         return None
@@ -211,17 +201,10 @@ async def _jobset(
 
 
 async def _pytorchjob(
-    ref: tuple[str, str | None],
-    labels: dict[str, str],
-    namespace: str,
-    owners: Owners,
-    settings: WebhookSettings,
+    ref: tuple[str, str | None], labels: dict[str, str], namespace: str, owners: Owners, settings: WebhookSettings
 ) -> Claim | None:
     name, uid = ref
-    own_type, own_index = (
-        labels.get(PYTORCH_REPLICA_TYPE, "").lower(),
-        _index(labels.get(PYTORCH_REPLICA_INDEX)),
-    )
+    own_type, own_index = labels.get(PYTORCH_REPLICA_TYPE, "").lower(), _index(labels.get(PYTORCH_REPLICA_INDEX))
 
     def outdated(job: Object) -> bool:
         specs = get(job, "spec", "pytorchReplicaSpecs")
@@ -246,10 +229,7 @@ async def _pytorchjob(
         detail += f"; without GPUs, not counted: {' + '.join(f'{rtype} {n}' for rtype, n in cpu.items())}"
     size = sum(gpu.values())
     for field, minimum in (
-        (
-            "runPolicy.schedulingPolicy.minAvailable",
-            get(spec, "runPolicy", "schedulingPolicy", "minAvailable"),
-        ),
+        ("runPolicy.schedulingPolicy.minAvailable", get(spec, "runPolicy", "schedulingPolicy", "minAvailable")),
         ("elasticPolicy.minReplicas", get(spec, "elasticPolicy", "minReplicas")),
     ):
         if isinstance(minimum, int) and not isinstance(minimum, bool) and minimum > 0:
@@ -262,11 +242,7 @@ async def _pytorchjob(
 
 
 async def _leaderworkerset(
-    labels: dict[str, str],
-    annotations: dict[str, str],
-    namespace: str,
-    owners: Owners,
-    settings: WebhookSettings,
+    labels: dict[str, str], annotations: dict[str, str], namespace: str, owners: Owners, settings: WebhookSettings
 ) -> Claim | None:
     name, group = labels[LWS_NAME], labels[LWS_GROUP_INDEX]
     own_size = _index(annotations.get(LWS_SIZE))
@@ -285,17 +261,12 @@ async def _leaderworkerset(
         return None
     worker_template = get(template, "workerTemplate", "spec")
     leader_template = get(template, "leaderTemplate", "spec") or worker_template
-    leader_gpu, worker_gpu = (
-        requests_managed(leader_template, settings),
-        requests_managed(worker_template, settings),
-    )
+    leader_gpu, worker_gpu = requests_managed(leader_template, settings), requests_managed(worker_template, settings)
     source = f"LeaderWorkerSet {namespace}/{name} (size {size}"
     if get(lws, "spec", "startupPolicy") == "LeaderReady":
         if labels.get(LWS_WORKER_INDEX, "0") == "0" or not worker_gpu:
             return None
-        return _gang(
-            f"{source}, LeaderReady: workers only)", gang_name("lws", name, group, "workers"), size - 1
-        )
+        return _gang(f"{source}, LeaderReady: workers only)", gang_name("lws", name, group, "workers"), size - 1)
     members = (1 if leader_gpu else 0) + (size - 1 if worker_gpu else 0)
     if not leader_gpu:
         source += ", leader without GPUs not counted"

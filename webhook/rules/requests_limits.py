@@ -60,8 +60,8 @@ def apply(pod: dict[str, Any], *, settings: WebhookSettings, findings: Findings)
                 findings.deny(
                     REASON,
                     f"{where}: {name} requests {requests[name]} but sets no limit; Kubernetes requires a limit "
-                    f'for resources that cannot be overcommitted ("Limit must be set for non overcommitable '
-                    f'resources"): set limits {name}: {requests[name]} (requests may then be left out)',
+                    f"for resources that cannot be overcommitted (\"Limit must be set for non overcommitable "
+                    f"resources\"): set limits {name}: {requests[name]} (requests may then be left out)",
                 )
 
 
