@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
@@ -124,21 +123,11 @@ def pod_claim(claims: Sequence[dict[str, Any]], pod: Any) -> dict[str, Any] | No
 
 
 async def device_audit(api: client.ApiClient, namespaces: Sequence[str]) -> list[str]:
-    """Invariant violations visible in the API: a device in two allocated claims, or device-plugin GPUs
-    double-booked on a node (gpuplace.localcluster.audit, for the pods whose GPUs are not DRA devices).
-    Empty when all is well."""
-    problems = []
-    claims = await list_claims(api)
-    held = Counter(device for claim in claims for device in allocated_devices(claim))
-    problems += [f"device {d} allocated by {n} claims" for d, n in held.items() if n > 1]
-    pods = [p for ns in namespaces for p in await audit.list_raw(api, "pods", namespace=ns)]
-    # nvidia.com/gpu served by DRA: those GPUs are devices of the pod's claim, audited above, not allocatable
-    pods = [p for p in pods if not (p.get("status") or {}).get("extendedResourceClaimStatus")]
-    nodes = await audit.list_raw(api, "nodes")
-    found = audit.audit(pods, nodes, require_records=False)
-    if not found.ok:
-        problems.append(f"device-plugin audit: {found}")
-    return problems
+    """Invariant violations visible in the API (gpuplace.localcluster.audit with its DRA checks: no device in two
+    claims, counters and capacity within the slices, reserving pods on the allocation's node; device-plugin
+    GPUs not double-booked, every GPU pod with a gpuplace record). Empty when all is well."""
+    found = await audit.AuditLoop(api, namespaces=namespaces, dra=True).once()
+    return list(found.problems)
 
 
 async def dra_node_factory(api: client.ApiClient) -> AsyncIterator[DraNodeFactory]:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
-from gpuplace.localcluster import ControlPlane, ManagedProcess
+from gpuplace.localcluster import ControlPlane, ManagedProcess, audit
 from gpuplace.localcluster.dra_slices import PCIE_ROOT, devices, ensure_device_classes
 from gpuplace.localcluster.gpuplace_proc import GpuplaceServer, run_sync
 from gpuplace.localcluster.lifecycle import wait_namespace_usable
@@ -182,32 +182,37 @@ async def test_a_gpuplace_restart_in_the_middle(
     nodes = [await dra_nodes("hgx-h100", labels=mine) for _ in range(2)]
     await dra.create_templates(k8s, namespace, dra.gpu_template("one-gpu"), dra.gpu_template("eight", count=8),
                                dra.gpu_template("pair", count=2, same_pcie_root=True))  # fmt: skip
-    first = {"a": "one-gpu", "b": "one-gpu", "c": "pair"}
-    for name, template in first.items():
-        await create_pod(k8s, namespace, dra.claim_pod(name, template, node_selector=mine, cpu="16"))
-        await wait_bound(k8s, namespace, [name], within=60)
-    await _audit(k8s, namespace)
-    await _gpuplace_counts_the_claims(k8s, gpuplace, nodes)
+    async with audit.AuditLoop(k8s, namespaces=[namespace], dra=True, every=0.5) as loop:  # DURING it all
+        first = {"a": "one-gpu", "b": "one-gpu", "c": "pair"}
+        for name, template in first.items():
+            await create_pod(k8s, namespace, dra.claim_pod(name, template, node_selector=mine, cpu="16"))
+            await wait_bound(k8s, namespace, [name], within=60)
+        await _audit(k8s, namespace)
+        await _gpuplace_counts_the_claims(k8s, gpuplace, nodes)
 
-    restart = asyncio.create_task(asyncio.to_thread(gpuplace.restart))
-    second = [f"d{i}" for i in range(4)]  # created while gpuplace is down or coming back
-    for name in second:
-        await create_pod(
-            k8s, namespace, dra.claim_pod(name, "one-gpu", node_selector=mine, cpu="16"), retry_for=90
+        restart = asyncio.create_task(asyncio.to_thread(gpuplace.restart))
+        second = [f"d{i}" for i in range(4)]  # created while gpuplace is down or coming back
+        for name in second:
+            await create_pod(
+                k8s, namespace, dra.claim_pod(name, "one-gpu", node_selector=mine, cpu="16"), retry_for=90
+            )
+        await restart
+        await wait_bound(k8s, namespace, second, within=90)
+        await _audit(k8s, namespace)
+        await _gpuplace_counts_the_claims(k8s, gpuplace, nodes)
+        assert sorted((await _gpus_used(k8s, nodes)).values()) == [0, 8], (
+            "the restarted gpuplace spread the pods"
         )
-    await restart
-    await wait_bound(k8s, namespace, second, within=90)
-    await _audit(k8s, namespace)
-    await _gpuplace_counts_the_claims(k8s, gpuplace, nodes)
-    assert sorted((await _gpus_used(k8s, nodes)).values()) == [0, 8], "the restarted gpuplace spread the pods"
 
-    await create_pod(k8s, namespace, dra.claim_pod("eight", "eight", node_selector=mine, cpu="16"))
-    await wait_bound(k8s, namespace, ["eight"], within=60)
-    await create_pod(k8s, namespace, dra.claim_pod("late", "one-gpu", node_selector=mine, cpu="16"))
-    pending = await wait_pending(k8s, namespace, "late", within=60)
-    assert "cannot allocate all claims" in pending.text or "GPU" in pending.text, pending
-    await _audit(k8s, namespace)
-    await _gpuplace_counts_the_claims(k8s, gpuplace, nodes)
+        await create_pod(k8s, namespace, dra.claim_pod("eight", "eight", node_selector=mine, cpu="16"))
+        await wait_bound(k8s, namespace, ["eight"], within=60)
+        await create_pod(k8s, namespace, dra.claim_pod("late", "one-gpu", node_selector=mine, cpu="16"))
+        pending = await wait_pending(k8s, namespace, "late", within=60)
+        assert "cannot allocate all claims" in pending.text or "GPU" in pending.text, pending
+        await _audit(k8s, namespace)
+        await _gpuplace_counts_the_claims(k8s, gpuplace, nodes)
+
+    assert loop.rounds > 0 and not loop.problems, loop.problems
 
 
 ONE_GPU_PODS = 4  # then one 8-GPU pod, on two 8-GPU DRA nodes
