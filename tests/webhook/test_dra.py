@@ -243,3 +243,13 @@ async def test_routed_pods_get_the_marker_for_the_routed_scheduler() -> None:
     result = await run(claim_pod(from_template("one-gpu")), owners=OWNERS, settings=routed)
     assert result.pod["spec"]["schedulerName"] == "gpuplace-scheduler"
     assert result.pod["spec"]["containers"][0]["resources"]["limits"][MARKER] == "1"
+
+
+def test_owner_templates_with_claims_count_as_gpu_members() -> None:
+    """Gang sizes from owners (JobSet, PyTorchJob, LWS) count member templates whose GPUs come from claims."""
+    from webhook.rules.gang_shapes import requests_managed
+
+    template = {"containers": [container(limits={"cpu": "1"})], "resourceClaims": [from_template("one-gpu")]}
+    assert requests_managed(template, WebhookSettings())
+    assert not requests_managed(template, WebhookSettings(dra=DraSettings(enabled=False)))
+    assert not requests_managed({"containers": [container(limits={"cpu": "1"})]}, WebhookSettings())
