@@ -80,6 +80,7 @@ class MemoryBinder:
         self.late: list[tuple[str, str, str, str, dict[str, str]]] = []
         self.held = asyncio.Event()  # set when a Binding is held
         self.calls: list[tuple[str, str, str]] = []
+        self.claims: dict[tuple[str, str], dict[str, Any]] = {}  # ResourceClaims by (namespace, name)
         self._rv = 0
 
     def _bump(self, pod: dict[str, Any]) -> None:
@@ -117,6 +118,13 @@ class MemoryBinder:
             return copy.deepcopy(await self._enter("get", namespace, name))
         except NotFoundError:
             return None
+
+    async def get_resource_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get-claim", namespace, name))
+        if "get-claim" in self.fail:
+            raise self.fail["get-claim"]
+        claim = self.claims.get((namespace, name))
+        return copy.deepcopy(claim) if claim is not None else None
 
     async def patch_pod_annotations(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
         """Merge `annotations` into the pod (gang nudges); a missing pod is not an error."""

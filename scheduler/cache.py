@@ -20,6 +20,10 @@ What counts, and why:
   and is kept until the watch shows the outcome or the API server's deadline for that write has surely
   passed. Nothing the scheduler assumed and never bound can leak: without a bind there is no
   reservation.
+- DRA (scheduler.dra): a node described by ResourceSlices of a configured driver takes its GPUs from
+  them, and what its allocated ResourceClaims hold is booked as one allocation per node
+  (scheduler.dra.model). A pod whose `nvidia.com/gpu` is served by DRA (status.extendedResourceClaimStatus)
+  holds its GPUs through that claim, so it counts only its cpu/memory here: never twice.
 - Restartable: nothing is stored elsewhere. A relist (start, or 410 Gone) replaces the whole picture;
   pods and nodes missing from the new list are forgotten, except reservations younger than the list.
 """
@@ -36,10 +40,13 @@ from typing import Any, Protocol
 from placement_core import ClusterState, DoubleBookingError, GpuRequest, Placement, placer
 from scheduler.contract import Record, RecordError, decode_record
 from scheduler.disruption import Disruption
+from scheduler.dra.model import DraModel
+from scheduler.dra.state import DraState
 from scheduler.nodeinv import NodeInventory, NodeRules, fingerprint, node_inventory
 from scheduler.nominated import Nominations
 from scheduler.podreq import PodRequestError, Rules, pod_request
 from scheduler.podresources import requests_fingerprint
+from scheduler.reservations import Reservation, ReservationBook, ReservationState
 from scheduler.settings import SchedulerSettings
 from scheduler.wire import Pod
 
@@ -61,29 +68,6 @@ class PodRecord:
     @property
     def exact(self) -> bool:
         return self.record is not None and self.record.node == self.node
-
-
-@dataclass(slots=True)
-class Reservation:
-    uid: str
-    namespace: str
-    name: str
-    node: str
-    placement: Placement
-    created: float
-    state: str = "writing"  # ReservationState.*
-    hold_until: float = 0.0  # a Binding sent for it may still commit until then (the cache's clock)
-
-
-class ReservationState:
-    """WRITING: the bind coroutine owns it (sweeper and relist leave it alone). UNKNOWN: a Binding was
-    sent and its answer lost; it may commit until `hold_until`, so the GPUs stay booked, yet the pod
-    never counts as bound (a retry writes the Binding again). WRITTEN: kube-apiserver answered the
-    Binding; the watch (or the sweeper, after the TTL) confirms it."""
-
-    WRITING = "writing"
-    UNKNOWN = "unknown"
-    WRITTEN = "written"
 
 
 class CacheHooks:
@@ -117,7 +101,10 @@ def _same_devices(p: Placement, node: str, req: GpuRequest) -> bool:
     return not p.mig and p.milli == req.milli and len(p.gpus) == (1 if req.is_share else req.count)
 
 
-class ClusterCache:
+__all__ = ["CacheHooks", "ClusterCache", "PodRecord", "Reservation", "ReservationState"]
+
+
+class ClusterCache(ReservationBook, DraModel):
     def __init__(
         self,
         settings: SchedulerSettings,
@@ -143,6 +130,13 @@ class ClusterCache:
         self.nominated = Nominations(self.pod_rules)  # pending pods holding a node (scheduler.nominated)
         self.disruption = Disruption()  # PDBs + victim labels/start times (scheduler.disruption)
         self.pod_observer: PodObserver | None = None  # gang membership (scheduler.gang)
+        self._base: dict[str, NodeInventory] = {}  # each Node object's own inventory (before DRA)
+        self._live: set[str] = set()  # UIDs of pods seen and not finished (pending ones too)
+        self.dra: DraState | None = None
+        if settings.dra.enabled:
+            self.dra = DraState(settings.dra.drivers, pod_node=self.bound_node, pod_gone=self._pod_gone)
+            self.synced |= {"resourceslices": False, "resourceclaims": False}
+            self.last_event |= {"resourceslices": 0.0, "resourceclaims": 0.0}
 
     # ---- locks ---------------------------------------------------------------------------------
     def node_lock(self, node: str) -> asyncio.Lock:
@@ -170,8 +164,15 @@ class ClusterCache:
         fp = fingerprint(node, self.node_rules)
         if self._node_fp.get(name) == fp:
             return
-        inv = node_inventory(node, self.node_rules)
-        if inv.warning:
+        self._base[name] = node_inventory(node, self.node_rules)
+        self._node_fp[name] = fp
+        self._install(name, self._node_inventory(name))
+        self._sync_dra(name)
+
+    def _install(self, name: str, inv: NodeInventory, *, quiet: bool = False) -> None:
+        """Put `inv` into the ClusterState (allocations on the node are kept and re-applied); `quiet`:
+        a re-read after a DRA event, whose warnings were reported when the Node object came."""
+        if inv.warning and not quiet:
             log.warning("%s", inv.warning)
             self.hooks.topology_invalid(name, inv.warning)
         new = name not in self.state.index
@@ -185,7 +186,6 @@ class ClusterCache:
             )
             self.state.upsert_node(inv.spec)
         self.nodes[name] = inv
-        self._node_fp[name] = fp
         if new:
             self.index_gen += 1
             for uid in sorted(self._by_node.get(name, ()), key=lambda u: not self.pods[u].exact):
@@ -197,6 +197,7 @@ class ClusterCache:
             self.index_gen += 1
         self.nodes.pop(name, None)
         self._node_fp.pop(name, None)
+        self._base.pop(name, None)
         for uid in [u for u, r in self.reservations.items() if r.node == name]:
             del self.reservations[uid]
         lock = self._locks.get(name)
@@ -226,6 +227,7 @@ class ClusterCache:
         if etype == "DELETED" or status.get("phase") in TERMINAL:
             self.forget_pod(uid)
             return
+        self._live.add(uid)
         node = spec.get("nodeName") or ""
         self.nominated.observe(uid, pod)
         if not node:
@@ -237,17 +239,28 @@ class ClusterCache:
             annotations.get(self.pod_rules.keys.gpus),
             self.pod_rules.annotations_read(annotations),
             requests_fingerprint(pod),
+            bool(status.get("extendedResourceClaimStatus")),
         )
         old = self.pods.get(uid)
         if old is not None and old.fp == fp:
             return
         self._record(Pod.model_validate(pod), fp)
+        if (
+            self.dra is not None
+            and (spec.get("resourceClaims") or fp[-1])
+            and (old is None or old.node != node)
+        ):
+            self.dra_changed(self.dra.rebind(uid))
 
     def _record(self, pod: Pod, fp: tuple[Any, ...]) -> None:
         uid, node = pod.metadata.uid, pod.spec.node_name
         req = self._bound_request(pod)
         record = None
         raw = pod.metadata.annotations.get(self.pod_rules.keys.gpus)
+        if self.dra is not None and pod.status.extended_resource_claim_status is not None and req is not None:
+            req, raw = replace(req, count=0, milli=1000, mig_profile=None), None  # its claim holds the GPUs
+        elif self.dra is not None and pod.spec.resource_claims:
+            raw = None  # claims hold its DRA GPUs; bind's record of them is for people, not for counting
         if raw:
             try:
                 record = decode_record(raw)
@@ -275,9 +288,7 @@ class ClusterCache:
             k = self.pod_rules.keys
             read = (k.gpu_milli, k.gpu_models, k.gpu_memory_mib, k.nvlink)
             plain = {a: v for a, v in pod.metadata.annotations.items() if a not in read}
-            bare = pod.model_copy(
-                update={"metadata": pod.metadata.model_copy(update={"annotations": plain})}
-            )
+            bare = pod.model_copy(update={"metadata": pod.metadata.model_copy(update={"annotations": plain})})
             try:
                 req = pod_request(bare, self.pod_rules)
             except PodRequestError:
@@ -379,7 +390,14 @@ class ClusterCache:
             self.state.allocate(u, p, check=False)
         return ok
 
+    def _pod_gone(self, uid: str) -> bool:
+        """Known deleted or finished: seen go, or absent from a complete pod list."""
+        return self.synced["pods"] and uid not in self._live
+
     def forget_pod(self, uid: str) -> None:
+        self._live.discard(uid)
+        if self.dra is not None and self.dra.reserved(uid):
+            self.dra_changed(self.dra.rebind(uid))
         self.nominated.forget(uid)
         self.disruption.forget_pod(uid)
         rec = self.pods.pop(uid, None)
@@ -394,6 +412,7 @@ class ClusterCache:
         seen = {str((p.get("metadata") or {}).get("uid") or "") for p in items}
         for uid in [u for u in self.pods if u not in seen]:
             self.forget_pod(uid)
+        self._live &= seen
         self.nominated.retain(seen)
         for uid in [
             u
@@ -409,72 +428,30 @@ class ClusterCache:
         for p in items:
             self.apply_pod("ADDED", p)
         self.synced["pods"] = True
+        if self.dra is not None:  # claims of pods the list shows gone now release (and the others bind)
+            self.dra_changed(self.dra.nodes_with_claims() | self.dra.rebind_all())
 
-    # ---- reservations (called by bind) ---------------------------------------------------------
-    def reserve(self, uid: str, namespace: str, name: str, placement: Placement) -> None:
-        """Allocate for a bind; DoubleBookingError leaves everything unchanged."""
-        self.state.allocate(uid, placement)
-        self.reservations[uid] = Reservation(uid, namespace, name, placement.node, placement, self.clock())
+    # ---- DRA objects (scheduler.dra) -------------------------------------------------------------
+    def apply_slice(self, etype: str, obj: dict[str, Any]) -> None:
+        assert self.dra is not None
+        self.last_event["resourceslices"] = self.clock()
+        self.dra_changed(self.dra.apply_slice(etype, obj), hardware=True)
 
-    def bound(self, uid: str) -> None:
-        """The Binding was created: the reservation now waits for the watch (or the sweeper)."""
-        res = self.reservations.get(uid)
-        if res is not None:
-            res.state = ReservationState.WRITTEN
-            res.created = self.clock()
+    def replace_slices(self, items: Iterable[dict[str, Any]]) -> None:
+        assert self.dra is not None
+        self.dra_changed(self.dra.replace_slices(items), hardware=True)
+        self.synced["resourceslices"] = True
 
-    def unknown(self, uid: str, hold_until: float) -> None:
-        """A Binding's answer was lost: keep the GPUs until `hold_until` (or the watch) settles it."""
-        res = self.reservations.get(uid)
-        if res is not None:
-            res.state = ReservationState.UNKNOWN
-            res.hold_until = max(res.hold_until, hold_until)
+    def apply_claim(self, etype: str, obj: dict[str, Any]) -> None:
+        assert self.dra is not None
+        self.last_event["resourceclaims"] = self.clock()
+        self.dra_changed(self.dra.apply_claim(etype, obj))
 
-    def resume(self, uid: str) -> Reservation | None:
-        """A retry takes back a reservation whose outcome is unknown, to write its Binding again."""
-        res = self.reservations.get(uid)
-        if res is None or res.state != ReservationState.UNKNOWN:
-            return None
-        res.state = ReservationState.WRITING
-        return res
-
-    def outcome_unknown(self, uid: str) -> Reservation | None:
-        """The pod's reservation while the outcome of its Binding is unknown."""
-        res = self.reservations.get(uid)
-        return res if res is not None and res.state == ReservationState.UNKNOWN else None
-
-    def rollback(self, uid: str, why: str) -> None:
-        """Undo this pod's reservation, and nothing else: only while the reservation exists (the watch
-        has not turned it into the pod's record) and the UID still holds exactly the reserved placement.
-        Allocations are keyed by UID, so another pod's GPUs are never touched."""
-        res = self.reservations.pop(uid, None)
-        if res is None:
-            return
-        if self.state.allocations.get(uid) == res.placement:
-            self.state.release(uid)
-        self.hooks.reservation_rolled_back(why)
-
-    def expired(self) -> list[Reservation]:
-        """Reservations for the sweeper: written ones the watch has not confirmed within the TTL, and
-        unknown ones whose Binding can no longer commit."""
-        now = self.clock()
-        limit = now - self.settings.reservation_ttl_seconds
-        return [
-            r
-            for r in self.reservations.values()
-            if (r.state == ReservationState.WRITTEN and r.created < limit)
-            or (r.state == ReservationState.UNKNOWN and r.hold_until < now)
-        ]
+    def replace_claims(self, items: Iterable[dict[str, Any]]) -> None:
+        assert self.dra is not None
+        self.dra_changed(self.dra.replace_claims(items))
+        self.synced["resourceclaims"] = True
 
     def guess(self, node: str, req: GpuRequest) -> Placement:
         """Where `req` would go on `node` now: placer's choice, else the emptiest GPUs (may oversubscribe)."""
         return placer.choose(self.state, node, req) or self._emptiest(node, req)
-
-    def bound_node(self, uid: str) -> str | None:
-        """The node the pod is bound to as far as the cache knows: its record, or a reservation whose
-        Binding kube-apiserver accepted. Never one whose outcome is unknown."""
-        rec = self.pods.get(uid)
-        if rec is not None:
-            return rec.node
-        res = self.reservations.get(uid)
-        return res.node if res is not None and res.state == ReservationState.WRITTEN else None

@@ -103,15 +103,21 @@ def _wrap(e: ApiException) -> Exception:
 
 
 class KubeSource:
-    """Raw LIST pages and WATCH streams of nodes, pods and PodDisruptionBudgets (all namespaces)."""
+    """Raw LIST pages and WATCH streams of nodes, pods, PodDisruptionBudgets, ResourceSlices and
+    ResourceClaims (resource.k8s.io/v1; all namespaces)."""
 
     def __init__(self, api: client.ApiClient) -> None:
         self.core = client.CoreV1Api(api)
         self.policy = client.PolicyV1Api(api)
+        self.resource = client.ResourceV1Api(api)
 
     def _fn(self, kind: str) -> Any:
         if kind == "poddisruptionbudgets":
             return self.policy.list_pod_disruption_budget_for_all_namespaces
+        if kind == "resourceslices":
+            return self.resource.list_resource_slice
+        if kind == "resourceclaims":
+            return self.resource.list_resource_claim_for_all_namespaces
         return self.core.list_node if kind == "nodes" else self.core.list_pod_for_all_namespaces
 
     async def list(self, kind: str, *, limit: int, continue_token: str | None) -> dict[str, Any]:
@@ -158,6 +164,7 @@ class KubeBinder:
     def __init__(self, api: client.ApiClient, *, timeout: float = 10.0) -> None:
         self.api = api
         self.core = client.CoreV1Api(api)
+        self.resource = client.ResourceV1Api(api)
         self.timeout = timeout
 
     async def _call(self, coro: Any) -> Any:
@@ -181,6 +188,18 @@ class KubeBinder:
                 return None
             raise
         return pod
+
+    async def get_resource_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A ResourceClaim as JSON (a quorum read), or None when it does not exist."""
+        try:
+            claim: dict[str, Any] = await self._call(
+                self.resource.read_namespaced_resource_claim(name, namespace, _preload_content=False)
+            )
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+        return claim
 
     async def patch_pod_annotations(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
         """Merge `annotations` into a pending pod: an update of the pod itself is what requeues it in

@@ -29,12 +29,34 @@ log = logging.getLogger("gpuplace.scheduler")
 
 def reflectors(ctx: ExtenderContext, source: Source) -> list[Reflector]:
     """Nodes first, then pods: a pod's node is usually known when the pod is applied (either order
-    is correct — pods on unknown nodes are counted when the node arrives). Then PDBs, for preempt."""
+    is correct — pods on unknown nodes are counted when the node arrives). Then PDBs, for preempt,
+    and in DRA mode ResourceSlices and ResourceClaims (any order: each event re-counts the nodes it
+    touches; readiness waits for both lists)."""
     cache, ws, m = ctx.cache, ctx.settings.watch, ctx.metrics
 
     def restart(kind: str) -> Any:
         return lambda why: m.watch_restarts.labels(kind, why).inc()
 
+    dra = []
+    if cache.dra is not None:  # DRA mode: ResourceSlices and ResourceClaims, rebuilt like the rest
+        dra = [
+            Reflector(
+                "resourceslices",
+                source,
+                on_list=lambda items, _t: cache.replace_slices(items),
+                on_event=cache.apply_slice,
+                settings=ws,
+                on_restart=restart("resourceslices"),
+            ),
+            Reflector(
+                "resourceclaims",
+                source,
+                on_list=lambda items, _t: cache.replace_claims(items),
+                on_event=cache.apply_claim,
+                settings=ws,
+                on_restart=restart("resourceclaims"),
+            ),
+        ]
     return [
         Reflector(
             "nodes",
@@ -60,6 +82,7 @@ def reflectors(ctx: ExtenderContext, source: Source) -> list[Reflector]:
             settings=ws,
             on_restart=restart("poddisruptionbudgets"),
         ),
+        *dra,
     ]
 
 

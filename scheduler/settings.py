@@ -67,6 +67,33 @@ class MetricsSettings(_Section):
     )
 
 
+DeviceType = Literal["gpu", "mig"]
+
+
+def _nvidia_classes() -> dict[str, DeviceType]:
+    return {"gpu.nvidia.com": "gpu", "mig.nvidia.com": "mig"}
+
+
+class DraSettings(_Section):
+    """DRA mode (scheduler.dra): GPUs published as ResourceSlices and allocated through ResourceClaims."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Watch ResourceSlices and ResourceClaims (resource.k8s.io/v1) and count, filter and score "
+        "DRA GPUs. Needs list/watch on both (deploy/scheduler/rbac.yaml). Default true.",
+    )
+    drivers: tuple[str, ...] = Field(
+        default=("gpu.nvidia.com",),
+        min_length=1,
+        description="DRA drivers whose node-local devices are GPUs. Default [gpu.nvidia.com] (NVIDIA's driver).",
+    )
+    device_classes: dict[str, DeviceType] = Field(
+        default_factory=_nvidia_classes,
+        description="DeviceClass name → the device `type` it selects; claim requests naming another class are "
+        "not GPU demand. Default: NVIDIA's chart's classes {gpu.nvidia.com: gpu, mig.nvidia.com: mig}.",
+    )
+
+
 class GangSettings(_Section):
     """All-or-nothing placement of gangs (scheduler.gang)."""
 
@@ -195,6 +222,7 @@ class SchedulerSettings(_Section):
     )
     watch: WatchSettings = Field(default_factory=WatchSettings)
     gang: GangSettings = Field(default_factory=GangSettings)
+    dra: DraSettings = Field(default_factory=DraSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @field_validator("policy")

@@ -71,6 +71,25 @@ class SchedulingGroup(Kube):
     pod_group_name: str = ""
 
 
+class PodResourceClaim(Kube):
+    """core/v1 PodResourceClaim: a claim by name, or one generated from a template."""
+
+    name: str = ""
+    resource_claim_name: str | None = None
+    resource_claim_template_name: str | None = None
+
+
+class PodResourceClaimStatus(Kube):
+    name: str = ""
+    resource_claim_name: str | None = None  # the claim kube-controller-manager created from the template
+
+
+class PodExtendedResourceClaimStatus(Kube):
+    """The claim kube-scheduler created for extended resources served by DRA (DRAExtendedResource)."""
+
+    resource_claim_name: str = ""
+
+
 class PodSpec(Kube):
     containers: list[Container] = Field(default_factory=list)
     init_containers: list[Container] = Field(default_factory=list)
@@ -81,6 +100,7 @@ class PodSpec(Kube):
     scheduler_name: str = ""
     resources: ResourceRequirements | None = None  # pod-level resources (PodLevelResources)
     scheduling_group: SchedulingGroup | None = None
+    resource_claims: list[PodResourceClaim] = Field(default_factory=list)
 
 
 class ContainerStatus(Kube):
@@ -104,6 +124,8 @@ class PodStatus(Kube):
     init_container_statuses: list[ContainerStatus] = Field(default_factory=list)
     resources: ResourceRequirements | None = None  # pod-level, actuated
     allocated_resources: dict[str, Quantity] | None = None  # pod-level
+    resource_claim_statuses: list[PodResourceClaimStatus] = Field(default_factory=list)
+    extended_resource_claim_status: PodExtendedResourceClaimStatus | None = None
 
 
 class Pod(Kube):

@@ -8,9 +8,11 @@ Flow for a pod CREATE:
 1. Envelope checks (`review.parse_review`): malformed → `MalformedReviewError` (HTTP 400); another
    admission.k8s.io version → an explicit refusal in that version's envelope.
 2. Anything but a CREATE of `pods` (UPDATE, DELETE, subresources such as pods/binding): allowed unchanged.
-3. Fast path: a pod naming no managed GPU resource is allowed, unchanged, from the raw dict.
+3. Fast path: a pod naming no managed GPU resource and no resource claim is allowed, unchanged, from the
+   raw dict. A pod with claims but no managed resource is a GPU pod when a claim asks for a GPU device
+   class (webhook/dra.py reads the claims; undecided claims admit the pod unchanged, with a warning).
 4. GPU pods: the rules run on a private copy in a fixed order (requests/limits, toleration, gang,
-   routing); any denial refuses the pod with all messages joined; otherwise the JSON Patch between the
+   routing, DRA marker); any denial refuses the pod with all messages joined; otherwise the JSON Patch between the
    original and the copy (jsonpatch.make_patch, on the parts that differ) is returned, or nothing.
 
 Idempotence: every rule only adds what is missing, so a second invocation (reinvocationPolicy IfNeeded)
@@ -28,10 +30,11 @@ from typing import Any, Literal
 import jsonpatch
 import orjson
 
+from webhook.dra import gpu_claims
 from webhook.owners import Owners
 from webhook.resources import is_gpu_pod
 from webhook.review import AdmissionRequest, UnsupportedVersion, allow, deny, parse_review, refuse_version
-from webhook.rules import Findings, gang, requests_limits, routing, tolerations
+from webhook.rules import Findings, dra_marker, gang, requests_limits, routing, tolerations
 from webhook.settings import WebhookSettings
 
 Outcome = Literal["patched", "unchanged", "denied"]
@@ -58,15 +61,35 @@ async def evaluate(review: object, *, settings: WebhookSettings, owners: Owners)
     request = parse_review(review)
     if isinstance(request, UnsupportedVersion):
         return Verdict("denied", refuse_version(request), reason="unsupported_version")
-    if not request.is_pod_create or not is_gpu_pod(request.object, settings):
+    if not request.is_pod_create:
         return Verdict("unchanged", allow(request.uid))
-    return await _mutate(request, settings=settings, owners=owners)
-
-
-async def _mutate(request: AdmissionRequest, *, settings: WebhookSettings, owners: Owners) -> Verdict:
     pod: dict[str, Any] = request.object
-    namespace = request.namespace or str((pod.get("metadata") or {}).get("namespace") or "default")
-    mutated, findings = await mutate(pod, namespace=namespace, settings=settings, owners=owners)
+    if is_gpu_pod(pod, settings):
+        return await _mutate(request, settings=settings, owners=owners)
+    if not settings.dra.enabled or not has_claims(pod):
+        return Verdict("unchanged", allow(request.uid))
+    claims = await gpu_claims(pod, namespace=_namespace(request), settings=settings, owners=owners)
+    if not claims.gpu:
+        return Verdict("unchanged", allow(request.uid, warnings=claims.warnings))
+    return await _mutate(request, settings=settings, owners=owners, from_claims=True)
+
+
+def has_claims(pod: dict[str, Any]) -> bool:
+    spec = pod.get("spec")
+    return isinstance(spec, dict) and bool(spec.get("resourceClaims"))
+
+
+def _namespace(request: AdmissionRequest) -> str:
+    return request.namespace or str((request.object.get("metadata") or {}).get("namespace") or "default")
+
+
+async def _mutate(
+    request: AdmissionRequest, *, settings: WebhookSettings, owners: Owners, from_claims: bool = False
+) -> Verdict:
+    pod: dict[str, Any] = request.object
+    mutated, findings = await mutate(
+        pod, namespace=_namespace(request), settings=settings, owners=owners, from_claims=from_claims
+    )
     if findings.denials:
         message = "; ".join(denial.message for denial in findings.denials)
         return Verdict("denied", deny(request.uid, message), reason=findings.denials[0].reason, gpu=True)
@@ -77,15 +100,22 @@ async def _mutate(request: AdmissionRequest, *, settings: WebhookSettings, owner
 
 
 async def mutate(
-    pod: dict[str, Any], *, namespace: str, settings: WebhookSettings, owners: Owners
+    pod: dict[str, Any],
+    *,
+    namespace: str,
+    settings: WebhookSettings,
+    owners: Owners,
+    from_claims: bool = False,
 ) -> tuple[dict[str, Any], Findings]:
-    """Run every rule on a copy of a GPU pod; the original is never modified."""
+    """Run every rule on a copy of a GPU pod; the original is never modified. `from_claims`: its GPUs come
+    from resource claims only (it names no managed resource)."""
     mutated = _copy(pod)
     findings = Findings()
     requests_limits.apply(mutated, settings=settings, findings=findings)
     tolerations.apply(mutated, settings=settings, findings=findings)
     await gang.apply(mutated, namespace=namespace, settings=settings, owners=owners, findings=findings)
     routing.apply(mutated, settings=settings, findings=findings)
+    dra_marker.apply(mutated, settings=settings, findings=findings, from_claims=from_claims)
     return mutated, findings
 
 

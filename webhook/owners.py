@@ -1,4 +1,5 @@
-"""Reading the objects a pod belongs to (Job, JobSet, PyTorchJob, LeaderWorkerSet, RayCluster, PodGroups).
+"""Reading the objects a pod belongs to (Job, JobSet, PyTorchJob, LeaderWorkerSet, RayCluster, PodGroups) and
+the DRA objects its GPUs may come from (ResourceClaim, ResourceClaimTemplate, DeviceClass).
 
 Why a protocol: the gang rule needs a few reads of the API, but the engine must stay testable without
 one and must never fail a pod because the API is slow. `Owners` is that seam: `DictOwners` answers from
@@ -44,7 +45,13 @@ RESOURCES: dict[tuple[str, str], str] = {
     ("scheduling.k8s.io", "PodGroup"): "podgroups",
     ("scheduling.volcano.sh", "PodGroup"): "podgroups",
     ("scheduling.x-k8s.io", "PodGroup"): "podgroups",
+    # what a pod's GPUs through DRA are resolved from (webhook/dra.py)
+    ("resource.k8s.io", "ResourceClaim"): "resourceclaims",
+    ("resource.k8s.io", "ResourceClaimTemplate"): "resourceclaimtemplates",
+    ("resource.k8s.io", "DeviceClass"): "deviceclasses",
 }
+#: Kinds without a namespace: read with namespace "" (DictOwners keys them so too).
+CLUSTER_SCOPED: frozenset[tuple[str, str]] = frozenset({("resource.k8s.io", "DeviceClass")})
 
 
 class Owners(Protocol):
@@ -67,6 +74,7 @@ class Owners(Protocol):
         refresh: bool = False,
     ) -> Object | None:
         """Any object in RESOURCES, or None when unknown (missing, unreadable, or not of this uid).
+        Cluster-scoped kinds (CLUSTER_SCOPED) are read with namespace "".
 
         `refresh`: the caller knows any cached copy is outdated; read the current object."""
         ...
@@ -98,7 +106,9 @@ class DictOwners:
 
     def add(self, obj: Object) -> None:
         meta = obj.get("metadata", {})
-        key = (obj["apiVersion"], obj["kind"], meta.get("namespace", "default"), meta["name"])
+        group = obj["apiVersion"].rpartition("/")[0]
+        default_namespace = "" if (group, obj["kind"]) in CLUSTER_SCOPED else "default"
+        key = (obj["apiVersion"], obj["kind"], meta.get("namespace", default_namespace), meta["name"])
         self._objects[key] = obj
 
     async def get_job(
@@ -199,9 +209,14 @@ class KubeOwners:
         self.requests += 1
         try:
             async with asyncio.timeout(self._timeout):
-                obj = await self._api.get_namespaced_custom_object(
-                    group, version, namespace, plural, name, _request_timeout=self._timeout
-                )
+                if namespace:
+                    obj = await self._api.get_namespaced_custom_object(
+                        group, version, namespace, plural, name, _request_timeout=self._timeout
+                    )
+                else:
+                    obj = await self._api.get_cluster_custom_object(
+                        group, version, plural, name, _request_timeout=self._timeout
+                    )
         except ApiException as exc:
             if exc.status == 404:
                 self._store(key, None, self._missing_ttl)

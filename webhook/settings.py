@@ -90,6 +90,63 @@ class SchedulerRouting(BaseModel):
     )
 
 
+#: kube-scheduler v1.36's implicit extended resource name of a DeviceClass (k8s.io/api/resource/v1,
+#: `ResourceDeviceClassPrefix`): a pod may request `deviceclass.resource.kubernetes.io/gpu.nvidia.com: 1`.
+IMPLICIT_EXTENDED_RESOURCE_PREFIX = "deviceclass.resource.kubernetes.io/"
+
+
+class DraSettings(BaseModel):
+    """Which pods get their GPUs through Dynamic Resource Allocation (resource.k8s.io/v1), and how they reach
+    gpuplace's extender. See webhook/dra.py for the resolution and deploy/webhook/README.md for why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        default=True,
+        description="Treat pods whose `spec.resourceClaims` ask for a GPU device class as GPU pods. Default on.",
+    )
+    device_classes: tuple[str, ...] = Field(
+        default=("gpu.nvidia.com", "mig.nvidia.com"),
+        description="DeviceClass names that are GPU classes without reading them: NVIDIA's DRA driver ships "
+        "`gpu.nvidia.com` and `mig.nvidia.com`. Default those two.",
+    )
+    drivers: tuple[str, ...] = Field(
+        default=("gpu.nvidia.com",),
+        description="DRA driver names whose devices are GPUs: any other DeviceClass is read once (cached) and "
+        "counts as a GPU class when one of its CEL selectors tests `device.driver == '<driver>'`. "
+        "Default `gpu.nvidia.com`.",
+    )
+    lookup_budget_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Time budget for all the reads deciding whether one pod's claims ask for GPUs (its claims "
+        "or templates, then unknown DeviceClasses). With the gang budget it must stay inside the webhook's "
+        "timeoutSeconds. Default 1 s.",
+    )
+    marker_resource: str | None = Field(
+        default="gpuplace.io/dra-gpu",
+        description="Extended resource added (limit = request = 1, first container) to pods whose GPUs come "
+        "from claims only, so that kube-scheduler calls gpuplace for them: kube-scheduler calls an extender "
+        "only for pods naming one of its managedResources. Register it there with `ignoredByScheduler: true` "
+        "(deploy/scheduler). null: claim-only pods are left to kube-scheduler alone. Default "
+        "`gpuplace.io/dra-gpu`.",
+    )
+
+    marker_schedulers: tuple[str, ...] = Field(
+        default=("default-scheduler",),
+        description="schedulerName values of the kube-scheduler profiles that have gpuplace as their extender "
+        "(with routing on, its scheduler_name counts too). Only their pods get the marker: any other scheduler "
+        "(Volcano, KAI, a profile without gpuplace) would find no node offering it and leave the pod Pending. "
+        "Default `default-scheduler`.",
+    )
+
+    @property
+    def implicit_resources(self) -> frozenset[str]:
+        """The extended resource names kube-scheduler v1.36 gives every DeviceClass
+        (`deviceclass.resource.kubernetes.io/<class>`, DRAExtendedResource), for the GPU classes."""
+        return frozenset(f"{IMPLICIT_EXTENDED_RESOURCE_PREFIX}{name}" for name in self.device_classes)
+
+
 class WebhookSettings(BaseModel):
     """Everything the admission webhook decides by. Embedded by the app layer in the top-level config."""
 
@@ -112,6 +169,10 @@ class WebhookSettings(BaseModel):
         default=GpuToleration(),
         description="Toleration added to GPU pods lacking an equivalent one; null disables the rule. "
         "Default `nvidia.com/gpu` Exists NoSchedule.",
+    )
+    dra: DraSettings = Field(
+        default=DraSettings(),
+        description="GPUs from ResourceClaims (resource.k8s.io/v1). Default on, NVIDIA's classes.",
     )
     routing: SchedulerRouting = Field(
         default=SchedulerRouting(), description="Scheduler routing. Default off."
@@ -164,13 +225,19 @@ class WebhookSettings(BaseModel):
     @model_validator(mode="after")
     def _own_output_keys(self) -> WebhookSettings:
         foreign_labels = {PLUGINS_POD_GROUP_LABEL, KUEUE_POD_GROUP_LABEL}
-        foreign_annotations = {self.gang_name_annotation, self.gang_size_annotation, *FOREIGN_GANG_ANNOTATIONS}
+        foreign_annotations = {
+            self.gang_name_annotation,
+            self.gang_size_annotation,
+            *FOREIGN_GANG_ANNOTATIONS,
+        }
         for field, key, foreign in (
             ("gang_label", self.gang_label, foreign_labels),
             ("gang_min_member_annotation", self.gang_min_member_annotation, foreign_annotations),
         ):
             if key in foreign:
-                raise ValueError(f"{field}={key!r} is a key users or other tools set; gpuplace writes only keys of its own")
+                raise ValueError(
+                    f"{field}={key!r} is a key users or other tools set; gpuplace writes only keys of its own"
+                )
         return self
 
     @property
@@ -180,8 +247,14 @@ class WebhookSettings(BaseModel):
 
     @functools.cached_property
     def managed_names(self) -> frozenset[str]:
-        """Exact managed resource names (the prefix is checked separately)."""
-        return frozenset((self.gpu_resource, *self.extra_resources))
+        """Exact managed resource names (the prefix is checked separately): the GPU resource, the extra
+        ones, and with DRA the marker and the GPU classes' implicit extended resource names."""
+        names = {self.gpu_resource, *self.extra_resources}
+        if self.dra.enabled:
+            names |= self.dra.implicit_resources
+            if self.dra.marker_resource:
+                names.add(self.dra.marker_resource)
+        return frozenset(names)
 
     def is_managed(self, resource: str) -> bool:
         """Whether a resource name makes a pod a GPU pod."""

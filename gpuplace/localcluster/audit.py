@@ -21,6 +21,7 @@ import aiohttp
 import orjson
 from kubernetes_asyncio import client
 
+from gpuplace.localcluster.dra_audit import dra_problems
 from scheduler.contract import Keys, Record, RecordError, decode_record
 
 KEYS = Keys()
@@ -30,10 +31,15 @@ TERMINAL = ("Succeeded", "Failed")
 
 
 async def list_raw(api: client.ApiClient, kind: str, **kwargs: Any) -> list[dict[str, Any]]:
-    """Pods (all namespaces, or ``namespace=``) or nodes as raw JSON dicts (no model classes: fast)."""
+    """Pods (all namespaces, or ``namespace=``), nodes, resourceclaims or resourceslices as raw JSON
+    dicts (no model classes: fast)."""
     core = client.CoreV1Api(api)
     resp: Any
-    if kind == "nodes":
+    if kind == "resourceclaims":
+        resp = await client.ResourceV1Api(api).list_resource_claim_for_all_namespaces(_preload_content=False, **kwargs)
+    elif kind == "resourceslices":
+        resp = await client.ResourceV1Api(api).list_resource_slice(_preload_content=False, **kwargs)
+    elif kind == "nodes":
         resp = await core.list_node(_preload_content=False, **kwargs)
     elif "namespace" in kwargs:
         resp = await core.list_namespaced_pod(kwargs.pop("namespace"), _preload_content=False, **kwargs)
@@ -62,11 +68,15 @@ def _managed(container: Mapping[str, Any]) -> Counter[str]:
 
 
 def gpu_demand(pod: Mapping[str, Any]) -> dict[str, int]:
-    """Managed GPU resources (nvidia.com/gpu, nvidia.com/mig-*) the pod holds, counted as kube-scheduler
-    counts them (component-helpers resource/helpers.go, `AggregateContainerRequests`): the containers
-    plus the sidecars (init containers with restartPolicy Always), and at least, per resource, the peak
-    of any other init container plus the sidecars started before it."""
+    """Managed GPU resources (nvidia.com/gpu, nvidia.com/mig-*) the pod holds from a device plugin,
+    counted as kube-scheduler counts them (component-helpers resource/helpers.go,
+    `AggregateContainerRequests`): the containers plus the sidecars (init containers with restartPolicy
+    Always), and at least, per resource, the peak of any other init container plus the sidecars started
+    before it. Resources served by DRA (status.extendedResourceClaimStatus.requestMappings) are held by
+    that claim, not by the device plugin: they are left out here and checked by `dra_audit`."""
     spec = pod.get("spec") or {}
+    ext = ((pod.get("status") or {}).get("extendedResourceClaimStatus") or {}).get("requestMappings") or []
+    by_dra = {str(m.get("resourceName")) for m in ext}
     total: Counter[str] = Counter()
     for c in spec.get("containers") or []:
         total.update(_managed(c))
@@ -84,7 +94,7 @@ def gpu_demand(pod: Mapping[str, Any]) -> dict[str, int]:
             peak[name] = max(peak[name], n)
     for name, n in peak.items():
         total[name] = max(total[name], n)
-    return {name: n for name, n in total.items() if n}
+    return {name: n for name, n in total.items() if n and name not in by_dra}
 
 
 def topology_of(node: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -273,14 +283,16 @@ def partially_used(use: Mapping[str, tuple[int, int]]) -> list[str]:
 class AuditLoop:
     """:func:`audit` every ``every`` seconds DURING a scenario, over all pods and nodes (or ``namespaces``).
 
+    ``dra=True`` adds the DRA checks (ResourceClaims against ResourceSlices, `dra_audit`).
     ``async with AuditLoop(api) as loop: ...`` then ``loop.problems`` (each prefixed with the round) and
     ``loop.rounds``. An audit that fails to list (the API server busy) is skipped, not counted. Problems
     are kept up to ``keep``; the loop never raises into the scenario.
     """
 
     def __init__(self, api: client.ApiClient, *, namespaces: Iterable[str] = (), every: float = 1.0,
-                 require_records: bool = True, keep: int = 50) -> None:  # fmt: skip
+                 require_records: bool = True, keep: int = 50, dra: bool = False) -> None:  # fmt: skip
         self.api = api
+        self.dra = dra  # also audit ResourceClaims against ResourceSlices (dra_audit.dra_problems)
         self.namespaces = tuple(namespaces)
         self.every = every
         self.require_records = require_records
@@ -296,6 +308,10 @@ class AuditLoop:
         else:
             pods = await list_raw(self.api, "pods")
         result = audit(pods, await list_raw(self.api, "nodes"), require_records=self.require_records)
+        if self.dra:
+            claims = await list_raw(self.api, "resourceclaims")
+            everyone = pods if not self.namespaces else await list_raw(self.api, "pods")
+            result.problems += [f"DRA: {p}" for p in dra_problems(claims, await list_raw(self.api, "resourceslices"), everyone)]
         self.rounds += 1
         self.max_gpu_pods = max(self.max_gpu_pods, result.gpu_pods)
         for problem in result.problems[: max(0, self.keep - len(self.problems))]:

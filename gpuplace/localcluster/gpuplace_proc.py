@@ -170,16 +170,29 @@ class GpuplaceServer:
     def log_file(self) -> Path:
         return self.cp.log_file(self.name)
 
+    def _metrics(self) -> str:
+        status, body = probe(f"{self.extender_base}/metrics", ca_file=self.cp.ca_file, timeout=10)
+        if status != 200:
+            raise RuntimeError(f"gpuplace /metrics answered {status}")
+        return body
+
+    def metric(self, sample: str, **labels: str) -> float:
+        """The sum of the extender's samples named ``sample`` (e.g. ``gpuplace_binds_total``) whose labels
+        include ``labels``; 0 when there is none."""
+        return sum(
+            s.value
+            for family in text_string_to_metric_families(self._metrics())
+            for s in family.samples
+            if s.name == sample and labels.items() <= s.labels.items()
+        )
+
     def node_gpus(self) -> dict[str, dict[str, float]]:
         """gpuplace's own view, from its ``gpuplace_node_gpus`` gauge: node → {"allocated": n, "free": n}.
 
         A node is absent when gpuplace's model has no GPUs for it (deleted, or not a GPU node).
         """
-        status, body = probe(f"{self.extender_base}/metrics", ca_file=self.cp.ca_file, timeout=10)
-        if status != 200:
-            raise RuntimeError(f"gpuplace /metrics answered {status}")
         out: dict[str, dict[str, float]] = {}
-        for family in text_string_to_metric_families(body):
+        for family in text_string_to_metric_families(self._metrics()):
             if family.name == "gpuplace_node_gpus":
                 for sample in family.samples:
                     node = out.setdefault(sample.labels["node"], {})

@@ -73,6 +73,10 @@ CONTROLLERS = (
     "node-lifecycle-controller",
     "taint-eviction-controller",
     "pod-garbage-collector-controller",  # deletes the pods of deleted nodes
+    # DRA: makes a pod's ResourceClaims from its ResourceClaimTemplates, records them in
+    # pod.status.resourceClaimStatuses, drops ended pods from reservedFor and deletes generated claims
+    # with their pods (pkg/controller/resourceclaim/controller.go)
+    "resourceclaim-controller",
 )
 
 

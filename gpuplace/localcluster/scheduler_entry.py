@@ -16,6 +16,7 @@ from gpuplace.localcluster.manifests import deep_merge
 from placement_core import MODELS
 
 GPU_RESOURCE = "nvidia.com/gpu"
+DRA_MARKER_RESOURCE = "gpuplace.io/dra-gpu"  # webhook.settings.DraSettings.marker_resource
 
 
 def mig_resource_names() -> list[str]:
@@ -38,7 +39,8 @@ def default_extender_entry() -> dict[str, Any]:
         "nodeCacheCapable": True,
         "ignorable": False,
         "managedResources": [
-            {"name": name, "ignoredByScheduler": False} for name in [GPU_RESOURCE, *mig_resource_names()]
+            *({"name": name, "ignoredByScheduler": False} for name in [GPU_RESOURCE, *mig_resource_names()]),
+            {"name": DRA_MARKER_RESOURCE, "ignoredByScheduler": True},
         ],
     }
 

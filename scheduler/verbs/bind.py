@@ -45,12 +45,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Any
 
-from placement_core import DoubleBookingError, explain, placer
+from placement_core import DoubleBookingError, Placement, explain, placer
 from scheduler.context import ExtenderContext
+from scheduler.dra.extender import confirm
 from scheduler.nominated import describe, holding
-from scheduler.podreq import PodRequestError
+from scheduler.podreq import PodRequestError, wants_gpus
 from scheduler.verbs.bind_outcome import fail as _fail
 from scheduler.verbs.bind_outcome import hold_seconds, sweep
 from scheduler.verbs.bind_outcome import still_unknown as _still_unknown
@@ -129,7 +131,7 @@ async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderB
         if unknown.node != node:
             return _fail(args, _still_unknown(ctx, unknown.node, unknown.hold_until))
         cache.resume(uid)
-        return await _write_and_settle(args, ctx, unknown.placement)
+        return await _write_and_settle(args, ctx, unknown.record or unknown.placement)
     pod, why = await _pod_for(args, ctx)
     if pod is None:
         return _fail(args, why)
@@ -141,6 +143,14 @@ async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderB
         req = ctx.requests.get(pod)
     except PodRequestError as e:
         return _fail(args, str(e))
+    if cache.dra is not None and (pod.spec.resource_claims or (wants_gpus(req) and cache.dra.devices(node))):
+        record, why = await confirm(ctx, pod, node)  # DRA: PreBind allocated; check it is here
+        if why:
+            return _fail(args, why)
+        if record is not None:
+            return await _bind_dra(
+                args, ctx, replace(record, cpu_milli=req.cpu_milli, memory_mib=req.memory_mib)
+            )
     if ctx.gangs is not None:  # a gang member binds on its planned node, once its quorum is here
         why = await ctx.gangs.before_bind(uid, node)
         if why:
@@ -164,6 +174,25 @@ async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderB
             return _fail(args, f"reservation failed: {e}")
     return await _write_and_settle(args, ctx, placement)
 
+
+async def _bind_dra(
+    args: ExtenderBindingArgs, ctx: ExtenderContext, record: Placement
+) -> ExtenderBindingResult | str:
+    """Bind a pod whose claims kube-scheduler allocated on this node: its GPUs are booked through the
+    claims (scheduler.dra), so the reservation holds only its cpu/memory; the record names the devices
+    actually allocated."""
+    uid, node, cache = args.pod_uid, args.node, ctx.cache
+    async with cache.node_lock(node):
+        if cache.bound_node(uid) == node:
+            return "idempotent"
+        if cache.outcome_unknown(uid) is not None or uid in cache.reservations:
+            return _fail(args, "another bind of this pod is being settled")
+        held = Placement(node=node, cpu_milli=record.cpu_milli, memory_mib=record.memory_mib)
+        try:
+            cache.reserve(uid, args.pod_namespace, args.pod_name, held, record=record)
+        except (DoubleBookingError, KeyError) as e:
+            return _fail(args, f"reservation failed: {e}")
+    return await _write_and_settle(args, ctx, record)
 
 def _why_not(ctx: ExtenderContext, node: str, req: Any) -> str:
     state = ctx.cache.state

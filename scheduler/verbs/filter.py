@@ -10,7 +10,9 @@ leave kube-scheduler guessing. While the outcome of the pod's own Binding is unk
 
 What filter leaves to kube-scheduler's own plugins, which run first: cordons (NodeUnschedulable,
 scheduler.nodeinv), cpu and memory (NodeResourcesFit, scheduler.podreq.pod_request says why), and pods
-that ask for no GPU at all (`nvidia.com/gpu: "0"`: every offered node passes).
+that ask for no GPU at all (`nvidia.com/gpu: "0"`: every offered node passes). Pods whose GPUs come from
+ResourceClaims are judged by their claims' demand against the nodes' free DRA devices
+(scheduler.dra.extender).
 
 The result is encoded from byte fragments (scheduler.namelists): one sentence per distinct
 (reason, detail) pair, joined with the node names' precomputed JSON — no per-node Python objects beyond
@@ -28,6 +30,7 @@ import orjson
 
 from placement_core import GpuRequest, Reason, explain
 from scheduler.context import ExtenderContext
+from scheduler.dra.extender import demand_of, filter_rows
 from scheduler.gang import GangIdentityError, Verdict
 from scheduler.namelists import NameList
 from scheduler.nominated import explain_blocked, refilter
@@ -152,6 +155,9 @@ def filter_nodes(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | 
     unknown = cache.outcome_unknown(pod.metadata.uid)
     if unknown is not None:
         return _unknown_outcome(ctx, names, unknown.node, node_items)
+    demand = demand_of(ctx, pod)
+    if demand is not None:  # GPUs from ResourceClaims (scheduler.dra.extender)
+        return _dra_outcome(ctx, names, filter_rows(ctx, demand, names.names.tolist()), node_items)
     rows = names.resolve(cache.state.index, cache.index_gen)
     if ctx.gangs is not None and wants_gpus(req):
         try:
@@ -211,6 +217,21 @@ def _decide(
     extra = names.json_map(others, values)
     merged = extra if failed == b"{}" else failed[:-1] + b"," + extra[1:]
     return keep, merged
+
+
+def _dra_outcome(
+    ctx: ExtenderContext, names: NameList, reasons: list[str], node_items: list[dict[str, Any]] | None
+) -> FilterOutcome:
+    """A DRA pod: nodes whose free devices do not fit go to FailedNodes (preempting claim holders can
+    free devices) with the sentence why."""
+    ok = np.array([not r for r in reasons], np.bool_)
+    fail = np.nonzero(~ok)[0]
+    texts = np.empty(len(fail), object)
+    texts[:] = [b'":' + orjson.dumps(reasons[i]) + b',"' for i in fail.tolist()]
+    array_json = names.json_array(ok)
+    if node_items is None:
+        ctx.names.register_output(names, ok, array_json)
+    return FilterOutcome(names, ok, array_json, names.json_map(fail, texts), b"{}", node_items)
 
 
 def _unknown_outcome(

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from scheduler.context import ExtenderContext
+from scheduler.dra.extender import demand_of, raw_scores
 from scheduler.namelists import NameList
 from scheduler.podreq import wants_gpus
 from scheduler.wire import ExtenderArgs, HostPriority
@@ -70,6 +71,9 @@ def prioritize(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | No
         req = ctx.requests.get(args.pod)
     except ValueError:
         return PriorityOutcome(names, np.zeros(len(names), np.int64))
+    demand = demand_of(ctx, args.pod)
+    if demand is not None:  # GPUs from ResourceClaims: policy score × PCIe-root fit (scheduler.dra.extender)
+        return PriorityOutcome(names, normalise(raw_scores(ctx, req, demand, names.names.tolist())))
     if not wants_gpus(req):  # no GPU asked: no preference; the in-tree plugins rank the nodes
         return PriorityOutcome(names, np.zeros(len(names), np.int64))
     raw_all = ctx.scores(req)

@@ -94,16 +94,26 @@ def _extender_entries(objs: list[dict]) -> list[dict]:
 def test_managed_resources_are_the_catalog_in_one_place(helm: Path) -> None:
     listed = yaml.safe_load((chart.CHART / "files" / "managed-resources.yaml").read_text())
     assert len(listed) == len(set(listed)) and set(listed) == _catalog_resources()
+    marker = {"name": "gpuplace.io/dra-gpu", "ignoredByScheduler": True}  # the webhook's DRA marker, last
     for mode in ("extender", "second-scheduler"):
         (entry,) = _extender_entries(chart.helm_template(helm, f"mode={mode}"))
-        assert [r["name"] for r in entry["managedResources"]] == listed
-        assert all(r["ignoredByScheduler"] is False for r in entry["managedResources"])
+        assert [r["name"] for r in entry["managedResources"][:-1]] == listed
+        assert all(r["ignoredByScheduler"] is False for r in entry["managedResources"][:-1])
+        assert entry["managedResources"][-1] == marker
     templates = "".join(p.read_text() for p in (chart.CHART / "templates").iterdir())
     assert "nvidia.com/mig-1g" not in templates  # no second copy of the list in a template
     (entry,) = _extender_entries(
         chart.helm_template(helm, "scheduler.extraManagedResources={example.com/gpu}")
     )
-    assert [r["name"] for r in entry["managedResources"]] == [*listed, "example.com/gpu"]
+    assert [r["name"] for r in entry["managedResources"]] == [*listed, "example.com/gpu", marker["name"]]
+
+
+def test_the_dra_marker_follows_the_webhook_setting(helm: Path) -> None:
+    """One source: the marker kube-scheduler routes to gpuplace is the one the webhook writes."""
+    (entry,) = _extender_entries(chart.helm_template(helm, "webhook.settings.dra.marker_resource=example.com/dra"))
+    assert entry["managedResources"][-1] == {"name": "example.com/dra", "ignoredByScheduler": True}
+    (entry,) = _extender_entries(chart.helm_template(helm, "webhook.settings.dra.marker_resource=null"))
+    assert all(r["ignoredByScheduler"] is False for r in entry["managedResources"])
 
 
 @pytest.mark.parametrize("mode", ["extender", "second-scheduler"])

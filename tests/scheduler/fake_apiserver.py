@@ -1,4 +1,4 @@
-"""A tiny in-process kube-apiserver for nodes and pods: LIST (paged), WATCH (chunked JSON lines with
+"""A tiny in-process kube-apiserver for nodes, pods, ResourceSlices and ResourceClaims: LIST (paged), WATCH (chunked JSON lines with
 bookmarks), GET and pods/binding (UID precondition, annotations merged in the same update, as
 kube-apiserver v1.36 does) — enough to run `gpuplace serve` end to end in a test."""
 
@@ -16,8 +16,9 @@ from aiohttp import web
 class FakeApiServer:
     def __init__(self) -> None:
         self.rv = 1
-        self.objects: dict[str, dict[str, dict[str, Any]]] = {"nodes": {}, "pods": {}, "configmaps": {}}
-        self.queues: dict[str, list[asyncio.Queue[dict[str, Any]]]] = {"nodes": [], "pods": [], "configmaps": []}
+        kinds = ("nodes", "pods", "configmaps", "resourceslices", "resourceclaims")
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in kinds}
+        self.queues: dict[str, list[asyncio.Queue[dict[str, Any]]]] = {k: [] for k in kinds}
         self.requests: list[tuple[str, str]] = []
 
     def put(self, kind: str, obj: dict[str, Any], etype: str = "ADDED") -> dict[str, Any]:
@@ -85,6 +86,7 @@ class FakeApiServer:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/api/v1/{kind:nodes|pods|configmaps}", self._collection)
+        app.router.add_get("/apis/resource.k8s.io/v1/{kind:resourceslices|resourceclaims}", self._collection)
         app.router.add_get("/api/v1/namespaces/{ns}/pods/{name}", self._get)
         app.router.add_post("/api/v1/namespaces/{ns}/pods/{name}/binding", self._bind)
         return app

@@ -175,6 +175,9 @@ async def test_reflector_lists_pages_watches_bookmarks_and_relists_on_410() -> N
     )
     await r_nodes.relist()
     await r_pods.relist()
+    assert not c.ready  # DRA mode (on by default) also waits for the ResourceSlice and ResourceClaim lists
+    c.replace_slices([])
+    c.replace_claims([])
     assert c.ready and free(ctx, "n") == [0] * 5 + [1000] * 3
     await r_pods.watch_once()
     assert r_pods.resource_version == "111" and src.watches == ["100"]
@@ -242,6 +245,9 @@ def test_a_bound_pod_with_an_unreadable_annotation_still_holds_its_gpus() -> Non
     hands it its 8 GPUs. The old code counted nothing for it, so filter offered the full node."""
     ctx = make_ctx([o.node("n")])
     ctx.cache.apply_pod(
-        "ADDED", o.pod("theirs", gpus=8, node_name="n", phase="Running", annotations={"gpuplace.io/gpu-milli": "half"})
+        "ADDED",
+        o.pod(
+            "theirs", gpus=8, node_name="n", phase="Running", annotations={"gpuplace.io/gpu-milli": "half"}
+        ),
     )
     assert free(ctx, "n") == [0] * 8

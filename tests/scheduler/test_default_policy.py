@@ -30,10 +30,14 @@ def in_tree(state: ClusterState, req: GpuRequest) -> np.ndarray:
 def partly_used_after_sequence(policy: str) -> int:
     state = ClusterState(max_gpus=8, capacity=PACKING_NODES)
     for i in range(PACKING_NODES):
-        state.upsert_node(NodeSpec.uniform(f"n{i}", MODELS["H100-80GB"], 8, cpu_milli=224_000, memory_mib=2_048_000))
+        state.upsert_node(
+            NodeSpec.uniform(f"n{i}", MODELS["H100-80GB"], 8, cpu_milli=224_000, memory_mib=2_048_000)
+        )
     score = scoring_function(policy, 0.5)
     for k, (gpus, cpu) in enumerate(SEQUENCE):
-        req = GpuRequest(count=gpus, cpu_milli=int(cpu) * 1000, memory_mib=64 * 1024, nvlink=NvlinkNeed.PREFERRED)
+        req = GpuRequest(
+            count=gpus, cpu_milli=int(cpu) * 1000, memory_mib=64 * 1024, nvlink=NvlinkNeed.PREFERRED
+        )
         reason, _ = placer.evaluate(state, req)
         total = normalise(score(state, req, reason)) * EXTENDER_WEIGHT * 10 + in_tree(state, req)
         total = np.where(reason[: state.n_rows] == 0, total, -np.inf)

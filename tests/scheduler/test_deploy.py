@@ -60,14 +60,19 @@ def test_every_managed_resource_list_in_deploy_is_the_catalog() -> None:
     # The chart's one list (both of its modes render it; tests/deploy/test_helm_chart.py checks that).
     found.append((str(chart_list.relative_to(ROOT.parent)), {"managedResources": [
         {"name": n, "ignoredByScheduler": False} for n in yaml.safe_load(chart_list.read_text())]}))  # fmt: skip
+    marker = "gpuplace.io/dra-gpu"  # webhook.settings.DraSettings.marker_resource (tests/webhook/test_dra.py)
     for where, entry in found:
-        listed = [r["name"] for r in entry["managedResources"]]
+        resources = entry["managedResources"]
+        if not where.startswith("deploy/helm"):  # the chart appends the marker in its template
+            assert resources[-1] == {"name": marker, "ignoredByScheduler": True}, where
+            resources = resources[:-1]
+        listed = [r["name"] for r in resources]
         missing = sorted(wanted - set(listed))
         assert not missing, f"{where} misses: " + "".join(
             f"\n  - {{name: {n}, ignoredByScheduler: false}}" for n in missing
         )
         assert set(listed) == wanted and len(listed) == len(set(listed)), where
-        assert all(r["ignoredByScheduler"] is False for r in entry["managedResources"]), where
+        assert all(r["ignoredByScheduler"] is False for r in resources), where
 
 
 def test_kube_scheduler_config_matches_the_service() -> None:
@@ -100,6 +105,8 @@ def test_rbac_grants_what_the_service_calls() -> None:
     assert grants[("", "configmaps")] == {"get", "list", "create", "update", "delete"}  # gang plans
     assert grants[("", "pods/binding")] == {"create"}
     assert grants[("policy", "poddisruptionbudgets")] == {"list", "watch"}  # preempt's PDB count
+    for kind in ("resourceslices", "resourceclaims"):  # DRA mode's reflectors, and bind's claim read
+        assert grants[("resource.k8s.io", kind)] == {"get", "list", "watch"}
     binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
     assert binding["subjects"][0] == {
         "kind": "ServiceAccount",

@@ -68,7 +68,9 @@ def _sliced(name: str, replicas: int = 4) -> dict[str, Any]:
 
 def _share(name: str, *, node_name: str = "", milli: int = 250) -> dict[str, Any]:
     phase = "Running" if node_name else "Pending"
-    return o.pod(name, gpus=1, node_name=node_name, phase=phase, annotations={"gpuplace.io/gpu-milli": str(milli)})
+    return o.pod(
+        name, gpus=1, node_name=node_name, phase=phase, annotations={"gpuplace.io/gpu-milli": str(milli)}
+    )
 
 
 def test_share_on_a_node_without_time_slicing_is_refused_with_the_reason() -> None:

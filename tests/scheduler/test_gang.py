@@ -348,10 +348,26 @@ def test_plan_round_trip_and_a_broken_plan_is_refused() -> None:
     from placement_core.gangplan import Level
     from scheduler.gang.store import Plan, PlanError
 
-    plan = Plan("ml", "train", "u1", 3, 2, Level.RACK, "r1", 10.0, 130.0,
-                {"p0": Placement("n0", gpus=(0, 1), cpu_milli=500, memory_mib=64)}, {"p0": "train-0"})
+    plan = Plan(
+        "ml",
+        "train",
+        "u1",
+        3,
+        2,
+        Level.RACK,
+        "r1",
+        10.0,
+        130.0,
+        {"p0": Placement("n0", gpus=(0, 1), cpu_milli=500, memory_mib=64)},
+        {"p0": "train-0"},
+    )
     back = Plan.from_json(plan.to_json())
-    assert (back.assignments, back.pods, back.level, back.epoch) == (plan.assignments, plan.pods, Level.RACK, 3)
+    assert (back.assignments, back.pods, back.level, back.epoch) == (
+        plan.assignments,
+        plan.pods,
+        Level.RACK,
+        3,
+    )
     for bad in (b"{", b'{"v": 2}', b'{"v": 1, "namespace": "ml"}'):
         with pytest.raises(PlanError):
             Plan.from_json(bad)

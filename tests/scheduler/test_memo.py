@@ -80,7 +80,9 @@ def test_cached_path_answers_as_the_uncached_one() -> None:
             body = orjson.dumps(o.extender_args(p, names=passed))
             assert _prio_cached(cached, body) == _prio_plain(plain, body), f"step {step}: prioritize differs"
         elif event < 0.85:  # a pod starts on some node (the cluster changes under the memo)
-            r = o.pod(f"run{step}", gpus=rng.choice([1, 2, 4]), node_name=rng.choice(names[:4]), phase="Running")
+            r = o.pod(
+                f"run{step}", gpus=rng.choice([1, 2, 4]), node_name=rng.choice(names[:4]), phase="Running"
+            )
             running.append(r)
             for ctx in (cached, plain):
                 ctx.cache.apply_pod("ADDED", r)
@@ -89,7 +91,11 @@ def test_cached_path_answers_as_the_uncached_one() -> None:
             for ctx in (cached, plain):
                 ctx.cache.apply_pod("DELETED", r)
         else:  # a node appears, or one is cordoned
-            n = o.node(f"x{step}") if rng.random() < 0.5 else o.node(rng.choice(names[:4]), unschedulable=True)
+            n = (
+                o.node(f"x{step}")
+                if rng.random() < 0.5
+                else o.node(rng.choice(names[:4]), unschedulable=True)
+            )
             for ctx in (cached, plain):
                 ctx.cache.apply_node("ADDED" if n["metadata"]["name"] not in names else "MODIFIED", n)
             if n["metadata"]["name"] not in names:

@@ -124,6 +124,7 @@ async def test_serve_end_to_end_against_a_fake_api_server(tmp_path: Path, aiohtt
         )
 
     async with aiohttp.ClientSession() as http:
+
         async def ready(port: int, hook: int) -> bool:
             return (await http.get(f"http://127.0.0.1:{port}/readyz")).status == 200
 
@@ -149,13 +150,17 @@ async def test_serve_end_to_end_against_a_fake_api_server(tmp_path: Path, aiohtt
             "name": "n2",
         }
         assert not [method for method, _ in api.requests if method == "PATCH"]
+
         async def confirmed() -> str | None:  # the watch confirms the reservation
             text = await (await http.get(f"{base}/metrics")).text()
             return text if "gpuplace_reservations 0.0" in text else None
 
-        text = await wait_until(confirmed, within=PATIENCE, interval=0.02, what="the watch to confirm the bind")
+        text = await wait_until(
+            confirmed, within=PATIENCE, interval=0.02, what="the watch to confirm the bind"
+        )
         assert 'gpuplace_binds_total{result="ok"} 1.0' in text
         api.put("pods", stored, "DELETED")  # deleted pods release at once
+
         async def released() -> bool:
             r2 = await (
                 await http.post(
@@ -203,6 +208,7 @@ async def test_serve_mounts_the_webhook_on_its_own_https_port(tmp_path: Path, ai
         },
     }
     async with aiohttp.ClientSession() as http:
+
         async def listening(port: int, hook: int) -> aiohttp.ClientResponse:
             return await http.post(f"https://127.0.0.1:{hook}/mutate", data=orjson.dumps(review), ssl=trust)
 
@@ -216,7 +222,9 @@ async def test_serve_mounts_the_webhook_on_its_own_https_port(tmp_path: Path, ai
     await asyncio.wait_for(task, PATIENCE)
 
 
-async def test_serve_takes_other_ports_when_one_was_taken_meanwhile(tmp_path: Path, aiohttp_server: Any) -> None:
+async def test_serve_takes_other_ports_when_one_was_taken_meanwhile(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
     """The first port handed out is already someone else's (a listening socket). The tests above used
     free_port() once and would then have waited PATIENCE for a serve() that had died on EADDRINUSE."""
     api = FakeApiServer()
@@ -233,12 +241,15 @@ async def test_serve_takes_other_ports_when_one_was_taken_meanwhile(tmp_path: Pa
             return handed[-1]
 
         async with aiohttp.ClientSession() as http:
+
             async def healthy(port: int, hook: int) -> bool:
                 return (await http.get(f"http://127.0.0.1:{port}/healthz")).status == 200
 
             task, stop, port, _ = await serving(
                 tmp_path / "gpuplace.yaml",
-                lambda port, hook: f"kubernetes: {{kubeconfig: {kubeconfig}}}\nscheduler: {{host: 127.0.0.1, port: {port}}}\n",
+                lambda port, hook: (
+                    f"kubernetes: {{kubeconfig: {kubeconfig}}}\nscheduler: {{host: 127.0.0.1, port: {port}}}\n"
+                ),
                 healthy,
                 ports=racing,
             )

@@ -76,7 +76,11 @@ def test_prioritize_prefers_packing_and_topology(cluster: ExtenderContext) -> No
     cluster.score = scoring_function("most-allocated", cluster.settings.topology_weight)
     r = prioritize(args(o.pod("p", gpus=2), ["h0", "h1", "c0"]), cluster).to_wire()
     scores = {h.host: h.score for h in r}
-    assert scores == {"h0": 10, "h1": 2, "c0": 0}  # proportional: h1 scores 0.25 of h0 (exact pair, full node)
+    assert scores == {
+        "h0": 10,
+        "h1": 2,
+        "c0": 0,
+    }  # proportional: h1 scores 0.25 of h0 (exact pair, full node)
     assert normalise(__import__("numpy").array([1.0, 1.0, -float("inf")])).tolist() == [10, 10, 0]
 
 
@@ -261,7 +265,9 @@ async def test_an_unknowable_outcome_keeps_the_gpus_until_the_watch_decides(clus
     real_get = b.get_pod
     written = False
 
-    async def landed_but_lost(namespace: str, name: str, *, uid: str, node: str, annotations: dict[str, str]) -> None:
+    async def landed_but_lost(
+        namespace: str, name: str, *, uid: str, node: str, annotations: dict[str, str]
+    ) -> None:
         nonlocal written
         await real_bind(namespace, name, uid=uid, node=node, annotations=annotations)
         written = True

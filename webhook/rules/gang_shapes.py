@@ -77,8 +77,13 @@ def requests_managed(pod_spec: object, settings: WebhookSettings) -> bool:
     """Whether a pod template's spec names a managed GPU resource in any container's limits or requests.
 
     The same key-presence test as `webhook.resources.is_gpu_pod` (and the manifest's matchConditions), on
-    an owner's template; a malformed template is no GPU member.
+    an owner's template; a malformed template is no GPU member. With DRA on, a template with
+    `resourceClaims` counts as a GPU member too: telling its claims' classes apart would take API reads
+    for every owner template, so a member whose only claims are another driver's (a NIC) is counted, and
+    such a gang waits for it (deploy/webhook/README.md, "GPUs from resource claims").
     """
+    if settings.dra.enabled and get(pod_spec, "resourceClaims"):
+        return True
     for list_name in CONTAINER_LISTS:
         containers = get(pod_spec, list_name)
         for container in containers if isinstance(containers, list) else []:

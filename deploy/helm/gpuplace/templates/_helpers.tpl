@@ -11,11 +11,18 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
 
-{{/* The managed resources: files/managed-resources.yaml (the one list) plus scheduler.extraManagedResources. */}}
+{{/* The managed resources: files/managed-resources.yaml (the one list) plus scheduler.extraManagedResources,
+then the webhook's DRA marker (webhook.settings.dra.marker_resource, default gpuplace.io/dra-gpu; null drops
+it) with ignoredByScheduler: true, so pods whose GPUs come from ResourceClaims reach gpuplace too
+(scheduler/README.md, "DRA registration"). */}}
 {{- define "gpuplace.managedResources" -}}
 {{- $names := concat (.Files.Get "files/managed-resources.yaml" | fromYamlArray) .Values.scheduler.extraManagedResources -}}
 {{- range $names }}
 - {name: {{ . }}, ignoredByScheduler: false}
+{{- end }}
+{{- $marker := dig "dra" "marker_resource" "gpuplace.io/dra-gpu" (.Values.webhook.settings | default dict) -}}
+{{- if $marker }}
+- {name: {{ $marker }}, ignoredByScheduler: true}
 {{- end }}
 {{- end }}
 

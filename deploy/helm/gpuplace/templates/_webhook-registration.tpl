@@ -43,14 +43,19 @@ webhooks:
     matchConditions:
       - name: requests-a-gpu
         expression: >-
-          (has(object.spec.containers) && object.spec.containers != null && object.spec.containers.exists(c, has(c.resources) && (
+          (has(object.spec.resourceClaims) && object.spec.resourceClaims.size() > 0)
+          || (has(object.spec.containers) && object.spec.containers != null && object.spec.containers.exists(c, has(c.resources) && (
             (has(c.resources.limits) && c.resources.limits.exists(r,
-              r == 'nvidia.com/gpu' || r.startsWith('nvidia.com/mig-'))) ||
+              r == 'nvidia.com/gpu' || r.startsWith('nvidia.com/mig-') ||
+              r.startsWith('deviceclass.resource.kubernetes.io/'))) ||
             (has(c.resources.requests) && c.resources.requests.exists(r,
-              r == 'nvidia.com/gpu' || r.startsWith('nvidia.com/mig-'))))))
+              r == 'nvidia.com/gpu' || r.startsWith('nvidia.com/mig-') ||
+              r.startsWith('deviceclass.resource.kubernetes.io/'))))))
           || (has(object.spec.initContainers) && object.spec.initContainers.exists(c, has(c.resources) && (
             (has(c.resources.limits) && c.resources.limits.exists(r,
-              r == 'nvidia.com/gpu' || r.startsWith('nvidia.com/mig-'))) ||
+              r == 'nvidia.com/gpu' || r.startsWith('nvidia.com/mig-') ||
+              r.startsWith('deviceclass.resource.kubernetes.io/'))) ||
             (has(c.resources.requests) && c.resources.requests.exists(r,
-              r == 'nvidia.com/gpu' || r.startsWith('nvidia.com/mig-'))))))
+              r == 'nvidia.com/gpu' || r.startsWith('nvidia.com/mig-') ||
+              r.startsWith('deviceclass.resource.kubernetes.io/'))))))
 {{- end }}
