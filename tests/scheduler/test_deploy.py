@@ -100,6 +100,8 @@ def test_rbac_grants_what_the_service_calls() -> None:
     assert grants[("", "configmaps")] == {"get", "list", "create", "update", "delete"}  # gang plans
     assert grants[("", "pods/binding")] == {"create"}
     assert grants[("policy", "poddisruptionbudgets")] == {"list", "watch"}  # preempt's PDB count
+    for group in ("scheduling.k8s.io", "scheduling.volcano.sh", "scheduling.x-k8s.io"):
+        assert grants[(group, "podgroups")] == {"list", "watch"}  # gang sizes and TTLs
     binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
     assert binding["subjects"][0] == {
         "kind": "ServiceAccount",
