@@ -175,7 +175,7 @@ def _fewest_domains_first(
     then the tightest node. A gang spread over a rack fills its biggest NVLink domain before the next,
     one spread over the cluster its biggest zone, then rack, then clique (Kueue TAS "preferred":
     minimise the domains used at each level). Nodes without a level's label are a domain of their own."""
-    order = rows.tolist()
+    order: list[int] = [int(r) for r in rows]
     keys: dict[int, list[int]] = {r: [] for r in order}
     for lv in sorted((lv for lv in Level if lv < level), reverse=True):
         ids = domain_ids(scratch, lv)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from kubernetes_asyncio import client
 
 from gpuplace.localcluster import ControlPlane, ManagedProcess
 from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
-from gpuplace.localcluster.processes import probe
+from gpuplace.localcluster.processes import probe, tail
 from gpuplace.localcluster.workload import create_pod, node_names, pod_manifest, wait_bound, wait_pending
 from tests.e2e.helpers import NodeFactory, audit_namespaces, owner
 
@@ -63,6 +63,22 @@ async def ledger_audit(gp: GpuplaceServer) -> AsyncIterator[list[str]]:
     assert problems == []
 
 
+async def until(
+    gp: GpuplaceServer, what: str, check: Callable[[], Awaitable[Any]], within: float = 60
+) -> Any:
+    """Poll `check` until it returns something truthy; on timeout fail saying what was awaited, with
+    gpuplace's /debug/gangs and its log tail."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        got = await check()
+        if got:
+            return got
+        if asyncio.get_running_loop().time() > deadline:
+            log = tail(gp.process.log_file) if gp.process is not None else ""
+            pytest.fail(f"not within {within:.0f}s: {what}; /debug/gangs: {gangs(gp)}\n{log}")
+        await asyncio.sleep(0.1)
+
+
 def member(gang: str, i: int, size: int, selector: dict[str, str], gpus: int = 8) -> dict[str, Any]:
     body = pod_manifest(f"{gang}-{i}", gpus=gpus, cpu="8", memory="64Gi", node_selector=selector)
     body["metadata"]["labels"] = {"gpuplace.io/gang": gang}
@@ -81,7 +97,10 @@ async def cliques(node_factory: NodeFactory, mine: dict[str, str], sizes: dict[s
 
 
 async def test_happy_path_four_by_eight_in_the_clique_that_fits(
-    gpuplace: GpuplaceServer, gpuplace_scheduler: ManagedProcess, k8s: client.ApiClient, namespace: str,
+    gpuplace: GpuplaceServer,
+    gpuplace_scheduler: ManagedProcess,
+    k8s: client.ApiClient,
+    namespace: str,
     node_factory: NodeFactory,
 ) -> None:
     mine = owner(namespace)
@@ -96,7 +115,10 @@ async def test_happy_path_four_by_eight_in_the_clique_that_fits(
 
 
 async def test_four_of_five_fit_nothing_binds_and_nothing_is_held(
-    gpuplace: GpuplaceServer, gpuplace_scheduler: ManagedProcess, k8s: client.ApiClient, namespace: str,
+    gpuplace: GpuplaceServer,
+    gpuplace_scheduler: ManagedProcess,
+    k8s: client.ApiClient,
+    namespace: str,
     node_factory: NodeFactory,
 ) -> None:
     mine = owner(namespace)
@@ -104,7 +126,9 @@ async def test_four_of_five_fit_nothing_binds_and_nothing_is_held(
     async with ledger_audit(gpuplace):
         for i in range(5):
             await create_pod(k8s, namespace, member("big", i, 5, mine))
-        await wait_pending(k8s, namespace, "big-4", contains="4 of 5 members fit; needs 8 more GPUs", within=60)
+        await wait_pending(
+            k8s, namespace, "big-4", contains="4 of 5 members fit; needs 8 more GPUs", within=60
+        )
         assert not any((await node_names(k8s, namespace)).values())
         snap = gangs(gpuplace)
         assert not [p for p in snap["plans"] if p["namespace"] == namespace]
@@ -114,7 +138,10 @@ async def test_four_of_five_fit_nothing_binds_and_nothing_is_held(
 
 
 async def test_two_gangs_that_fit_one_at_a_time_exactly_one_proceeds(
-    gpuplace: GpuplaceServer, gpuplace_scheduler: ManagedProcess, k8s: client.ApiClient, namespace: str,
+    gpuplace: GpuplaceServer,
+    gpuplace_scheduler: ManagedProcess,
+    k8s: client.ApiClient,
+    namespace: str,
     node_factory: NodeFactory,
 ) -> None:
     mine = owner(namespace)
@@ -145,7 +172,10 @@ async def test_two_gangs_that_fit_one_at_a_time_exactly_one_proceeds(
 
 
 async def test_plan_held_across_a_gpuplace_kill_and_never_given_to_other_pods(
-    gpuplace: GpuplaceServer, gpuplace_scheduler: ManagedProcess, k8s: client.ApiClient, namespace: str,
+    gpuplace: GpuplaceServer,
+    gpuplace_scheduler: ManagedProcess,
+    k8s: client.ApiClient,
+    namespace: str,
     node_factory: NodeFactory,
 ) -> None:
     """Member 1 waits behind a scheduling gate (it exists, so the quorum is there, but it never reaches
@@ -197,7 +227,10 @@ async def test_plan_held_across_a_gpuplace_kill_and_never_given_to_other_pods(
 
 
 async def test_four_members_on_one_node_bind_at_once(
-    gpuplace: GpuplaceServer, gpuplace_scheduler: ManagedProcess, k8s: client.ApiClient, namespace: str,
+    gpuplace: GpuplaceServer,
+    gpuplace_scheduler: ManagedProcess,
+    k8s: client.ApiClient,
+    namespace: str,
     node_factory: NodeFactory,
 ) -> None:
     """HAMi #1832: members allowed together collide in bind. Here 4 x 2 GPUs share one node."""
@@ -214,7 +247,10 @@ async def test_four_members_on_one_node_bind_at_once(
 
 
 async def test_a_member_kept_off_by_its_own_node_selector_leaves_no_partial_gang_and_the_plan_expires(
-    gpuplace: GpuplaceServer, gpuplace_scheduler: ManagedProcess, k8s: client.ApiClient, namespace: str,
+    gpuplace: GpuplaceServer,
+    gpuplace_scheduler: ManagedProcess,
+    k8s: client.ApiClient,
+    namespace: str,
     node_factory: NodeFactory,
 ) -> None:
     """Member 1's nodeSelector matches no node, so kube-scheduler's in-tree filters reject it before
@@ -237,3 +273,178 @@ async def test_a_member_kept_off_by_its_own_node_selector_leaves_no_partial_gang
         # the released capacity is there for others
         await create_pod(k8s, namespace, pod_manifest("single", gpus=8, node_selector=mine))
         await wait_bound(k8s, namespace, ["single"], within=30)
+
+
+async def test_an_indexed_job_through_kube_controller_manager_binds_as_one_gang(
+    gpuplace: GpuplaceServer,
+    gpuplace_scheduler: ManagedProcess,
+    k8s: client.ApiClient,
+    namespace: str,
+    node_factory: NodeFactory,
+) -> None:
+    """A real Indexed Job: kube-controller-manager creates the pods, the webhook labels them a gang of 4
+    (completions == parallelism), and all four bind into the one clique that holds them."""
+    mine = owner(namespace)
+    where = await cliques(node_factory, mine, {"j": 2, "k": 4})
+    container = {"name": "main", "image": "registry.k8s.io/pause:3.10",
+                 "resources": {"limits": {"nvidia.com/gpu": "8"}, "requests": {"cpu": "8", "memory": "64Gi"}}}  # fmt: skip
+    job: Any = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "train"},
+        "spec": {
+            "parallelism": 4,
+            "completions": 4,
+            "completionMode": "Indexed",
+            "template": {"spec": {"restartPolicy": "Never", "nodeSelector": mine, "containers": [container]}},
+        },
+    }
+    async with ledger_audit(gpuplace):
+        await client.BatchV1Api(k8s).create_namespaced_job(namespace, job)
+
+        async def four_pods() -> list[str] | None:  # the Job controller creates them
+            names = sorted(await node_names(k8s, namespace))
+            return names if len(names) == 4 else None
+
+        names = await until(gpuplace, "the Job controller created 4 pods", four_pods)
+        placed = await wait_bound(k8s, namespace, names, within=60)
+    pods = await client.CoreV1Api(k8s).list_namespaced_pod(namespace)
+    assert {p.metadata.labels.get("gpuplace.io/gang") for p in pods.items} == {"job_train"}
+    assert {where[n] for n in placed.values()} == {"k"} and len(set(placed.values())) == 4
+    result = await audit_namespaces(k8s, namespace)
+    assert result.ok, result.problems
+
+
+async def test_shuffled_and_slow_arrival_binds_nothing_before_the_quorum(
+    gpuplace: GpuplaceServer,
+    gpuplace_scheduler: ManagedProcess,
+    k8s: client.ApiClient,
+    namespace: str,
+    node_factory: NodeFactory,
+) -> None:
+    """Members arrive out of order, each only once the earlier ones were rejected for want of members;
+    nothing binds until the last one exists, then all do."""
+    mine = owner(namespace)
+    await cliques(node_factory, mine, {"s": 4})
+    order = [2, 0, 3, 1]
+    async with ledger_audit(gpuplace):
+        for k, i in enumerate(order[:-1]):
+            await create_pod(k8s, namespace, member("slow", i, 4, mine))
+            await wait_pending(
+                k8s, namespace, f"slow-{i}", contains=f"waiting for members: {k + 1} of 4", within=30
+            )
+            assert not any((await node_names(k8s, namespace)).values())
+        await create_pod(k8s, namespace, member("slow", order[-1], 4, mine))
+        await wait_bound(k8s, namespace, [f"slow-{i}" for i in range(4)], within=60)
+    result = await audit_namespaces(k8s, namespace)
+    assert result.ok, result.problems
+
+
+async def test_required_rack_with_fragmented_capacity_binds_nothing_and_preferred_uses_the_fewest_racks(
+    gpuplace: GpuplaceServer,
+    gpuplace_scheduler: ManagedProcess,
+    k8s: client.ApiClient,
+    namespace: str,
+    node_factory: NodeFactory,
+) -> None:
+    """Racks of 1, 1 and 2 free nodes (no clique labels): a gang of 3 that requires one rack fits
+    nowhere and binds nothing; the same gang preferred spreads over two racks, not three."""
+    mine = owner(namespace)
+    rack_of = {}
+    for rack, n in (("r-x", 1), ("r-y", 1), ("r-w", 2)):  # the small racks first
+        for _ in range(n):
+            rack_of[await node_factory("hgx-h100", labels=mine, rack=rack)] = rack
+    async with ledger_audit(gpuplace):
+        for i in range(3):
+            body = member("strict", i, 3, mine)
+            body["metadata"]["annotations"]["gpuplace.io/gang-topology"] = "required-rack"
+            await create_pod(k8s, namespace, body)
+        await wait_pending(k8s, namespace, "strict-2", contains="2 of 3 members fit; needs 8 more GPUs in one rack",
+                           within=60)  # fmt: skip
+        assert not any((await node_names(k8s, namespace)).values())
+        core = client.CoreV1Api(k8s)
+        for i in range(3):
+            await core.delete_namespaced_pod(f"strict-{i}", namespace, grace_period_seconds=0)
+        for i in range(3):
+            await create_pod(k8s, namespace, member("loose", i, 3, mine))
+        placed = await wait_bound(k8s, namespace, [f"loose-{i}" for i in range(3)], within=60)
+    racks = [rack_of[n] for n in placed.values()]
+    assert sorted(racks).count("r-w") == 2 and len(set(racks)) == 2, racks
+
+
+async def test_gpuplace_killed_mid_binding_the_gang_completes_without_duplicates(
+    gpuplace: GpuplaceServer,
+    gpuplace_scheduler: ManagedProcess,
+    k8s: client.ApiClient,
+    namespace: str,
+    node_factory: NodeFactory,
+) -> None:
+    """Two of three members wait at the bind barrier (the third is behind a scheduling gate) when
+    gpuplace is SIGKILLed: their binds fail in kube-scheduler, the plan comes back from its ConfigMap,
+    and once the gate lifts all three bind where they were planned, each GPU once."""
+    mine = owner(namespace)
+    await cliques(node_factory, mine, {"m": 3})
+    core = client.CoreV1Api(k8s)
+    async with ledger_audit(gpuplace):
+        gated = member("mid", 2, 3, mine)
+        gated["spec"]["schedulingGates"] = [{"name": "e2e.gpuplace.io/hold"}]
+        await create_pod(k8s, namespace, gated)
+        for i in range(2):
+            await create_pod(k8s, namespace, member("mid", i, 3, mine))
+
+        async def both_at_barrier() -> dict[str, Any] | None:
+            plan = next((p for p in gangs(gpuplace).get("plans", []) if p["namespace"] == namespace), None)
+            return plan if plan is not None and len(plan["arrived"]) == 2 else None
+
+        plan = await until(gpuplace, "two members waiting at the bind barrier", both_at_barrier)
+        planned = {a["pod"]: a["node"] for a in plan["assignments"].values()}
+        assert gpuplace.process is not None
+        gpuplace.process.popen.kill()
+        await asyncio.to_thread(gpuplace.stop)
+        await asyncio.to_thread(gpuplace.launch)
+        assert [p["uid"] for p in gangs(gpuplace)["plans"] if p["namespace"] == namespace] == [plan["uid"]]
+        await core.patch_namespaced_pod("mid-2", namespace, {"spec": {"schedulingGates": None}})
+        placed = await wait_bound(k8s, namespace, ["mid-0", "mid-1", "mid-2"], within=60)
+        assert placed == planned
+    result = await audit_namespaces(k8s, namespace)
+    assert result.ok, result.problems
+    assert result.with_record == 3
+
+
+async def test_a_member_deleted_after_binding_is_replaced_inside_the_gangs_clique(
+    gpuplace: GpuplaceServer,
+    gpuplace_scheduler: ManagedProcess,
+    k8s: client.ApiClient,
+    namespace: str,
+    node_factory: NodeFactory,
+) -> None:
+    """A bound gang of 3 fills clique p; clique q has a free node. A member is deleted and its node
+    taken by another pod: the replacement waits (it rolls forward inside p only) although q has room,
+    and binds in p once p has room again."""
+    mine = owner(namespace)
+    where = await cliques(node_factory, mine, {"p": 3, "q": 1})
+    core = client.CoreV1Api(k8s)
+    async with ledger_audit(gpuplace):
+        for i in range(3):
+            await create_pod(k8s, namespace, member("keep", i, 3, mine))
+        placed = await wait_bound(k8s, namespace, [f"keep-{i}" for i in range(3)], within=60)
+        assert {where[n] for n in placed.values()} == {"p"}
+        await core.delete_namespaced_pod("keep-2", namespace, grace_period_seconds=0)
+
+        async def gone() -> bool:
+            return "keep-2" not in await node_names(k8s, namespace)
+
+        await until(gpuplace, "keep-2 deleted", gone)
+        intruder = pod_manifest(
+            "intruder", gpus=8, node_selector={**mine, "kubernetes.io/hostname": placed["keep-2"]}
+        )
+        await create_pod(k8s, namespace, intruder)
+        await wait_bound(k8s, namespace, ["intruder"], within=30)
+        await create_pod(k8s, namespace, member("keep", 3, 3, mine))
+        await wait_pending(k8s, namespace, "keep-3", contains="0 of 1 members fit", within=30)
+        assert not (await node_names(k8s, namespace))["keep-3"]
+        await core.delete_namespaced_pod("intruder", namespace, grace_period_seconds=0)
+        again = await wait_bound(k8s, namespace, ["keep-3"], within=60)
+    assert again["keep-3"] == placed["keep-2"]
+    result = await audit_namespaces(k8s, namespace)
+    assert result.ok, result.problems
