@@ -102,5 +102,7 @@ def snapshot(mgr: GangManager) -> dict[str, Any]:
             for g in mgr.registry.gangs.values()
         ],
         "holds": sorted(u[len(HOLD) :] for u in mgr.cache.state.allocations if u.startswith(HOLD)),
+        # per PodGroup API: true = watched, false = not served, null = not listed yet
+        "podgroups": dict(mgr.podgroups.served) if mgr.podgroups else {},
         "audit": audit(mgr),
     }

@@ -27,7 +27,13 @@ TTL = 20
 
 @pytest.fixture(scope="module")
 def gpuplace(control_plane: ControlPlane) -> Iterator[GpuplaceServer]:
-    settings = {"scheduler": {"gang": {"plan_ttl_seconds": TTL, "backoff_seconds": 5, "barrier_seconds": 8}}}
+    gang = {
+        "plan_ttl_seconds": TTL,
+        "backoff_seconds": 5,
+        "barrier_seconds": 8,
+        "podgroup_recheck_seconds": 1,
+    }
+    settings = {"scheduler": {"gang": gang}}
     with GpuplaceServer(control_plane, settings=settings) as server:
         yield server
 
@@ -448,3 +454,117 @@ async def test_a_member_deleted_after_binding_is_replaced_inside_the_gangs_cliqu
     assert again["keep-3"] == placed["keep-2"]
     result = await audit_namespaces(k8s, namespace)
     assert result.ok, result.problems
+
+
+PODGROUP_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "podgroups.scheduling.x-k8s.io"},
+    "spec": {
+        "group": "scheduling.x-k8s.io",
+        "scope": "Namespaced",
+        "names": {
+            "plural": "podgroups",
+            "singular": "podgroup",
+            "kind": "PodGroup",
+            "listKind": "PodGroupList",
+        },
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                },
+            }
+        ],
+    },
+}
+
+
+async def test_a_scheduler_plugins_podgroup_created_after_its_pods_sizes_the_gang(
+    gpuplace: GpuplaceServer,
+    gpuplace_scheduler: ManagedProcess,
+    k8s: client.ApiClient,
+    namespace: str,
+    node_factory: NodeFactory,
+) -> None:
+    """The scheduler-plugins PodGroup CRD is installed while gpuplace runs (it was not served at start:
+    gpuplace lists it again and starts watching). Pods naming a PodGroup that does not exist yet wait
+    saying so; when the PodGroup appears its minMember sizes the gang, the members are nudged and bind.
+    The v1alpha2 API is not served by this control plane: gpuplace says so and carries on."""
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    mine = owner(namespace)
+    await cliques(node_factory, mine, {"pg": 2})
+    ext = client.ApiextensionsV1Api(k8s)
+    custom = client.CustomObjectsApi(k8s)
+    try:
+        await ext.create_custom_resource_definition(PODGROUP_CRD)
+    except ApiException as e:
+        if e.status != 409:
+            raise
+    try:
+        async with ledger_audit(gpuplace):
+
+            async def watched() -> bool:
+                served = gangs(gpuplace).get("podgroups", {})
+                return served.get("scheduling.x-k8s.io/v1alpha1") is True
+
+            await until(gpuplace, "gpuplace watching scheduling.x-k8s.io/v1alpha1 PodGroups", watched)
+            assert gangs(gpuplace)["podgroups"]["scheduling.k8s.io/v1alpha2"] is False
+            for i in range(2):
+                body = pod_manifest(f"pg-{i}", gpus=8, cpu="8", memory="64Gi", node_selector=mine)
+                body["metadata"]["labels"] = {"scheduling.x-k8s.io/pod-group": "pg"}
+                await create_pod(k8s, namespace, body)
+            await wait_pending(
+                k8s, namespace, "pg-1", contains=f"scheduler-plugins PodGroup {namespace}/pg, which does not exist",
+                within=30,
+            )  # fmt: skip
+            assert not any((await node_names(k8s, namespace)).values())
+            group = {"apiVersion": "scheduling.x-k8s.io/v1alpha1", "kind": "PodGroup", "metadata": {"name": "pg"},
+                     "spec": {"minMember": 2, "scheduleTimeoutSeconds": 30}}  # fmt: skip
+            await custom.create_namespaced_custom_object(
+                "scheduling.x-k8s.io", "v1alpha1", namespace, "podgroups", group
+            )
+            await wait_bound(k8s, namespace, ["pg-0", "pg-1"], within=60)
+    finally:
+        await custom.delete_collection_namespaced_custom_object(
+            "scheduling.x-k8s.io", "v1alpha1", namespace, "podgroups"
+        )
+    result = await audit_namespaces(k8s, namespace)
+    assert result.ok, result.problems
+
+
+async def test_plan_configmaps_are_written_compare_and_set(k8s: client.ApiClient, namespace: str) -> None:
+    """KubePlanStore against the real API server: a plan someone else rewrote is never overwritten nor
+    deleted on an old resourceVersion; the writer learns what is stored."""
+    from placement_core import Placement
+    from placement_core.gangplan import Level
+    from scheduler.gang import KubePlanStore, Plan, PlanConflictError
+    from scheduler.gang.store import configmap_name
+
+    store = KubePlanStore(k8s)
+    mine = Plan(namespace, "cas", "u-mine", 1, 1, Level.CLIQUE, "c", 0.0, 60.0,
+                {"p0": Placement("n0", gpus=(0,))}, {"p0": "cas-0"})  # fmt: skip
+    await store.save(mine)
+    first = mine.resource_version
+    mine.expires += 1
+    await store.save(mine)  # its own object, changed: a new version (an unchanged update keeps it)
+    assert mine.resource_version and mine.resource_version != first
+    theirs = Plan.from_json(mine.to_json())
+    theirs.uid = "u-theirs"
+    core = client.CoreV1Api(k8s)
+    await core.patch_namespaced_config_map(
+        configmap_name("cas"), namespace, {"data": {"plan": theirs.to_json().decode()}}
+    )
+    with pytest.raises(PlanConflictError) as e:
+        await store.save(mine)
+    assert e.value.current is not None and e.value.current.uid == "u-theirs"
+    with pytest.raises(PlanConflictError):
+        await store.delete(mine)  # an old version: the newer write stays
+    assert [p.uid for p in await store.load() if p.namespace == namespace] == ["u-theirs"]
+    stored = next(p for p in await store.load() if p.namespace == namespace)
+    await store.delete(stored)
+    assert [p for p in await store.load() if p.namespace == namespace] == []
