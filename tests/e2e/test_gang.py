@@ -1,7 +1,8 @@
 """Gang scheduling on the real control plane: kube-scheduler v1.36.3 with gpuplace as extender and
-binder, bare pods carrying the webhook's gang keys (kube-controller-manager is not running here, so no
-Indexed Jobs yet). Every scenario runs the reservation-ledger audit (GET /debug/gangs) in the
-background while it runs and fails on the first violation.
+binder; bare pods carrying the webhook's gang keys, a real Indexed Job through kube-controller-manager,
+and pods naming a scheduler-plugins PodGroup. Every scenario runs the reservation-ledger audit
+(GET /debug/gangs) in the background while it runs and fails on the first violation. The native 1.36
+gates are in test_gang_native.py (a control plane of their own).
 """
 
 from __future__ import annotations
