@@ -2,7 +2,7 @@
 binder; bare pods carrying the webhook's gang keys, a real Indexed Job through kube-controller-manager,
 and pods naming a scheduler-plugins PodGroup. Every scenario runs the reservation-ledger audit
 (GET /debug/gangs) in the background while it runs and fails on the first violation. The native 1.36
-gates are in test_gang_native.py (a control plane of their own).
+gates are not tested yet (scheduler/gang/README.md).
 """
 
 from __future__ import annotations
