@@ -15,16 +15,25 @@ NodeResourcesFit does with an extender that only filters); it is a model, not th
 
     .venv/bin/python bench/gang.py [--seeds 5] [--arrivals 60]
 
-The real control plane half of the bench (time to full bind under kube-scheduler v1.36.3) is not
-built yet; tests/e2e/test_gang.py shows the happy path bound in under a second there.
+`--real`: the same kind of workload on the local control plane (kube-apiserver, etcd and kube-scheduler
+v1.36.3; static fake nodes, `GPUPLACE_LOCAL_BIN` as for the e2e tests), once with gpuplace as extender
+and binder and once with kube-scheduler alone. Gangs arrive one after another, each gang's members
+created in shuffled order with small random gaps (slow arrival); the next gang starts once this one is
+fully bound or no member of it bound for a while (`--settle`). Per run: gangs fully bound, time to full
+bind counted from the creation of the gang's last member (issue 11's target: 15 s), partial gangs at
+the end, and the GPUs they hold idle (count, and GPU-hours from each member's bind to the end).
+
+    .venv/bin/python bench/gang.py --real [--real-cliques 4] [--real-gangs 12]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -122,11 +131,152 @@ def run(strategy: str, seed: int, arrivals: int) -> Result:
     return r
 
 
+@dataclass
+class RealResult:
+    name: str
+    gangs: int = 0
+    full: int = 0
+    latencies: list[float] = field(default_factory=list)
+    partial: int = 0
+    partial_gpus: int = 0
+    idle_gpu_hours: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+
+def real_gangs(seed: int, n: int) -> list[int]:
+    rng = np.random.default_rng(seed)
+    return [int(rng.choice([2, 4, 8, 16], p=[0.3, 0.35, 0.25, 0.1])) for _ in range(n)]
+
+
+async def real_run(cp: Any, name: str, config: dict[str, Any], gangs: list[int], settle: float,
+                   console: Console) -> RealResult:  # fmt: skip
+    import random
+
+    from kubernetes_asyncio import client
+    from scheduler_throughput import CLIENT, BindWatch
+
+    from gpuplace.localcluster import audit
+    from gpuplace.localcluster.workload import pod_manifest
+
+    rng, r = random.Random(11), RealResult(name, gangs=len(gangs))
+    slug = name.replace(" ", "-")
+    namespace = f"bench-gang-{slug}"
+    async with cp.api_client() as api:
+        core = client.CoreV1Api(api)
+        await core.create_namespace({"metadata": {"name": namespace}})  # type: ignore[arg-type]
+        watch = BindWatch(api, namespace)
+        await watch.start()
+        cfg = {**config, "percentageOfNodesToScore": 100, "clientConnection": dict(CLIENT)}
+        process = await asyncio.to_thread(cp.start_scheduler, cfg, name=f"kube-scheduler-gang-{slug}")
+        members: dict[str, list[str]] = {}
+        try:
+            for g, size in enumerate(gangs):
+                names = [f"g{g:02d}-{i:02d}" for i in range(size)]
+                members[f"g{g:02d}"] = names
+                for i in rng.sample(range(size), size):
+                    body = pod_manifest(names[i], gpus=8, cpu="8", memory="64Gi", gpu_requests=True,
+                                        tolerate_gpu_taint=True, labels={"gpuplace.io/gang": f"g{g:02d}"},
+                                        annotations={"gpuplace.io/gang-min-member": str(size)})  # fmt: skip
+                    await core.create_namespaced_pod(namespace, body)  # type: ignore[arg-type]
+                    last_created = time.monotonic()  # ends as the last member's creation
+                    await asyncio.sleep(rng.uniform(0.0, 0.3))  # a bench, not a test: slow arrival
+                progress, seen = time.monotonic(), 0
+                while True:
+                    bound = [watch.times[n] for n in names if n in watch.times]
+                    if len(bound) == size:
+                        r.full += 1
+                        r.latencies.append(max(bound) - last_created)
+                        break
+                    if len(bound) != seen:
+                        progress, seen = time.monotonic(), len(bound)
+                    elif time.monotonic() - progress > settle:
+                        break
+                    await asyncio.sleep(0.05)
+                console.print(f"  \\[{name}] gang g{g:02d} x{size}: {seen if len(bound) < size else size}/{size} bound")
+            end = time.monotonic()
+            for names in members.values():
+                bound = [watch.times[n] for n in names if n in watch.times]
+                if 0 < len(bound) < len(names):
+                    r.partial += 1
+                    r.partial_gpus += 8 * len(bound)
+                    r.idle_gpu_hours += sum(8 * (end - t) for t in bound) / 3600
+            raw = await audit.list_raw(api, "pods", namespace=namespace)
+            verdict = audit.audit(raw, await audit.list_raw(api, "nodes"), require_records=name == "gpuplace")
+            r.problems = verdict.problems[:10]
+        finally:
+            await asyncio.to_thread(cp.stop_process, process.name)
+            await watch.stop()
+            await core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
+            while True:
+                if not (await core.list_namespaced_pod(namespace, limit=1)).items:
+                    break
+                await asyncio.sleep(0.5)
+    return r
+
+
+async def real_main(a: argparse.Namespace, console: Console) -> list[RealResult]:
+    from gpuplace.localcluster import ControlPlane
+    from gpuplace.localcluster.fake_nodes import create_node, node_manifest
+    from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
+
+    gangs = real_gangs(a.seed, a.real_gangs)
+    out = []
+    with ControlPlane(lifecycle=False) as cp:
+        async with cp.api_client() as api:
+            for c in range(a.real_cliques):
+                for i in range(PER_CLIQUE):
+                    await create_node(api, node_manifest(f"c{c}n{i}", "hgx-h100", topology=True, zone="z",
+                                                         rack=f"r{c // 2}", clique=f"cluster-{c}.0"))  # fmt: skip
+        gp = await asyncio.to_thread(GpuplaceServer(cp, register_webhook=False).start)
+        try:
+            out.append(await real_run(cp, "gpuplace", gp.scheduler_config(), gangs, a.settle, console))
+        finally:
+            await asyncio.to_thread(gp.close)
+        out.append(await real_run(cp, "kube-scheduler alone", {}, gangs, min(a.settle, 5.0), console))
+    return out
+
+
+def real_table(results: list[RealResult], a: argparse.Namespace, gangs: list[int]) -> Table:
+    nodes = a.real_cliques * PER_CLIQUE
+    t = Table(caption="time to full bind: from the creation of a gang's last member to its last bind "
+                      "(kube-scheduler alone binds members as they come, so it is near 0 there)",
+              title=f"gangs on the local control plane (kube-scheduler v1.36.3): {nodes} nodes x 8 GPUs in "
+                    f"{a.real_cliques} cliques; gangs x8 GPUs: {gangs} ({sum(gangs)} members)")  # fmt: skip
+    for col in ("run", "gangs fully bound", "time to full bind p50 s", "max s", "within 15 s", "partial gangs",
+                "GPUs idle in partial gangs", "idle GPU-hours (to end of run)", "audit"):
+        t.add_column(col, justify="right")
+    for r in results:
+        lat = sorted(r.latencies)
+        t.add_row(
+            r.name,
+            f"{r.full}/{r.gangs}",
+            f"{statistics.median(lat):.2f}" if lat else "-",
+            f"{lat[-1]:.2f}" if lat else "-",
+            f"{sum(x <= 15 for x in lat)}/{len(lat)}",
+            str(r.partial),
+            str(r.partial_gpus),
+            f"{r.idle_gpu_hours:.3f}",
+            "ok" if not r.problems else "; ".join(r.problems[:2]),
+        )
+    return t
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--arrivals", type=int, default=60)
+    ap.add_argument("--real", action="store_true", help="run on the local control plane instead")
+    ap.add_argument("--real-cliques", type=int, default=4)
+    ap.add_argument("--real-gangs", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--settle", type=float, default=20.0,
+                    help="move to the next gang after this long without a bind of this one")  # fmt: skip
     a = ap.parse_args()
+    if a.real:
+        console = Console(width=200)
+        results = asyncio.run(real_main(a, console))
+        console.print(real_table(results, a, real_gangs(a.seed, a.real_gangs)))
+        return
     plan_gang(cluster(), [Member("w", GpuRequest(count=8))], need=1, rows=np.arange(4))  # compile / load
     table = Table(title=f"gang placement, {CLIQUES * PER_CLIQUE} nodes x 8 GPUs, {a.seeds} seeds x "
                         f"{a.arrivals} arrivals")

@@ -163,6 +163,33 @@ def _place(
     return out if len(out) >= need else None
 
 
+def _fewest_domains_first(
+    scratch: ClusterState,
+    rows: npt.NDArray[np.int64],
+    fits: npt.NDArray[np.int32],
+    free: npt.NDArray[np.int64],
+    level: Level,
+) -> list[int]:
+    """The rows of the chosen domain in fill order: inside it, the tighter domain that holds the most
+    members first, at every tighter level (widest first), then the node that takes the most members,
+    then the tightest node. A gang spread over a rack fills its biggest NVLink domain before the next,
+    one spread over the cluster its biggest zone, then rack, then clique (Kueue TAS "preferred":
+    minimise the domains used at each level). Nodes without a level's label are a domain of their own."""
+    order: list[int] = [int(r) for r in rows]
+    keys: dict[int, list[int]] = {r: [] for r in order}
+    for lv in sorted((lv for lv in Level if lv < level), reverse=True):
+        ids = domain_ids(scratch, lv)
+        cap: dict[int, int] = {}
+        for r in order:
+            d = int(ids[r])
+            cap[d if d >= 0 else -1 - r] = cap.get(d if d >= 0 else -1 - r, 0) + int(fits[r])
+        for r in order:
+            d = int(ids[r]) if ids[r] >= 0 else -1 - r
+            keys[r] += [-cap[d], d]
+    order.sort(key=lambda r: (*keys[r], -int(fits[r]), int(free[r]), r))
+    return order
+
+
 def plan_gang(
     state: ClusterState,
     members: list[Member],
@@ -208,8 +235,9 @@ def plan_gang(
                 top = int(cap.max()) if len(cap) else 0
                 last = GangPlacement(None, level, -1, top, need, max(0, need - top) * per_member)
                 break
-            in_dom = np.nonzero((dom == best) & (fits > 0))[0].tolist()
-            in_dom.sort(key=lambda r: (-int(fits[r]), int(free[r]), r))  # fewest nodes, then tightest
+            in_dom = _fewest_domains_first(
+                scratch, np.nonzero((dom == best) & (fits > 0))[0], fits, free, level
+            )
             placed = _place(scratch, in_dom, members, need)
             if placed is not None:
                 real = best if within is None else within[1]

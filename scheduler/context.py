@@ -116,6 +116,7 @@ class ExtenderContext:
                 plan_store or MemoryPlanStore(),
                 nudge=getattr(binder, "patch_pod_annotations", None),
                 hooks=metrics,
+                is_leader=getattr(getattr(binder, "role", None), "is_leader", None),  # LeaderBinder
             )
             cache.pod_observer = gangs
         return cls(

@@ -24,6 +24,7 @@ commit, which is how long bind keeps its GPUs reserved (scheduler.verbs.bind).
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -104,12 +105,14 @@ def _wrap(e: ApiException) -> Exception:
 
 class KubeSource:
     """Raw LIST pages and WATCH streams of nodes, pods, PodDisruptionBudgets, ResourceSlices and
-    ResourceClaims (resource.k8s.io/v1; all namespaces)."""
+    ResourceClaims (resource.k8s.io/v1) and PodGroups (all namespaces). A PodGroup kind is
+    `podgroups.<group>/<version>` (scheduler.gang.podgroups.KINDS)."""
 
     def __init__(self, api: client.ApiClient) -> None:
         self.core = client.CoreV1Api(api)
         self.policy = client.PolicyV1Api(api)
         self.resource = client.ResourceV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
 
     def _fn(self, kind: str) -> Any:
         if kind == "poddisruptionbudgets":
@@ -118,6 +121,9 @@ class KubeSource:
             return self.resource.list_resource_slice
         if kind == "resourceclaims":
             return self.resource.list_resource_claim_for_all_namespaces
+        if kind.startswith("podgroups."):
+            group, version = kind.removeprefix("podgroups.").split("/")
+            return functools.partial(self.custom.list_cluster_custom_object, group, version, "podgroups")
         return self.core.list_node if kind == "nodes" else self.core.list_pod_for_all_namespaces
 
     async def list(self, kind: str, *, limit: int, continue_token: str | None) -> dict[str, Any]:

@@ -18,8 +18,10 @@ from typing import Any
 from aiohttp import web
 
 from placement_core import placer
+from scheduler.binder import ApiError
 from scheduler.cache import ReservationState
 from scheduler.context import ExtenderContext
+from scheduler.gang.podgroups import KINDS
 from scheduler.http import CTX
 from scheduler.verbs.bind import hold_seconds, sweep
 from scheduler.watch import Reflector, Source
@@ -86,6 +88,41 @@ def reflectors(ctx: ExtenderContext, source: Source) -> list[Reflector]:
     ]
 
 
+async def watch_podgroups(ctx: ExtenderContext, source: Source, kind: str) -> None:
+    """Watch one PodGroup API while it is served (scheduler.gang.podgroups). A list answered 404 (no
+    CRD, or the API group not enabled) or 403 (no RBAC) marks it unserved and is retried every
+    `podgroup_recheck_seconds`; readiness never waits for PodGroups (a gang whose size is in one waits)."""
+    gangs = ctx.gangs
+    assert gangs is not None
+    recheck = ctx.settings.gang.podgroup_recheck_seconds
+    while True:
+        try:
+            await source.list(kind, limit=1, continue_token=None)
+            break
+        except asyncio.CancelledError:
+            raise
+        except ApiError as e:
+            if e.status not in (403, 404):
+                log.warning("listing %s failed: %s; retrying in %.0fs", kind, e, recheck)
+            else:
+                if gangs.podgroups is None or gangs.podgroups.served.get(KINDS[kind]) is not False:
+                    log.info("%s not served (%s): gangs named by them wait unless their pods state a size; "
+                             "checking again every %.0fs", kind, e, recheck)  # fmt: skip
+                gangs.podgroups_unserved(kind, f"{e.status} {e.message}".strip())
+        except Exception as e:
+            log.warning("listing %s failed: %r; retrying in %.0fs", kind, e, recheck)
+        await asyncio.sleep(recheck)
+    log.info("watching %s", kind)
+    await Reflector(
+        kind,
+        source,
+        on_list=lambda items, _t: gangs.podgroups_listed(kind, items),
+        on_event=lambda etype, obj: gangs.podgroup_event(kind, etype, obj),
+        settings=ctx.settings.watch,
+        on_restart=lambda why: ctx.metrics.watch_restarts.labels(kind, why).inc(),
+    ).run()
+
+
 async def load_gangs(ctx: ExtenderContext) -> None:
     """Reload the live gang plans (their holds) before the first pod list is applied: the list then
     drops the holds of members it shows bound or gone. Retries until the API server answers."""
@@ -116,7 +153,8 @@ async def watch_all(ctx: ExtenderContext, source: Source) -> None:
                 node_task.result()  # raises what stopped it
             await asyncio.sleep(0.05)
         await load_gangs(ctx)
-        await asyncio.gather(node_task, *(r.run() for r in rest))
+        podgroups = [watch_podgroups(ctx, source, k) for k in KINDS] if ctx.settings.gang.podgroups else []
+        await asyncio.gather(node_task, *(r.run() for r in rest), *podgroups)
     finally:
         node_task.cancel()
 

@@ -133,6 +133,28 @@ class GangSettings(_Section):
         description="Annotate pending members when their gang's plan is made or released, so that "
         "kube-scheduler retries them at once (it does not when a sibling binds). Default true.",
     )
+    podgroups: bool = Field(
+        default=True,
+        description="Watch PodGroup objects (scheduler-plugins, Volcano, scheduling.k8s.io/v1alpha2) for "
+        "the minimum and TTL of gangs declared through them (scheduler/gang/podgroups.py). Default true.",
+    )
+    podgroup_recheck_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often a PodGroup API that was not served is listed again. Default 60.",
+    )
+    plugins_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Plan TTL of a scheduler-plugins PodGroup without scheduleTimeoutSeconds "
+        "(Coscheduling's DefaultWaitTime). Default 60.",
+    )
+    native_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Plan TTL of a scheduling.k8s.io/v1alpha2 PodGroup, which states none (the native "
+        "Permit waits a fixed 5 minutes). Default 300.",
+    )
     store: Literal["configmap", "memory"] = Field(
         default="configmap",
         description="Where plans are kept: ConfigMaps in the gang's namespace (survive a restart), or "

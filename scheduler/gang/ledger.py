@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def audit(mgr: GangManager, *, margin: float = 5.0) -> list[str]:
-    from scheduler.gang.manager import HOLD
+    from scheduler.gang.holds import HOLD
 
     state, cache, now = mgr.cache.state, mgr.cache, mgr.clock()
     problems = list(state.check_invariants())
@@ -65,7 +65,7 @@ def audit(mgr: GangManager, *, margin: float = 5.0) -> list[str]:
 
 def counts(mgr: GangManager) -> tuple[dict[str, int], float]:
     """(gangs per state, GPUs held) for the metrics."""
-    from scheduler.gang.manager import HOLD
+    from scheduler.gang.holds import HOLD
 
     out = {"waiting": 0, "planned": 0, "binding": 0}
     for key, gang in mgr.registry.gangs.items():
@@ -83,11 +83,12 @@ def counts(mgr: GangManager) -> tuple[dict[str, int], float]:
 
 def snapshot(mgr: GangManager) -> dict[str, Any]:
     """GET /debug/gangs: plans, gangs, holds and the audit."""
-    from scheduler.gang.manager import HOLD
+    from scheduler.gang.holds import HOLD
 
     return {
         "plans": [
-            orjson.loads(p.to_json()) | {"saved": p.saved, "arrived": sorted(p.arrived)} for p in mgr.plans.values()
+            orjson.loads(p.to_json()) | {"saved": p.saved, "arrived": sorted(p.arrived)}
+            for p in mgr.plans.values()
         ],
         "gangs": [
             {
@@ -101,5 +102,7 @@ def snapshot(mgr: GangManager) -> dict[str, Any]:
             for g in mgr.registry.gangs.values()
         ],
         "holds": sorted(u[len(HOLD) :] for u in mgr.cache.state.allocations if u.startswith(HOLD)),
+        # per PodGroup API: true = watched, false = not served, null = not listed yet
+        "podgroups": dict(mgr.podgroups.served) if mgr.podgroups else {},
         "audit": audit(mgr),
     }

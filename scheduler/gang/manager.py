@@ -1,4 +1,4 @@
-"""The gang manager: plans, the reservations they hold, the bind barrier, expiry and nudges.
+"""The gang manager: the gangs' state, and the decisions made in filter — quorum, planning, order.
 
 Filter (sync, one event loop: no lock needed between filter calls):
 1. fewer live members than the minimum → every node unresolvable, "gang train: waiting for members: 3
@@ -7,23 +7,16 @@ Filter (sync, one event loop: no lock needed between filter calls):
 3. no plan → plan now: gangs ranked ahead (priority, then age) that are waiting with their quorum are
    planned first, then this gang on what is left. A plan is made only when its whole quorum fits
    (placement_core.gangplan), so no gang ever holds part of what it needs: two gangs that fit one at a
-   time never deadlock, the first in order proceeds. The plan's placements are held in the ClusterState
-   under `gang-hold/<pod uid>`, so every other pod that reaches gpuplace (filter, prioritize, bind,
-   preempt) sees them as used; preempt never offers them as victims (they are no pods).
-Bind: the planned node only; a member waits at a barrier until the quorum has reached bind (or is
-bound), so nothing binds before the gang can complete; the member's hold becomes its bind reservation
-under the node lock. After the first bind a gang only rolls forward: replacements are planned inside
-its domain. A plan with nothing bound expires after `plan_ttl_seconds` (kube-scheduler never tells an
-extender that a member was rejected elsewhere), its holds are released and the gang backs off.
-kube-scheduler does not retry a pod rejected by an extender when a sibling binds (kubernetes #127290),
-so every plan change patches `gpuplace.io/gang-plan` on the pending members: an update of the pod
-itself requeues it (scheduling_queue.go, podUpdate).
+   time never deadlock, the first in order proceeds. The plan's placements become holds
+   (scheduler.gang.holds) that every other pod sees as used.
+After the first bind a gang only rolls forward: replacements are planned inside its domain.
+
+The rest lives beside it: the bind barrier (scheduler.gang.binding), and persistence, expiry, nudges
+and leadership (scheduler.gang.upkeep); the audit and views in scheduler.gang.ledger.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -33,24 +26,22 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from placement_core import DoubleBookingError, GpuRequest, Placement
+from placement_core import GpuRequest
 from placement_core.gangplan import Level, domain_ids, plan_gang
 from placement_core.gangplan import Member as PlanMember
 from scheduler.cache import ClusterCache
+from scheduler.gang.binding import BindBarrier
+from scheduler.gang.holds import Holds
 from scheduler.gang.identity import gang_of
 from scheduler.gang.members import Gang, Registry
+from scheduler.gang.podgroups import KINDS, PodGroupCache, Ref
 from scheduler.gang.store import Plan, PlanStore
+from scheduler.gang.upkeep import Upkeep
 from scheduler.settings import GangSettings
 from scheduler.wire import Pod
 
 log = logging.getLogger("gpuplace.scheduler.gang")
-HOLD = "gang-hold/"
-PLAN_ANNOTATION = "gpuplace.io/gang-plan"
 Nudge = Callable[[str, str, dict[str, str]], Awaitable[None]]
-
-
-def hold_uid(uid: str) -> str:
-    return HOLD + uid
 
 
 class Verdict:
@@ -72,6 +63,7 @@ class GangManager:
         nudge: Nudge | None = None,
         clock: Callable[[], float] = time.time,
         hooks: Any = None,
+        is_leader: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
         self.cache = cache
@@ -79,11 +71,15 @@ class GangManager:
         self.nudge_fn = nudge
         self.clock = clock
         self.hooks = hooks  # scheduler.metrics.Metrics (gang_* series) or None
-        self.registry = Registry(settings, cache.pod_rules)
+        self.is_leader = is_leader  # None: no election, this replica always leads
+        self.podgroups = PodGroupCache(settings) if settings.podgroups else None
+        self.registry = Registry(settings, cache.pod_rules, self.podgroups)
         self.plans: dict[tuple[str, str], Plan] = {}
-        self.loaded = False
-        self._changed = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.loaded = False  # the plans were read at start (scheduler.service waits for it)
+        self.reloading = False  # took the lease, rereading the plans: gangs wait meanwhile
+        self.holds = Holds(cache)
+        self.barrier = BindBarrier(self)
+        self.upkeep = Upkeep(self)
 
     # ---- watch ---------------------------------------------------------------------------------
     def observe(self, etype: str, raw: dict[str, Any]) -> None:
@@ -107,84 +103,60 @@ class GangManager:
                 if uid in plan.assignments:
                     self._member_left(uid)
 
-    def _plan_of(self, uid: str) -> Plan | None:
+    def plan_of(self, uid: str) -> Plan | None:
         for plan in self.plans.values():
             if uid in plan.assignments:
                 return plan
         return None
 
     def _member_left(self, uid: str) -> None:
-        plan = self._plan_of(uid)
+        plan = self.plan_of(uid)
         if plan is None:
             return
-        self._drop_hold(uid)
+        self.holds.drop(uid)
         del plan.assignments[uid]
         plan.pods.pop(uid, None)
         plan.arrived.discard(uid)
         gang = self.registry.gangs.get(plan.key)
         if gang is None or not any(m.node for m in gang.members.values()):
-            self._release(plan, "member deleted before any bind")
+            self.release(plan, "member deleted before any bind")
         else:
-            self._save(plan)
-        self._signal()
+            self.upkeep.save(plan)
+        self.barrier.signal()
 
     def _member_bound(self, uid: str, key: tuple[str, str] | None) -> None:
         plan = self.plans.get(key) if key else None
-        self._drop_hold(uid)  # bind turned it into a reservation already; a foreign bind frees it
+        self.holds.drop(uid)  # bind turned it into a reservation already; a foreign bind frees it
         if plan is None:
             return
         gang = self.registry.gangs.get(plan.key)
-        pending = [u for u in plan.assignments if gang is None or not (gang.members.get(u) or _NONE).node]
+        bound = {m.uid for m in gang.bound} if gang else set()
+        pending = [u for u in plan.assignments if u not in bound]
         if not pending:  # every planned member is bound: the plan is done
             if self.hooks is not None:
                 self.hooks.gang_bound(self.clock() - plan.created)
-            del self.plans[plan.key]
-            self._spawn(self.store.delete(*plan.key))
-        self._signal()
+            self.drop_plan(plan, "complete", store=True, nudge=False)
+        self.barrier.signal()
 
-    # ---- holds ---------------------------------------------------------------------------------
-    def _hold(self, uid: str, p: Placement) -> bool:
-        try:
-            self.cache.state.allocate(hold_uid(uid), p)
-        except (DoubleBookingError, KeyError) as e:
-            log.warning("gang hold for pod %s on %s refused: %s", uid, p.node, e)
-            return False
-        return True
-
-    def _drop_hold(self, uid: str) -> None:
-        if hold_uid(uid) in self.cache.state.allocations:
-            self.cache.state.release(hold_uid(uid))
-
-    def take_hold(self, uid: str, node: str) -> bool:
-        """Bind, under the node lock: free this member's hold so its own bind can take the GPUs."""
-        p = self.cache.state.allocations.get(hold_uid(uid))
-        if p is None or p.node != node:
-            return False
-        self.cache.state.release(hold_uid(uid))
-        return True
-
-    def return_hold(self, uid: str) -> None:
-        """Bind failed after take_hold: hold the planned GPUs again while the plan lives."""
-        plan = self._plan_of(uid)
-        gang = self.registry.gang_of_pod(uid)
-        m = gang.members.get(uid) if gang else None
-        if (
-            plan is not None
-            and (m is None or not m.node)
-            and hold_uid(uid) not in self.cache.state.allocations
-            and uid not in self.cache.reservations  # e.g. outcome unknown: the reservation holds the GPUs
-        ):
-            self._hold(uid, plan.assignments[uid])
-
-    def _release(self, plan: Plan, why: str) -> None:
-        for uid in plan.assignments:
-            self._drop_hold(uid)
-        self.plans.pop(plan.key, None)
-        self._spawn(self.store.delete(*plan.key))
-        log.info("gang %s/%s: plan %s released (%s)", plan.namespace, plan.gang, plan.uid, why)
+    # ---- plans ending ----------------------------------------------------------------------------
+    def release(self, plan: Plan, why: str) -> None:
+        """Give a plan up before it completed: its holds freed, its object deleted, members nudged."""
+        self.drop_plan(plan, why, store=True)
         if self.hooks is not None:
             self.hooks.gang_released(why)
-        self._nudge(plan.key, "")
+
+    def drop_plan(self, plan: Plan, why: str, *, store: bool, nudge: bool = True) -> None:
+        """Forget `plan` here (holds freed); `store`: delete its object too (the leader's writes only)."""
+        for uid in plan.assignments:
+            self.holds.drop(uid)
+        if self.plans.get(plan.key) is plan:
+            del self.plans[plan.key]
+        if store:
+            self.upkeep.delete(plan)
+        log.info("gang %s/%s: plan %s/%d dropped (%s)", plan.namespace, plan.gang, plan.uid, plan.epoch, why)
+        if nudge:
+            self.upkeep.nudge(plan.key, "")
+        self.barrier.signal()
 
     # ---- filter --------------------------------------------------------------------------------
     def filter(self, pod: Pod, req: GpuRequest, rows: npt.NDArray[np.int64]) -> Verdict | None:
@@ -196,6 +168,8 @@ class GangManager:
             return None
         gang = self.registry.gangs[self.registry.of_pod[member.uid]]
         gid, now = gang.id, self.clock()
+        if not self.upkeep.leading() or self.reloading:
+            return Verdict(None, f"gang {gid}: gpuplace is reloading gang plans (it just took the lease)")
         if gid.min_member is None:
             return Verdict(None, f"gang {gid} ({gid.source}): waiting: {gid.missing}")
         plan = self.plans.get(gid.key)
@@ -288,18 +262,18 @@ class GangManager:
                 out.level,
                 domain,
                 now,
-                now + self.settings.plan_ttl_seconds,
+                now + (gid.ttl if gid.ttl is not None else self.settings.plan_ttl_seconds),
                 {},
                 {},
             )
             self.plans[gid.key] = plan
         names = {m.uid: m.name for m in todo}
         for uid, p in out.assignments.items():
-            if self._hold(uid, p):
+            if self.holds.hold(uid, p):
                 plan.assignments[uid] = p
                 plan.pods[uid] = names[uid]
         if len(plan.assignments) + len(bound) < gid.min_member:  # a hold was refused: never a partial plan
-            self._release(plan, "hold refused")
+            self.release(plan, "hold refused")
             return "capacity changed while planning"
         gang.waiting_since = 0.0
         log.info(
@@ -311,56 +285,14 @@ class GangManager:
             plan.domain,
             {plan.pods[u]: p.node for u, p in out.assignments.items()},
         )
-        self._save(plan)
-        self._nudge(gid.key, f"{plan.uid}/{plan.epoch}")
+        self.upkeep.save(plan)
+        self.upkeep.nudge(gid.key, f"{plan.uid}/{plan.epoch}")
         return plan
 
     def _domain_id(self, plan: Plan) -> int:
         if plan.level == Level.CLUSTER:
             return 0
         return int(_interner(self.cache, plan.level).ids.get(plan.domain, -2))
-
-    # ---- bind ----------------------------------------------------------------------------------
-    async def before_bind(self, uid: str, node: str) -> str:
-        """ "" when the member may bind to `node` now (or the pod is no gang member); else why not."""
-        gang = self.registry.gang_of_pod(uid)
-        if gang is None:
-            return ""
-        plan = self.plans.get(gang.id.key)
-        if plan is None or uid not in plan.assignments:
-            return f"gang {gang.id}: no plan holds this pod (expired or released); it will be planned again"
-        if plan.assignments[uid].node != node:
-            return f"gang {gang.id}: planned on {plan.assignments[uid].node}, not {node}"
-        plan.arrived.add(uid)
-        self._signal()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.barrier_seconds
-        while True:
-            if self.plans.get(gang.id.key) is not plan or uid not in plan.assignments:
-                return f"gang {gang.id}: its plan was released while waiting to bind"
-            ready = len(plan.arrived | {m.uid for m in gang.bound})
-            if plan.saved and ready >= plan.min_member:
-                return ""
-            left = deadline - loop.time()
-            if left <= 0:
-                plan.arrived.discard(uid)
-                return (
-                    f"gang {gang.id}: {ready} of {plan.min_member} members ready to bind "
-                    f"after {self.settings.barrier_seconds:g}s; retrying"
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), left)
-
-    def bind_failed(self, uid: str) -> None:
-        """The member's bind failed after the barrier: it no longer counts as ready."""
-        plan = self._plan_of(uid)
-        if plan is not None:
-            plan.arrived.discard(uid)
-        self.return_hold(uid)
-
-    def _signal(self) -> None:
-        ev, self._changed = self._changed, asyncio.Event()
-        ev.set()
 
     # ---- visibility (scheduler.gang.ledger) ------------------------------------------------------
     def counts(self) -> tuple[dict[str, int], float]:
@@ -373,106 +305,54 @@ class GangManager:
 
         return snapshot(self)
 
-    # ---- expiry, persistence, nudges -------------------------------------------------------------
+    # ---- PodGroup objects (scheduler.gang.podgroups; fed by scheduler.service) --------------------
+    def podgroups_listed(self, kind: str, items: list[dict[str, Any]]) -> None:
+        if self.podgroups is not None:
+            self._podgroups_changed(self.podgroups.replace(KINDS[kind], items))
+
+    def podgroup_event(self, kind: str, etype: str, obj: dict[str, Any]) -> None:
+        if self.podgroups is not None:
+            ref = self.podgroups.apply(KINDS[kind], etype, obj)
+            self._podgroups_changed({ref} if ref else set())
+
+    def podgroups_unserved(self, kind: str, why: str) -> None:
+        if self.podgroups is not None:
+            self._podgroups_changed(self.podgroups.unserved(KINDS[kind], why))
+
+    def _podgroups_changed(self, refs: set[Ref]) -> None:
+        """Gangs named by changed PodGroups take the new size and TTL, and their members retry now (a
+        PodGroup event requeues no pod in kube-scheduler)."""
+        if not refs:
+            return
+        keys, dropped = self.registry.refresh(refs)
+        for uid in dropped:
+            self._member_left(uid)
+        for key in keys:
+            self.upkeep.nudge(key, "")
+
+    # ---- the parts beside the planner (scheduler.gang.binding, scheduler.gang.upkeep) ---------------
+    async def before_bind(self, uid: str, node: str) -> str:
+        return await self.barrier.before_bind(uid, node)
+
+    def bind_failed(self, uid: str) -> None:
+        self.barrier.bind_failed(uid)
+
+    def take_hold(self, uid: str, node: str) -> bool:
+        return self.barrier.take_hold(uid, node)
+
+    def return_hold(self, uid: str) -> None:
+        self.barrier.return_hold(uid)
+
     def expire(self) -> int:
-        """Release plans with nothing bound past their TTL, repair holds a vanished node dropped, and
-        nudge gangs whose backoff ended (nothing else would make kube-scheduler retry them soon)."""
-        now, n = self.clock(), 0
-        for key, backed_off in self.registry.gangs.items():
-            if backed_off.backoff_until and backed_off.backoff_until <= now:
-                backed_off.backoff_until = 0.0
-                self._nudge(key, f"retry/{backed_off.epoch}")
-        for plan in list(self.plans.values()):
-            gang = self.registry.gangs.get(plan.key)
-            bound = gang.bound if gang else []
-            for uid in list(plan.assignments):
-                m = gang.members.get(uid) if gang else None
-                if (
-                    (m is None or not m.node)
-                    and hold_uid(uid) not in self.cache.state.allocations
-                    and uid not in plan.arrived
-                    and plan.assignments[uid].node not in self.cache.state.index
-                ):
-                    del plan.assignments[uid]  # its node is gone; re-planned at the member's next filter
-            if not bound and (now >= plan.expires or len(plan.assignments) < plan.min_member):
-                if gang is not None:
-                    gang.backoff_until = now + self.settings.backoff_seconds
-                self._release(plan, "expired" if now >= plan.expires else "planned node gone")
-                n += 1
-        return n
-
-    def _save(self, plan: Plan) -> None:
-        plan.saved = False
-
-        async def write() -> None:
-            delay = 0.2
-            while self.plans.get(plan.key) is plan:
-                try:
-                    await self.store.save(plan)
-                except Exception as e:
-                    log.warning("saving gang plan %s/%s failed: %r; retrying", plan.namespace, plan.gang, e)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-                    continue
-                plan.saved = True
-                self._signal()
-                return
-
-        self._spawn(write())
-
-    def _nudge(self, key: tuple[str, str], value: str) -> None:
-        gang = self.registry.gangs.get(key)
-        if not self.settings.nudge or self.nudge_fn is None or gang is None:
-            return
-        for m in gang.pending:
-            self._spawn(self.nudge_fn(key[0], m.name, {PLAN_ANNOTATION: value or f"released/{gang.epoch}"}))
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        try:
-            task = asyncio.get_running_loop().create_task(_logged(coro))
-        except RuntimeError:  # no loop (plain unit tests): run nothing in the background
-            coro.close()  # type: ignore[attr-defined]
-            return
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        return self.upkeep.expire()
 
     async def load(self) -> None:
-        """Before ready: the live plans from the store, their holds re-made (pods come from the watch)."""
-        now = self.clock()
-        for plan in await self.store.load():
-            if plan.expires <= now and not plan.arrived:
-                plan.expires = now + self.settings.plan_ttl_seconds  # bound members may exist: see expire
-            self.plans[plan.key] = plan
-            for uid, p in list(plan.assignments.items()):
-                if not self._hold(uid, p):
-                    del plan.assignments[uid]
-        self.loaded = True
-        log.info("loaded %d gang plan(s)", len(self.plans))
+        await self.upkeep.load()
 
     async def close(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-
-
-class _None:
-    node = ""
-
-
-_NONE = _None()
+        await self.upkeep.close()
 
 
 def _interner(cache: ClusterCache, level: Level) -> Any:
     s = cache.state
     return {Level.CLIQUE: s.cliques, Level.RACK: s.racks, Level.ZONE: s.zones}[level]
-
-
-async def _logged(coro: Awaitable[None]) -> None:
-    try:
-        await coro
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("gang background task failed")

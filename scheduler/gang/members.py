@@ -9,7 +9,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from placement_core import GpuRequest
-from scheduler.gang.identity import KUEUE_NAME, PLUGINS_NAME, VOLCANO_NAME, GangId, GangIdentityError, gang_of
+from scheduler.gang.identity import (
+    KUEUE_NAME,
+    PLUGINS_NAME,
+    VOLCANO_NAME,
+    GangId,
+    GangIdentityError,
+    gang_of,
+    resolve,
+)
+from scheduler.gang.podgroups import PodGroupCache, Ref
 from scheduler.podreq import PodRequestError, Rules, pod_request
 from scheduler.settings import GangSettings
 from scheduler.wire import Pod
@@ -52,9 +61,10 @@ class Gang:
 
 
 class Registry:
-    def __init__(self, settings: GangSettings, rules: Rules) -> None:
+    def __init__(self, settings: GangSettings, rules: Rules, podgroups: PodGroupCache | None = None) -> None:
         self.settings = settings
         self.rules = rules
+        self.podgroups = podgroups
         self.gangs: dict[tuple[str, str], Gang] = {}
         self.of_pod: dict[str, tuple[str, str]] = {}  # pod uid → gang key
 
@@ -85,7 +95,7 @@ class Registry:
         """Register `pod` as a member (idempotent); (member or None, its previous node)."""
         uid = pod.metadata.uid
         try:
-            gid = gang_of(pod, self.settings)
+            gid = gang_of(pod, self.settings, self.podgroups)
             if gid is not None and req is None:
                 req = pod_request(pod, self.rules)
         except (GangIdentityError, PodRequestError) as e:
@@ -126,6 +136,22 @@ class Registry:
         if gang is not None and not gang.members:
             del self.gangs[key]
         return m.node if m is not None else ""
+
+    def refresh(self, refs: set[Ref]) -> tuple[list[tuple[str, str]], list[str]]:
+        """Re-resolve the gangs that name any of `refs`: (their keys, members that are no gang now)."""
+        keys, dropped = [], []
+        for key, gang in list(self.gangs.items()):
+            if not refs.intersection(gang.id.podgroups):
+                continue
+            gid = resolve(gang.id, self.podgroups)
+            if gid is None:  # a v1alpha2 PodGroup with the basic policy: its pods are placed alone
+                for uid in list(gang.members):
+                    self.forget(uid)
+                    dropped.append(uid)
+                continue
+            gang.id = gid
+            keys.append(key)
+        return keys, dropped
 
     def gang_of_pod(self, uid: str) -> Gang | None:
         key = self.of_pod.get(uid)

@@ -6,8 +6,16 @@ Reservations are rebuilt from plans, never stored; pods carry only a nudge annot
 bound and members still pending keep one placement and capacity is never promised twice.
 
 The ConfigMap: name `gpuplace-gang-<sha1 of the gang name>` (gang names may hold `_`, which object names
-may not), label `gpuplace.io/gang-plan: v1`, data key `plan` = the JSON below. One writer (the leader),
-so a plain create-or-replace; the plan's `epoch` says which plan a reader holds.
+may not), label `gpuplace.io/gang-plan: v1`, data key `plan` = the JSON below.
+
+Writes are compare-and-set on the ConfigMap's resourceVersion, as client-go's optimistic concurrency
+does it (an update carrying `metadata.resourceVersion` fails 409 Conflict if anyone wrote since; a
+delete carries it as `preconditions.resourceVersion`). A plan remembers the resourceVersion of its last
+write. Only the leader writes (scheduler.gang.manager), so a conflict means another replica wrote since
+(a leader that lost its lease and did not know yet) or a person edited the object: the writer gets
+`PlanConflictError` with the stored plan and gives its own up (it never overwrites one it did not read). A
+create that finds the object already there, or an update whose answer was lost, re-reads: an object
+holding the same plan uid is this writer's own earlier write, and the write is retried on its version.
 
     {"v": 1, "namespace": "ml", "gang": "train", "uid": "…", "epoch": 3, "minMember": 4,
      "level": "clique", "domain": "<label value>", "created": <unix s>, "expires": <unix s>,
@@ -37,6 +45,15 @@ class PlanError(ValueError):
     pass
 
 
+class PlanConflictError(Exception):
+    """The stored object is not this plan's last write: someone else wrote it (`current`, None = gone)."""
+
+    def __init__(self, key: tuple[str, str], current: Plan | None) -> None:
+        what = f"plan {current.uid}/{current.epoch}" if current is not None else "nothing"
+        super().__init__(f"gang plan {key[0]}/{key[1]}: the store holds {what}, written by someone else")
+        self.current = current
+
+
 @dataclass
 class Plan:
     namespace: str
@@ -52,6 +69,7 @@ class Plan:
     pods: dict[str, str]  # pod uid → pod name
     arrived: set[str] = field(default_factory=set)  # members waiting at the bind barrier
     saved: bool = False
+    resource_version: str = ""  # of the ConfigMap after this plan's last write ("" = never written)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -127,29 +145,71 @@ def configmap_name(gang: str) -> str:
 
 
 class PlanStore(Protocol):
-    async def save(self, plan: Plan) -> None: ...
+    async def save(self, plan: Plan) -> None:
+        """Write `plan` compare-and-set, then set `plan.resource_version`. Raises PlanConflictError."""
+        ...
 
-    async def delete(self, namespace: str, gang: str) -> None: ...
+    async def delete(self, plan: Plan) -> None:
+        """Delete `plan`'s object if it is still this plan's last write (else leave it: PlanConflictError).
+        Gone already is success."""
+        ...
 
-    async def load(self) -> list[Plan]: ...
+    async def load(self) -> list[Plan]:
+        """Every stored plan, each with its object's resourceVersion."""
+        ...
 
 
 class MemoryPlanStore:
-    """Plans in a dict (tests; `scheduler.gang.store: memory`). `objects` plays the API server."""
+    """Plans in a dict with the API server's compare-and-set (tests; `scheduler.gang.store: memory`).
+    `objects` plays the API server: key → (resourceVersion, JSON)."""
 
     def __init__(self) -> None:
-        self.objects: dict[tuple[str, str], bytes] = {}
+        self.objects: dict[tuple[str, str], tuple[str, bytes]] = {}
         self.writes = 0
+        self._rv = 0
+
+    def _next(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    def _current(self, key: tuple[str, str]) -> Plan | None:
+        got = self.objects.get(key)
+        return _with_rv(Plan.from_json(got[1]), got[0]) if got else None
+
+    def put(self, plan: Plan) -> None:
+        """Someone else's write (tests): store `plan` whatever is there."""
+        self.objects[plan.key] = (self._next(), plan.to_json())
 
     async def save(self, plan: Plan) -> None:
         self.writes += 1
-        self.objects[plan.key] = plan.to_json()
+        got = self.objects.get(plan.key)
+        if got is not None and got[0] != plan.resource_version:
+            current = self._current(plan.key)
+            if current is None or current.uid != plan.uid:
+                raise PlanConflictError(plan.key, current)
+        elif got is None and plan.resource_version:
+            raise PlanConflictError(plan.key, None)
+        rv = self._next()
+        self.objects[plan.key] = (rv, plan.to_json())
+        plan.resource_version = rv
 
-    async def delete(self, namespace: str, gang: str) -> None:
-        self.objects.pop((namespace, gang), None)
+    async def delete(self, plan: Plan) -> None:
+        got = self.objects.get(plan.key)
+        if got is None:
+            return
+        if got[0] != plan.resource_version:
+            current = self._current(plan.key)
+            if plan.resource_version or current is None or current.uid != plan.uid:
+                raise PlanConflictError(plan.key, current)
+        del self.objects[plan.key]
 
     async def load(self) -> list[Plan]:
-        return [Plan.from_json(v) for v in self.objects.values()]
+        return [_with_rv(Plan.from_json(v), rv) for rv, v in self.objects.values()]
+
+
+def _with_rv(plan: Plan, rv: str) -> Plan:
+    plan.resource_version = rv
+    return plan
 
 
 class KubePlanStore:
@@ -174,26 +234,78 @@ class KubePlanStore:
             "data": {"plan": plan.to_json().decode()},
         }
 
-    async def save(self, plan: Plan) -> None:
-        body = self._body(plan)
-        try:
-            await asyncio.wait_for(self.core.create_namespaced_config_map(plan.namespace, body), TIMEOUT)
-        except self._exc as e:
-            if e.status != 409:
-                raise
-            await asyncio.wait_for(
-                self.core.replace_namespaced_config_map(configmap_name(plan.gang), plan.namespace, body),
-                TIMEOUT,
-            )
+    def _call(self, coro: Any) -> Any:
+        return asyncio.wait_for(coro, TIMEOUT)
 
-    async def delete(self, namespace: str, gang: str) -> None:
+    async def _read(self, plan: Plan) -> tuple[str, Plan | None] | None:
+        """(resourceVersion, the stored plan or None if unreadable), or None when there is no object."""
         try:
-            await asyncio.wait_for(
-                self.core.delete_namespaced_config_map(configmap_name(gang), namespace), TIMEOUT
+            cm = await self._call(
+                self.core.read_namespaced_config_map(configmap_name(plan.gang), plan.namespace)
             )
         except self._exc as e:
-            if e.status != 404:
-                raise
+            if e.status == 404:
+                return None
+            raise
+        try:
+            stored: Plan | None = Plan.from_json(((cm.data or {}).get("plan")) or "")
+        except PlanError:
+            stored = None
+        return str(cm.metadata.resource_version), stored
+
+    async def save(self, plan: Plan) -> None:
+        for _ in range(3):  # an own earlier write found in the way is adopted, then retried
+            body = self._body(plan)
+            try:
+                if not plan.resource_version:
+                    cm = await self._call(self.core.create_namespaced_config_map(plan.namespace, body))
+                else:
+                    body["metadata"]["resourceVersion"] = plan.resource_version
+                    cm = await self._call(
+                        self.core.replace_namespaced_config_map(
+                            configmap_name(plan.gang), plan.namespace, body
+                        )
+                    )
+                plan.resource_version = str(cm.metadata.resource_version)
+                return
+            except self._exc as e:
+                if e.status not in (404, 409):
+                    raise
+            found = await self._read(plan)
+            if found is None:
+                if plan.resource_version:  # it was written, then deleted by someone else
+                    raise PlanConflictError(plan.key, None)
+                continue
+            rv, stored = found
+            if stored is not None and stored.uid == plan.uid:
+                plan.resource_version = rv  # our own write (its answer lost, or a create that raced)
+                continue
+            raise PlanConflictError(plan.key, _with_rv(stored, rv) if stored else None)
+        raise PlanConflictError(plan.key, None)
+
+    async def delete(self, plan: Plan) -> None:
+        from kubernetes_asyncio import client
+
+        rv = plan.resource_version
+        if not rv:  # its save's answer was lost (or it never ran): delete it only if it is this plan
+            found = await self._read(plan)
+            if found is None:
+                return
+            if found[1] is None or found[1].uid != plan.uid:
+                raise PlanConflictError(plan.key, _with_rv(found[1], found[0]) if found[1] else None)
+            rv = found[0]
+        opts = client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version=rv))
+        try:
+            await self._call(
+                self.core.delete_namespaced_config_map(configmap_name(plan.gang), plan.namespace, body=opts)
+            )
+        except self._exc as e:
+            if e.status == 404:
+                return
+            if e.status == 409:
+                found = await self._read(plan)
+                raise PlanConflictError(plan.key, found[1] if found else None) from None
+            raise
 
     async def load(self) -> list[Plan]:
         resp: Any = await self.core.list_config_map_for_all_namespaces(
@@ -203,9 +315,9 @@ class KubePlanStore:
         out = []
         for item in items:
             raw = (item.get("data") or {}).get("plan")
+            meta = item.get("metadata") or {}
             try:
-                out.append(Plan.from_json(raw or ""))
+                out.append(_with_rv(Plan.from_json(raw or ""), str(meta.get("resourceVersion") or "")))
             except PlanError as e:
-                meta = item.get("metadata") or {}
                 log.warning("ignoring ConfigMap %s/%s: %s", meta.get("namespace"), meta.get("name"), e)
         return out

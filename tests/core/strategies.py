@@ -47,8 +47,9 @@ def mig_only_node(draw, name):
 def big_node(name, model="H100-80GB", cpu_milli=96000):
     """An empty, healthy 8-GPU NVSwitch node with the CPU and memory of the trace's 8-GPU jobs (88 cores)."""
     m = MODELS[model]
-    return NodeSpec(name, m, [GpuSpec(i, m.memory_mib) for i in range(8)], None, cpu_milli=cpu_milli,
-                    memory_mib=393216)
+    return NodeSpec(
+        name, m, [GpuSpec(i, m.memory_mib) for i in range(8)], None, cpu_milli=cpu_milli, memory_mib=393216
+    )
 
 
 @st.composite
@@ -65,14 +66,29 @@ def node_spec(draw, name):
     gpus = []
     for i in range(n):
         mig = draw(mig_layout(model)) if model.mig_capable and draw(st.booleans()) else None
-        gpus.append(GpuSpec(i, model.memory_mib - draw(st.sampled_from([0, 0, 4096])),
-                            healthy=draw(st.integers(0, 7)) > 0, mig=mig))
+        gpus.append(
+            GpuSpec(
+                i,
+                model.memory_mib - draw(st.sampled_from([0, 0, 4096])),
+                healthy=draw(st.integers(0, 7)) > 0,
+                mig=mig,
+            )
+        )
     links = None
     if draw(st.booleans()):
-        m = np.array(draw(st.lists(st.integers(0, 2), min_size=n * n, max_size=n * n)), np.uint8).reshape(n, n)
+        m = np.array(draw(st.lists(st.integers(0, 2), min_size=n * n, max_size=n * n)), np.uint8).reshape(
+            n, n
+        )
         links = np.triu(m, 1) + np.triu(m, 1).T
-    return NodeSpec(name, model, gpus, links, cpu_milli=draw(st.sampled_from([4000, 64000])),
-                    memory_mib=64000, schedulable=draw(st.integers(0, 9)) > 0)
+    return NodeSpec(
+        name,
+        model,
+        gpus,
+        links,
+        cpu_milli=draw(st.sampled_from([4000, 64000])),
+        memory_mib=64000,
+        schedulable=draw(st.integers(0, 9)) > 0,
+    )
 
 
 @st.composite
@@ -105,15 +121,26 @@ def clusters(draw, max_nodes=8, fleet_odds=4):
 def cases(draw, max_nodes=8, fleet_odds=4):
     """(cluster, request), the request often asking for a MIG profile the cluster has, or for 6-8 GPUs."""
     state = draw(clusters(max_nodes, fleet_odds))
-    profiles = sorted({state.mig_names.names[int(i)] for i in np.unique(state.mig_profile[: state.n_rows])
-                       if i >= 0}) if state.n_rows else []
+    profiles = (
+        sorted(
+            {state.mig_names.names[int(i)] for i in np.unique(state.mig_profile[: state.n_rows]) if i >= 0}
+        )
+        if state.n_rows
+        else []
+    )
     req = draw(requests())
     if profiles and draw(st.integers(0, 2)) > 0:
-        req = GpuRequest(count=draw(st.sampled_from([1, 1, 2, 3])), mig_profile=draw(st.sampled_from(profiles)),
-                         cpu_milli=req.cpu_milli)
+        req = GpuRequest(
+            count=draw(st.sampled_from([1, 1, 2, 3])),
+            mig_profile=draw(st.sampled_from(profiles)),
+            cpu_milli=req.cpu_milli,
+        )
     elif draw(st.integers(0, 3)) == 0:
-        req = GpuRequest(count=draw(st.integers(6, 8)), nvlink=draw(st.sampled_from(list(NvlinkNeed))),
-                         cpu_milli=draw(st.sampled_from([0, 8000, 88000])))
+        req = GpuRequest(
+            count=draw(st.integers(6, 8)),
+            nvlink=draw(st.sampled_from(list(NvlinkNeed))),
+            cpu_milli=draw(st.sampled_from([0, 8000, 88000])),
+        )
     return state, req
 
 
@@ -122,15 +149,32 @@ def _kernel_place(state, row, req):
     name = s.names[row]
     if req.mig_profile:
         mig_id = s.mig_names.ids.get(req.mig_profile, -2)
-        pairs = choose_mig_kernel(s.gpu_present[row] & s.gpu_healthy[row], s.mig_profile[row], s.mig_used[row],
-                                  mig_id, req.count)
+        pairs = choose_mig_kernel(
+            s.gpu_present[row] & s.gpu_healthy[row], s.mig_profile[row], s.mig_used[row], mig_id, req.count
+        )
         return Placement(name, mig=tuple(map(tuple, pairs.tolist()))) if len(pairs) else None
     if req.is_share:
-        g = choose_share_kernel(s.gpu_present[row], s.gpu_healthy[row], s.gpu_mem[row], s.gpu_free_milli[row],
-                                s.gpu_mig[row], 0, req.milli)
+        g = choose_share_kernel(
+            s.gpu_present[row],
+            s.gpu_healthy[row],
+            s.gpu_mem[row],
+            s.gpu_free_milli[row],
+            s.gpu_mig[row],
+            0,
+            req.milli,
+        )
         return Placement(name, gpus=(g,), milli=req.milli) if g >= 0 else None
-    gpus = choose_gpus_kernel(s.gpu_present[row], s.gpu_healthy[row], s.gpu_mem[row], s.gpu_free_milli[row],
-                              s.gpu_mig[row], s.links[row], req.count, 0, False)
+    gpus = choose_gpus_kernel(
+        s.gpu_present[row],
+        s.gpu_healthy[row],
+        s.gpu_mem[row],
+        s.gpu_free_milli[row],
+        s.gpu_mig[row],
+        s.links[row],
+        req.count,
+        0,
+        False,
+    )
     return Placement(name, gpus=tuple(gpus.tolist())) if len(gpus) else None
 
 
@@ -139,17 +183,21 @@ def requests(draw):
     shape = draw(st.sampled_from(["whole", "share", "mig"]))
     common = {
         "min_memory_mib": draw(st.sampled_from([0, 0, 20000, 70000])),
-        "models": draw(st.sampled_from([None, None, frozenset({"H100-80GB", "A100-80GB"}), frozenset({"L4"})])),
+        "models": draw(
+            st.sampled_from([None, None, frozenset({"H100-80GB", "A100-80GB"}), frozenset({"L4"})])
+        ),
         "cpu_milli": draw(st.sampled_from([0, 1000, 8000])),
         "memory_mib": draw(st.sampled_from([0, 1000])),
     }
     if shape == "share":
         return GpuRequest(count=1, milli=draw(st.integers(1, 999)), **common)
     if shape == "mig":
-        return GpuRequest(count=draw(st.integers(1, 3)), mig_profile=draw(st.sampled_from(MIG_NAMES)),
-                          cpu_milli=common["cpu_milli"])
-    return GpuRequest(count=draw(st.integers(0, 8)),
-                      nvlink=draw(st.sampled_from(list(NvlinkNeed))), **common)
+        return GpuRequest(
+            count=draw(st.integers(1, 3)),
+            mig_profile=draw(st.sampled_from(MIG_NAMES)),
+            cpu_milli=common["cpu_milli"],
+        )
+    return GpuRequest(count=draw(st.integers(0, 8)), nvlink=draw(st.sampled_from(list(NvlinkNeed))), **common)
 
 
 def note_cases(state, req, reason) -> None:

@@ -73,7 +73,9 @@ def test_mig_instances_are_booked_once() -> None:
     p = a100.mig_profile("3g.40gb")
     assert p is not None
     st = ClusterState(max_gpus=8)
-    st.upsert_node(NodeSpec("m", a100, [GpuSpec(0, a100.memory_mib, mig=(MigInstance(p, 0), MigInstance(p, 4)))]))
+    st.upsert_node(
+        NodeSpec("m", a100, [GpuSpec(0, a100.memory_mib, mig=(MigInstance(p, 0), MigInstance(p, 4)))])
+    )
     st.allocate("a", Placement("m", mig=((0, 1),)))
     with pytest.raises(DoubleBookingError):
         st.allocate("b", Placement("m", mig=((0, 1),)))

@@ -115,6 +115,21 @@ def test_within_confines_the_plan_to_one_domain() -> None:
     assert out.assignments is not None and out.assignments["m0"].node in {"b0", "b1"}
 
 
+def test_a_gang_spread_over_a_level_fills_the_biggest_tighter_domains_first() -> None:
+    """Kueue TAS "preferred": the fewest domains at each tighter level. The small cliques come first in
+    row order, so filling nodes in row order would use all three cliques (and all three racks)."""
+    s = _cluster(
+        {"x0": ("cx", "rx", "z"), "y0": ("cy", "ry", "z")} | {f"w{i}": ("cw", "rw", "z") for i in range(3)}
+    )
+    out = plan_gang(s, _members(4), need=4, rows=_rows(s))
+    assert out.assignments is not None and out.level == Level.ZONE
+    nodes = {p.node for p in out.assignments.values()}
+    assert {"w0", "w1", "w2"} <= nodes and len(nodes & {"x0", "y0"}) == 1
+    s2 = _cluster({"x0": ("", "", ""), "y0": ("", "", "")} | {f"w{i}": ("", "rw", "") for i in range(2)})
+    out = plan_gang(s2, _members(3), need=3, rows=_rows(s2))  # no labels but racks: the rack first
+    assert out.assignments is not None and {"w0", "w1"} <= {p.node for p in out.assignments.values()}
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_best_domain_kernel_equals_twin(data: st.DataObject) -> None:

@@ -71,7 +71,9 @@ def test_choose_kernel_equals_twin_and_respects_feasibility(case) -> None:
 @PROFILE
 @given(st.integers(1, 10), st.data())
 def test_island_kernels_equal_twins(n, data) -> None:
-    raw = np.array(data.draw(st.lists(st.integers(0, 3), min_size=n * n, max_size=n * n)), np.uint8).reshape(n, n)
+    raw = np.array(data.draw(st.lists(st.integers(0, 3), min_size=n * n, max_size=n * n)), np.uint8).reshape(
+        n, n
+    )
     links = np.triu(raw, 1) + np.triu(raw, 1).T
     members = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), np.bool_)
     k = data.draw(st.integers(0, n + 1))
@@ -96,8 +98,18 @@ def test_mig_hostable_kernel_equals_twin(occupied, size, starts_mask, slices) ->
 def test_mig_creatable_kernel_equals_twin(state, geometry) -> None:
     size, starts = geometry
     out = np.zeros(state.n_rows, np.int32)
-    creatable_kernel(state.gpu_present, state.gpu_healthy, state.gpu_mig, state.mig_start, state.mig_size,
-                     state.n_rows, size, starts, 8, out)
+    creatable_kernel(
+        state.gpu_present,
+        state.gpu_healthy,
+        state.gpu_mig,
+        state.mig_start,
+        state.mig_size,
+        state.n_rows,
+        size,
+        starts,
+        8,
+        out,
+    )
     assert out.tolist() == creatable_twin(state, size, starts, 8).tolist()
 
 

@@ -54,7 +54,9 @@ def test_nvlink_required_reports_island_sizes() -> None:
     req = GpuRequest(count=4, nvlink=NvlinkNeed.REQUIRED)
     reason, detail = placer.evaluate(st, req)
     assert Reason(reason[0]) is Reason.NVLINK_BUSY and detail[0] == 3
-    text = explain(reason[0], detail[0], what="", count=4, milli=1000, min_memory_mib=0, mig_profile=None, models="")
+    text = explain(
+        reason[0], detail[0], what="", count=4, milli=1000, min_memory_mib=0, mig_profile=None, models=""
+    )
     assert text == "needs 4 NVLink-connected GPUs; largest free NVLink island here is 3"
     pcie = ClusterState()
     pcie.upsert_node(NodeSpec.uniform("p", MODELS["L40S"], 8))

@@ -24,7 +24,9 @@ def test_cached_scores_equal_fresh_scores_across_allocations(case, more, policy)
         cached = warm(state, req, reason)
         note_cases(state, req, reason)
         if policy == Policy.GPUPLACE and not req.mig_profile and (req.is_share or req.count < 8):
-            event(f"gpuplace reserve held back a feasible node: {bool((warm.reserved(state) & (reason == 0)).any())}")
+            event(
+                f"gpuplace reserve held back a feasible node: {bool((warm.reserved(state) & (reason == 0)).any())}"
+            )
         fresh = PolicyScorer(policy)(state, req, reason)
         np.testing.assert_array_equal(cached, fresh)
         assert np.isneginf(cached[reason != 0]).all()

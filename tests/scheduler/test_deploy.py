@@ -107,6 +107,8 @@ def test_rbac_grants_what_the_service_calls() -> None:
     assert grants[("policy", "poddisruptionbudgets")] == {"list", "watch"}  # preempt's PDB count
     for kind in ("resourceslices", "resourceclaims"):  # DRA mode's reflectors, and bind's claim read
         assert grants[("resource.k8s.io", kind)] == {"get", "list", "watch"}
+    for group in ("scheduling.k8s.io", "scheduling.volcano.sh", "scheduling.x-k8s.io"):
+        assert grants[(group, "podgroups")] == {"list", "watch"}  # gang sizes and TTLs
     binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
     assert binding["subjects"][0] == {
         "kind": "ServiceAccount",

@@ -11,6 +11,7 @@ import pytest
 from scheduler.binder import MemoryBinder
 from scheduler.context import ExtenderContext
 from scheduler.gang import MemoryPlanStore, audit
+from scheduler.leader import LeaderBinder
 from scheduler.settings import SchedulerSettings
 from scheduler.verbs.bind import bind
 from scheduler.verbs.filter import filter_nodes
@@ -29,10 +30,14 @@ class Clock:
         return self.now
 
 
-def make(store: MemoryPlanStore | None = None, clock: Clock | None = None, **gang: Any) -> ExtenderContext:
+def make(
+    store: MemoryPlanStore | None = None, clock: Clock | None = None, *, role: Any = None, **gang: Any
+) -> ExtenderContext:
+    """`role`: a scheduler.leader Role; the binder is then a LeaderBinder, as under leader election."""
     settings = SchedulerSettings(gang={"barrier_seconds": 2.0, "plan_ttl_seconds": 60, **gang})
     binder = MemoryBinder()
-    ctx = ExtenderContext.build(settings, binder, plan_store=store or MemoryPlanStore())
+    outer: Any = binder if role is None else LeaderBinder(binder, role)
+    ctx = ExtenderContext.build(settings, outer, plan_store=store or MemoryPlanStore())
     assert ctx.gangs is not None
     ctx.gangs.clock = clock or Clock()
     binder.on_change = ctx.cache.apply_pod
@@ -62,8 +67,9 @@ def member(gang: str, i: int, size: int, *, gpus: int = 8, priority: int = 0, **
 
 
 def add(ctx: ExtenderContext, *pods: dict[str, Any]) -> list[dict[str, Any]]:
-    assert isinstance(ctx.binder, MemoryBinder)
-    return [ctx.binder.add(p) for p in pods]
+    binder = getattr(ctx.binder, "inner", ctx.binder)
+    assert isinstance(binder, MemoryBinder)
+    return [binder.add(p) for p in pods]
 
 
 def filt(ctx: ExtenderContext, p: dict[str, Any], names: list[str] = NODES) -> ExtenderFilterResult:
@@ -92,8 +98,8 @@ def bound(ctx: ExtenderContext) -> dict[str, str]:
 async def drain(ctx: ExtenderContext) -> None:
     """Let the plan writes and nudges scheduled by filter run."""
     assert ctx.gangs is not None
-    while ctx.gangs._tasks:
-        await asyncio.gather(*list(ctx.gangs._tasks))
+    while ctx.gangs.upkeep._tasks:
+        await asyncio.gather(*list(ctx.gangs.upkeep._tasks))
 
 
 async def test_members_wait_for_quorum_with_a_readable_reason() -> None:
@@ -266,7 +272,8 @@ async def test_plans_survive_a_restart_with_one_member_bound() -> None:
             {"scheduling.x-k8s.io/pod-group": "pg"},
             {},
             "gang pg (label scheduling.x-k8s.io/pod-group): waiting: "
-            "its size is in a PodGroup object the webhook did not resolve (no gpuplace.io/gang-min-member annotation)",
+            "its size is in scheduler-plugins PodGroup default/pg; scheduling.x-k8s.io/v1alpha1 PodGroups are not "
+            "listed yet",
         ),
     ],
 )
