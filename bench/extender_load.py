@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 import orjson
 from rich.console import Console
 from rich.table import Table
@@ -58,27 +59,28 @@ MODES = ("names-all", "names-intree", "names-distinct", "names-new", "full-nodes
 
 # ---- the server process ----------------------------------------------------------------------------------
 class Churn:
-    """One bind per pod (a 1-GPU pod on a random node with a free GPU), the oldest of 256 released."""
+    """One bind per pod (a 1-GPU pod on a random node with a free GPU), the oldest of 256 released.
+
+    The GPU is picked with one numpy test (every bench GPU is whole and healthy), not with placer.choose:
+    the server's CPU per pair should be filter's and prioritize's, not the bench's."""
 
     def __init__(self, ctx: Any, seed: int) -> None:
-        from placement_core import GpuRequest
-
         self.ctx, self.rng = ctx, random.Random(seed)
-        self.req = GpuRequest(count=1, cpu_milli=1000, memory_mib=1024)
         self.live: deque[str] = deque()
         self.n = 0
 
     def step(self) -> None:
-        from placement_core import placer
+        from placement_core import Placement
 
         state = self.ctx.cache.state
         if len(self.live) >= 256:
             state.release(self.live.popleft())
         for _ in range(20):
-            p = placer.choose(state, self.rng.choice(state.names), self.req)
-            if p is not None:
+            row = self.rng.randrange(state.n_rows)
+            free = np.flatnonzero(state.gpu_free_milli[row] >= 1000)
+            if len(free):
                 self.n += 1
-                state.allocate(f"churn-{self.n}", p)
+                state.allocate(f"churn-{self.n}", Placement(state.names[row], gpus=(int(free[0]),)))
                 self.live.append(f"churn-{self.n}")
                 return
 
@@ -101,6 +103,20 @@ def serve(a: argparse.Namespace, port: int, conn: Connection, code: str | None) 
         if request.path.endswith("/filter"):
             churn.step()
         return await handler(request)
+
+    if a.profile and not code:  # cProfile of the serving loop, written when the parent terminates us
+        import cProfile
+        import signal
+
+        prof = cProfile.Profile(time.process_time)  # CPU time: a shared machine stalls wall time
+
+        def dump(*_: object) -> None:
+            prof.disable()
+            prof.dump_stats(a.profile)
+            os._exit(0)
+
+        signal.signal(signal.SIGTERM, dump)
+        prof.enable()
 
     async def main() -> None:
         app = make_extender_app(ctx)
@@ -271,6 +287,7 @@ def main() -> int:
     ap.add_argument(
         "--no-churn", action="store_true", help="no bind between two pods (memos then hit across pods)"
     )
+    ap.add_argument("--profile", metavar="FILE", help="write a cProfile of this checkout's server to FILE")
     a = ap.parse_args()
     servers = {"this": start_server(a, None)}
     if a.baseline:
