@@ -92,13 +92,11 @@ def _unit(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 
 
 def _policy_unit(policy: Policy, raw: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    finite = np.isfinite(raw)
-    out = np.full(len(raw), -np.inf)
-    if policy == Policy.FGD:
-        out[finite] = raw[finite] / 100.0  # FGD's score is 100·σ(ΔF/1000) ∈ (0, 100)
-    else:
-        out[finite] = 0.5 * (1.0 + np.tanh(0.5 * raw[finite]))  # σ(raw), without exp overflow
-    return _unit(out)
+    """FGD's 0..100 score / 100, or σ(raw) for gpuplace, clipped into [0, 1]; −inf stays (one pass
+    over all rows: np.tanh(−inf) is −1, replaced by −inf below)."""
+    # FGD's score is 100·σ(ΔF/1000) ∈ (0, 100); gpuplace's σ(raw) via tanh, without exp overflow
+    unit = raw / 100.0 if policy == Policy.FGD else 0.5 * (1.0 + np.tanh(0.5 * raw))
+    return np.where(np.isfinite(raw), np.clip(unit, 0.0, 1.0), -np.inf)
 
 
 def _fragmentation_aware(policy: Policy) -> Callable[[float], Scoring]:
