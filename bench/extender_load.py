@@ -1,9 +1,9 @@
 """Loopback HTTP load on the extender: filter+prioritize pairs as kube-scheduler sends them.
 
-Cluster: 5,000 nodes × 8 GPUs (60% HGX H100, 25% A100-80GB, 15% L40S PCIe), 20,000 running pods
-(70% 1-GPU, 20% 2-GPU, 8% 4-GPU, 2% 8-GPU; gpuplace records, placed by placer.choose), loaded through
-the cache's own relist path (`replace_nodes` / `replace_pods`, no API server) — the build time is the
-restart cost. The server (the real aiohttp app) runs in its own process; this process is the client.
+The cluster (bench/extender_cluster.py): 5,000 nodes × 8 GPUs, 20,000 running pods by default
+(`--mix dense --pods 50000` for the memory figure). The server (the real aiohttp app) runs in its own
+process; this process is the client, and both share the machine's cores: the table gives each one's CPU
+per pair, so a reader can see what a dedicated core would do.
 
 A pair = POST filter, then POST prioritize with the NodeNames the filter returned (what
 kube-scheduler does). Pods vary (1/2/4/8 GPUs, NVLink required/preferred, fractional shares, model
@@ -11,18 +11,22 @@ restrictions) with a fresh UID each. Modes:
 - names-all: nodeCacheCapable, all 5,000 names every call (worst case: nothing filtered in-tree);
 - names-intree: nodeCacheCapable, per pod shape the nodes with enough free GPUs by count — what
   kube-scheduler's NodeResourcesFit leaves before the extender's filter runs (the production steady state);
+- names-distinct: as names-all, but every pod asks for a different cpu amount, so no two pods share a
+  request and nothing computed for one pod serves the next (the memo helps only filter → prioritize);
 - names-new: nodeCacheCapable, a different list every call (the byte cache misses every time);
 - full-nodes: nodeCacheCapable=false, 5,000 Node objects (~7 KB each, like real GFD nodes) per call.
+Churn: before each filter the server binds one 1-GPU pod on a random node with a free GPU and, past 256
+such pods, releases the oldest — the cluster changes between two pods as it does in real scheduling, one
+node at a time; `--no-churn` turns that off.
+
 Latency: sequential pairs (p50/p99 per pair, client-measured); throughput: `--concurrency` pairs in
-flight. Before each filter the server marks its cluster changed (as a bind does between two pods in
-real scheduling), so memos help only within one pod's filter → prioritize; `--no-churn` turns that off.
-`--baseline CHECKOUT` serves the same cluster from another checkout too (the child process imports
-gpuplace from there) and prints this/baseline ratios from the one run — the machine is shared and noisy,
-so compare side by side, not across runs. Targets (issue 14): ≥ 1,000 pairs/s at 4 in flight, p99 ≤ 2 ms
-per pair one at a time, server RSS ≤ 400 MB.
+flight. `--baseline CHECKOUT` serves the same cluster from another checkout too (the child process
+imports gpuplace from there) and prints this/baseline ratios from the one run — the machine is shared
+and noisy, so compare side by side, not across runs. Targets (issue 14): ≥ 1,000 pairs/s at 4 in
+flight, p99 ≤ 2 ms per pair one at a time, server RSS ≤ 400 MB at 5,000 nodes / 50,000 pods.
 
     .venv/bin/python bench/extender_load.py [--pairs 2000] [--full-nodes-pairs 5] [--concurrency 4]
-        [--baseline /tmp/old] [--modes names-all,names-intree]
+        [--baseline /tmp/old] [--modes names-all,names-intree] [--pods 50000 --mix dense]
 """
 
 from __future__ import annotations
@@ -36,203 +40,110 @@ import socket
 import statistics
 import sys
 import time
-import uuid
+from collections import deque
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 import orjson
 from rich.console import Console
 from rich.table import Table
 
-MODELS = [
-    ("NVIDIA-H100-80GB-HBM3", 81559, 0.60),
-    ("NVIDIA-A100-SXM4-80GB", 81920, 0.25),
-    ("NVIDIA-L40S", 46068, 0.15),
-]
-SHAPES = [  # (gpus, annotations) of the pods being scheduled
-    (1, {}),
-    (1, {"gpuplace.io/gpu-milli": "500"}),
-    (2, {}),
-    (2, {"gpuplace.io/nvlink": "required"}),
-    (4, {"gpuplace.io/nvlink": "required"}),
-    (8, {"gpuplace.io/nvlink": "required"}),
-    (1, {"gpuplace.io/gpu-models": "H100-80GB"}),
-    (4, {"gpuplace.io/gpu-models": "A100-80GB,H100-80GB"}),
-]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import extender_cluster as cluster
+
+MODES = ("names-all", "names-intree", "names-distinct", "names-new", "full-nodes")
 
 
-def node(name: str, product: str, mem: int, rng: random.Random) -> dict[str, Any]:
-    """A Node as a GFD-labelled cluster serves it, padded with the usual status noise (~7 KB). L40S nodes
-    are time-sliced (4 replicas), so the fractional-share pods have somewhere to go."""
-    sliced = "L40S" in product
-    alloc = {
-        "cpu": "224",
-        "memory": "2000Gi",
-        "pods": "110",
-        "nvidia.com/gpu": "32" if sliced else "8",
-        "ephemeral-storage": "1Ti",
-    }
-    sharing = {"nvidia.com/gpu.replicas": "4", "nvidia.com/gpu.sharing-strategy": "time-slicing"} if sliced else {}
-    images = [
-        {
-            "names": [
-                f"registry.example.com/team-{rng.randrange(99)}/image-{i}@sha256:{uuid.uuid4().hex}"
-                f"{uuid.uuid4().hex}",
-                f"registry.example.com/team/image-{i}:v{i}.{rng.randrange(99)}",
-            ],
-            "sizeBytes": rng.randrange(10**8, 10**10),
-        }
-        for i in range(24)
-    ]
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "uid": str(uuid.uuid4()),
-            "resourceVersion": "1",
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "nvidia.com/gpu.product": f"{product}-SHARED" if sliced else product,
-                **sharing,
-                "nvidia.com/gpu.memory": str(mem),
-                "nvidia.com/gpu.count": "8",
-                "nvidia.com/mig.strategy": "none",
-                "topology.kubernetes.io/zone": "z1",
-                "gpuplace.io/rack": f"r{rng.randrange(100)}",
-            },
-        },
-        "spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]},
-        "status": {
-            "capacity": alloc,
-            "allocatable": alloc,
-            "images": images,
-            "conditions": [
-                {
-                    "type": t,
-                    "status": s,
-                    "reason": "KubeletReady",
-                    "lastHeartbeatTime": "2026-01-01T00:00:00Z",
-                }
-                for t, s in (
-                    ("Ready", "True"),
-                    ("MemoryPressure", "False"),
-                    ("DiskPressure", "False"),
-                    ("PIDPressure", "False"),
-                )
-            ],
-            "nodeInfo": {"kubeletVersion": "v1.36.3", "osImage": "Ubuntu 24.04", "machineID": name},
-        },
-    }
+# ---- the server process ----------------------------------------------------------------------------------
+class Churn:
+    """One bind per pod (a 1-GPU pod on a random node with a free GPU), the oldest of 256 released.
+
+    The GPU is picked with one numpy test (every bench GPU is whole and healthy), not with placer.choose:
+    the server's CPU per pair should be filter's and prioritize's, not the bench's."""
+
+    def __init__(self, ctx: Any, seed: int) -> None:
+        self.ctx, self.rng = ctx, random.Random(seed)
+        self.live: deque[str] = deque()
+        self.n = 0
+
+    def step(self) -> None:
+        from placement_core import Placement
+
+        state = self.ctx.cache.state
+        if len(self.live) >= 256:
+            state.release(self.live.popleft())
+        for _ in range(20):
+            row = self.rng.randrange(state.n_rows)
+            free = np.flatnonzero(state.gpu_free_milli[row] >= 1000)
+            if len(free):
+                self.n += 1
+                state.allocate(f"churn-{self.n}", Placement(state.names[row], gpus=(int(free[0]),)))
+                self.live.append(f"churn-{self.n}")
+                return
 
 
-def pod(name: str, gpus: int, annotations: dict[str, str], node_name: str = "") -> dict[str, Any]:
-    limits = {"nvidia.com/gpu": str(gpus)}
-    return {
-        "kind": "Pod",
-        "apiVersion": "v1",
-        "metadata": {
-            "name": name,
-            "namespace": "bench",
-            "uid": str(uuid.uuid4()),
-            "resourceVersion": "7",
-            "annotations": annotations,
-            "labels": {"app": "bench"},
-        },
-        "spec": {
-            "containers": [
-                {
-                    "name": "main",
-                    "image": "cuda:12",
-                    "resources": {"requests": {"cpu": "4", "memory": "16Gi", **limits}, "limits": limits},
-                }
-            ],
-            "priority": 0,
-            "schedulerName": "default-scheduler",
-            **({"nodeName": node_name} if node_name else {}),
-        },
-        "status": {"phase": "Running" if node_name else "Pending"},
-    }
-
-
-def build_nodes(n: int, seed: int) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    products = [(p, m) for p, m, share in MODELS for _ in range(int(share * 100))]
-    return [node(f"gpu-{i:05d}", *products[i % len(products)], rng) for i in range(n)]
-
-
-def serve(
-    port: int, n_nodes: int, n_pods: int, seed: int, conn: Connection, code: str | None, churn: bool
-) -> None:
+def serve(a: argparse.Namespace, port: int, conn: Connection, code: str | None) -> None:
     if code:  # a baseline: this child imports gpuplace from another checkout (the parent never did)
         sys.path.insert(0, code)
     from aiohttp import web
 
-    from placement_core import GpuRequest, placer
-    from scheduler.binder import MemoryBinder
-    from scheduler.context import ExtenderContext
-    from scheduler.contract import encode_record
+    from placement_core import placer
     from scheduler.http import make_extender_app
-    from scheduler.settings import SchedulerSettings
 
     placer.warmup()
-    nodes = build_nodes(n_nodes, seed)
-    settings = SchedulerSettings(max_gpus_per_node=8)
-    scratch = ExtenderContext.build(settings, MemoryBinder())
-    scratch.cache.replace_nodes(nodes)
-    rng = random.Random(seed + 1)
-    names = [nd["metadata"]["name"] for nd in nodes]
-    pods = []
-    for i in range(n_pods):  # place the running pods as gpuplace would have, on random nodes
-        g = rng.choices([1, 2, 4, 8], [70, 20, 8, 2])[0]
-        req = GpuRequest(count=g, cpu_milli=4000, memory_mib=16384)
-        for _ in range(50):
-            target = rng.choice(names)
-            placement = placer.choose(scratch.cache.state, target, req)
-            if placement is not None:
-                scratch.cache.state.allocate(f"p{i}", placement)
-                pods.append(pod(f"run-{i}", g, {"gpuplace.io/gpus": encode_record(placement, [])}, target))
-                break
-    t0 = time.perf_counter()
-    ctx = ExtenderContext.build(settings, MemoryBinder())
-    ctx.cache.replace_nodes(nodes)
-    ctx.cache.replace_pods(pods, listed_at=0.0)
-    build = time.perf_counter() - t0
-    ctx.warm = True
-    state = ctx.cache.state
-    busy = int((state.gpu_free_milli[: state.n_rows] < 1000).sum())
-    free = {name: int((state.gpu_free_milli[row] >= 1000).sum()) for name, row in state.index.items()}
-    del scratch, nodes, pods
+    built = cluster.build(a.nodes, a.pods, a.seed, a.mix)
+    ctx = built.ctx
+    churn = Churn(ctx, a.seed + 2)
 
     @web.middleware
     async def changed(request: web.Request, handler: Any) -> web.StreamResponse:
-        """Each new pod sees a cluster changed since the previous one, as after a bind in real scheduling:
-        without it every pod of one shape would share one evaluation and flatter any memo."""
         if request.path.endswith("/filter"):
-            ctx.cache.state.version += 1
+            churn.step()
         return await handler(request)
+
+    if a.profile and not code:  # cProfile of the serving loop, written when the parent terminates us
+        import cProfile
+        import signal
+
+        prof = cProfile.Profile(time.process_time)  # CPU time: a shared machine stalls wall time
+
+        def dump(*_: object) -> None:
+            prof.disable()
+            prof.dump_stats(a.profile)
+            os._exit(0)
+
+        signal.signal(signal.SIGTERM, dump)
+        prof.enable()
 
     async def main() -> None:
         app = make_extender_app(ctx)
-        if churn:
+        if not a.no_churn:
             app.middlewares.append(changed)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        conn.send(
-            {
-                "build_s": build,
-                "pods": len(ctx.cache.pods),
-                "busy_gpus": busy,
-                "pid": os.getpid(),
-                "free": free,
-            }
-        )
+        info = {k: v for k, v in vars(built).items() if k != "ctx"}
+        conn.send({**info, "pid": os.getpid(), "pods": len(ctx.cache.pods)})
         await asyncio.Event().wait()
 
     asyncio.run(main())
+
+
+def start_server(
+    a: argparse.Namespace, code: str | None
+) -> tuple[mp.process.BaseProcess, str, dict[str, Any]]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    parent, child = mp.Pipe()
+    server = mp.get_context("fork").Process(target=serve, args=(a, port, child, code), daemon=True)
+    server.start()
+    info = parent.recv()
+    info["rss_built"] = rss_mib(info["pid"])
+    return server, f"http://127.0.0.1:{port}", info
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -251,9 +162,10 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+# ---- the client (this process) -----------------------------------------------------------------------------
 class Client:
-    def __init__(self, base: str, session: aiohttp.ClientSession, rng: random.Random) -> None:
-        self.base, self.session, self.rng = base, session, rng
+    def __init__(self, base: str, session: aiohttp.ClientSession, rng: random.Random, distinct: bool) -> None:
+        self.base, self.session, self.rng, self.distinct = base, session, rng, distinct
 
     async def _post(self, verb: str, body: bytes) -> Any:
         async with self.session.post(
@@ -267,10 +179,11 @@ class Client:
     async def pair(
         self, names: list[str] | dict[int, list[str]] | None, nodes: list[dict[str, Any]] | None
     ) -> float:
-        gpus, ann = self.rng.choice(SHAPES)
+        gpus, ann = self.rng.choice(cluster.SHAPES)
         if isinstance(names, dict):  # what NodeResourcesFit leaves: nodes with enough free GPUs by count
             names = names[gpus]
-        p = pod(f"new-{self.rng.randrange(10**9)}", gpus, ann)
+        cpu = f"{4000 + self.rng.randrange(100_000)}m" if self.distinct else "4"
+        p = cluster.pod(f"new-{self.rng.randrange(10**9)}", gpus, ann, cpu=cpu)
         t0 = time.perf_counter()
         f = await self._post(
             "filter",
@@ -299,7 +212,7 @@ async def run_mode(
     free: dict[str, int],
 ) -> dict[str, float]:
     rng = random.Random(3)
-    intree = {g: [n for n in names if free[n] >= g] for g, _ in SHAPES}
+    intree = {g: [n for n in names if free[n] >= g] for g, _ in cluster.SHAPES}
 
     def args() -> tuple[list[str] | dict[int, list[str]] | None, list[dict[str, Any]] | None]:
         if mode == "full-nodes":
@@ -312,12 +225,12 @@ async def run_mode(
 
     conn = aiohttp.TCPConnector(limit=concurrency + 1)
     async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=120)) as s:
-        client = Client(base, s, rng)
+        client = Client(base, s, rng, distinct=mode == "names-distinct")
         for _ in range(min(20, pairs)):
             await client.pair(*args())  # warm: kernels, name cache, connections
-        cpu0 = cpu_seconds(server_pid)
+        cpu0, mine0 = cpu_seconds(server_pid), time.process_time()
         lat = [await client.pair(*args()) for _ in range(pairs)]
-        cpu1 = cpu_seconds(server_pid)
+        cpu1, mine1 = cpu_seconds(server_pid), time.process_time()
         server_cpu, server_sys = ((b - a) / pairs for a, b in zip(cpu0, cpu1, strict=True))
         done = 0
         t0 = time.perf_counter()
@@ -337,32 +250,34 @@ async def run_mode(
         "pps": pairs / wall,
         "cpu": server_cpu * 1e3,
         "sys": server_sys * 1e3,
+        "client": (mine1 - mine0) / pairs * 1e3,
     }
 
 
-def start_server(a: argparse.Namespace, code: str | None) -> tuple[mp.process.BaseProcess, str, dict[str, Any]]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    parent, child = mp.Pipe()
-    server = mp.get_context("fork").Process(
-        target=serve, args=(port, a.nodes, a.pods, a.seed, child, code, not a.no_churn), daemon=True
-    )
-    server.start()
-    info = parent.recv()
-    info["rss_built"] = rss_mib(info["pid"])
-    return server, f"http://127.0.0.1:{port}", info
+# ---- the table -------------------------------------------------------------------------------------------
+COLUMNS = {  # result key → column title
+    "p50": "p50 ms/pair",
+    "p99": "p99 ms/pair",
+    "pps": "pairs/s",
+    "cpu": "server CPU ms/pair",
+    "sys": "of which system",
+    "client": "client CPU ms/pair",
+    "rss": "server RSS MiB",
+}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=5000)
     ap.add_argument("--pods", type=int, default=20000)
+    ap.add_argument(
+        "--mix", choices=("whole", "dense"), default="whole", help="running pods (extender_cluster)"
+    )
     ap.add_argument("--pairs", type=int, default=2000)
     ap.add_argument("--full-nodes-pairs", type=int, default=5)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--modes", default="names-all,names-intree,names-new,full-nodes")
+    ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument(
         "--baseline",
         metavar="CHECKOUT",
@@ -370,76 +285,48 @@ def main() -> int:
         "on both servers in turn and the table gets a new/baseline row",
     )
     ap.add_argument(
-        "--no-churn",
-        action="store_true",
-        help="do not mark the cluster changed before each filter (memos then hit across pods)",
+        "--no-churn", action="store_true", help="no bind between two pods (memos then hit across pods)"
     )
+    ap.add_argument("--profile", metavar="FILE", help="write a cProfile of this checkout's server to FILE")
     a = ap.parse_args()
     servers = {"this": start_server(a, None)}
     if a.baseline:
         servers = {"baseline": start_server(a, a.baseline), **servers}
-    nodes = build_nodes(a.nodes, a.seed)
+    nodes = cluster.build_nodes(a.nodes, a.seed)
     names = [n["metadata"]["name"] for n in nodes]
-    console = Console(width=140)
+    console = Console(width=150)
     for label, (_, _, info) in servers.items():
         console.print(
-            f"{label}: {a.nodes} nodes × 8 GPUs, {info['pods']} running pods, {info['busy_gpus']} GPUs busy; "
-            f"cache rebuilt from lists in {info['build_s']:.2f} s; server RSS {info['rss_built']:.0f} MiB"
+            f"{label}: {a.nodes} nodes × 8 GPUs, {info['pods']} running pods ({info['gpu_pods']} with GPUs, "
+            f"{info['share_pods']} of them shares; {info['cpu_pods']} CPU-only), {info['busy_gpus']} GPUs "
+            f"busy; cache rebuilt from lists in {info['build_s']:.2f} s; server RSS {info['rss_built']:.0f} MiB"
         )
     console.print(
         f"full-nodes request size ≈ {len(orjson.dumps({'items': nodes})) / 1e6:.1f} MB, "
-        f"names ≈ {len(orjson.dumps(names)) / 1e3:.0f} KB; churn {'off' if a.no_churn else 'on'}"
+        f"names ≈ {len(orjson.dumps(names)) / 1e3:.0f} KB; churn {'off' if a.no_churn else 'on'}; "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
     )
     table = Table(
         title=f"filter+prioritize pairs over loopback HTTP (concurrency {a.concurrency} for pairs/s)"
     )
-    for col in (
-        "mode",
-        "server",
-        "pairs",
-        "p50 ms/pair",
-        "p99 ms/pair",
-        "pairs/s",
-        "server CPU ms/pair",
-        "of which system",
-        "server RSS MiB",
-    ):
+    for col in ("mode", "server", "pairs", *COLUMNS.values()):
         table.add_column(col, justify="right")
     wanted = a.modes.split(",")
-    for mode, pairs in (
-        ("names-all", a.pairs),
-        ("names-intree", a.pairs),
-        ("names-new", max(1, a.pairs // 4)),
-        ("full-nodes", a.full_nodes_pairs),
-    ):
+    for mode in MODES:
+        pairs = {"names-new": max(1, a.pairs // 4), "full-nodes": a.full_nodes_pairs}.get(mode, a.pairs)
         if pairs <= 0 or mode not in wanted:
             continue
         results = {}
         for label, (_, base, info) in servers.items():
-            r = asyncio.run(
-                run_mode(
-                    base,
-                    mode,
-                    pairs,
-                    a.concurrency if mode != "full-nodes" else 1,
-                    names,
-                    nodes,
-                    info["pid"],
-                    info["free"],
-                )
-            )
+            concurrency = a.concurrency if mode != "full-nodes" else 1
+            r = asyncio.run(run_mode(base, mode, pairs, concurrency, names, nodes, info["pid"], info["free"]))
             r["rss"] = rss_mib(info["pid"])
             results[label] = r
             table.add_row(
                 mode,
                 label,
                 str(pairs),
-                f"{r['p50']:.2f}",
-                f"{r['p99']:.2f}",
-                f"{r['pps']:.0f}",
-                f"{r['cpu']:.2f}",
-                f"{r['sys']:.2f}",
-                f"{r['rss']:.0f}",
+                *(f"{r[k]:.0f}" if k in ("pps", "rss") else f"{r[k]:.2f}" for k in COLUMNS),
             )
         if len(results) == 2:
             new, old = results["this"], results["baseline"]
@@ -447,10 +334,11 @@ def main() -> int:
                 mode,
                 "this/baseline",
                 "",
-                *(f"{new[k] / old[k]:.2f}" if old[k] else "" for k in ("p50", "p99", "pps", "cpu", "sys", "rss")),
+                *(f"{new[k] / old[k]:.2f}" if old[k] else "" for k in COLUMNS),
                 end_section=True,
             )
     console.print(table)
+    console.print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for server, _, _ in servers.values():
         server.terminate()
         server.join()

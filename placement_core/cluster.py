@@ -6,6 +6,10 @@ A share (milli < 1000) on a node whose GPUs are not time-sliced holds its whole 
 device plugin hands each pod a whole device, and the model must not think otherwise. Node rows are recycled through a free list;
 a removed node's row is marked invalid and never scored.
 
+Every change also stamps its row (`row_version[row] = version`), so a caller that derived per-row data
+at version v can redo just the rows with `row_version > v` (`changed_rows`) as long as `hw_version` has
+not moved: every kernel result is a function of one row's arrays plus hardware-only tables.
+
 The model is the single source of truth for "is this GPU taken": `allocate` refuses any placement that
 would exceed a GPU's capacity (`DoubleBookingError`), so callers cannot double-book even by mistake.
 """
@@ -109,6 +113,7 @@ class ClusterState:
         self.mig_start = np.zeros((n, G, S), np.int8)
         self.mig_size = np.zeros((n, G, S), np.int8)
         self.mig_used = np.zeros((n, G, S), np.bool_)
+        self.row_version = np.zeros(n, np.int64)  # the `version` of the row's last change
 
     _COLUMNS = (
         "node_valid",
@@ -133,6 +138,7 @@ class ClusterState:
         "mig_start",
         "mig_size",
         "mig_used",
+        "row_version",
     )
 
     def _grow(self) -> None:
@@ -202,8 +208,8 @@ class ClusterState:
         self._reset_usage(row)
         for uid in sorted(self._node_pods.get(row, ())):
             self._apply(row, self.allocations[uid], sign=1, check=False)
-        self.version += 1
         self.hw_version += 1
+        self._touch(row)
         return row
 
     def _link_class(self, links: npt.NDArray[np.uint8]) -> int:
@@ -234,8 +240,8 @@ class ClusterState:
         self.gpu_free_milli[row] = 0
         self.names[row] = ""
         self._free_rows.append(row)
-        self.version += 1
         self.hw_version += 1
+        self._touch(row)
 
     def _reset_usage(self, row: int) -> None:
         self.node_cpu_free[row] = self.node_cpu_total[row]
@@ -261,7 +267,7 @@ class ClusterState:
         self._apply(row, placement, sign=1, check=check)
         self.allocations[uid] = placement
         self._node_pods.setdefault(row, set()).add(uid)
-        self.version += 1
+        self._touch(row)
 
     def release(self, uid: str) -> Placement | None:
         """Give back pod `uid`'s resources. Releasing an unknown pod is a no-op."""
@@ -272,8 +278,18 @@ class ClusterState:
         if row is not None:
             self._apply(row, placement, sign=-1, check=False)
             self._node_pods.get(row, set()).discard(uid)
-        self.version += 1
+            self._touch(row)
+        else:
+            self.version += 1
         return placement
+
+    def _touch(self, row: int) -> None:
+        self.version += 1
+        self.row_version[row] = self.version
+
+    def changed_rows(self, since: int) -> npt.NDArray[np.intp]:
+        """Rows changed after version `since` (added, updated, removed, allocated on or released)."""
+        return np.flatnonzero(self.row_version[: self.n_rows] > since)
 
     def _apply(self, row: int, p: Placement, *, sign: int, check: bool) -> None:
         G = self.G

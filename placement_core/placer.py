@@ -59,11 +59,15 @@ def compile_request(state: ClusterState, req: GpuRequest) -> Compiled:
     )
 
 
+Rows = slice | npt.NDArray[np.intp]
+
+
 def evaluate(
-    state: ClusterState, req: GpuRequest, *, twin: bool = False, rows: slice | None = None
+    state: ClusterState, req: GpuRequest, *, twin: bool = False, rows: Rows | None = None
 ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int32]]:
     """(reason, detail) per row; reason 0 = feasible. Rows follow `state.names`; `rows` limits the scan
-    to a slice (bind evaluates one node, in O(GPUs on it))."""
+    to a slice (bind evaluates one node, in O(GPUs on it)) or to row indices (the extender's memo redoes
+    the rows changed since it last evaluated: ClusterState.changed_rows)."""
     c = compile_request(state, req)
     if twin:
         r, d = feasibility_twin(
@@ -131,31 +135,34 @@ def score(
     *,
     topo_weight: float = 0.5,
     twin: bool = False,
+    rows: npt.NDArray[np.intp] | None = None,
 ) -> npt.NDArray[np.float64]:
     """Raw score per row (higher is better, −inf where reason ≠ 0): the GPU part of `policy`, one of
-    MOST_ALLOCATED, LEAST_ALLOCATED, BEST_FIT (placement_core.scoring)."""
+    MOST_ALLOCATED, LEAST_ALLOCATED, BEST_FIT (placement_core.scoring). `reason` covers all rows; with
+    `rows` only those rows are scored (the result has one entry per index)."""
     rule = rule_of(policy)
     c = compile_request(state, req)
     if twin:
         out: npt.NDArray[np.float64] = score_twin(
             state, reason, rule, c.count, c.milli, c.mig_id, topo_weight
         )
-        return out
-    n = state.n_rows
-    out = np.empty(n, np.float64)
+        return out if rows is None else out[rows]
     s = state
+    n = s.n_rows if rows is None else len(rows)
+    sel = slice(0, n) if rows is None else rows
+    out = np.empty(n, np.float64)
     score_kernel(
-        s.gpu_present,
-        s.gpu_healthy,
-        s.gpu_free_milli,
-        s.gpu_mig,
-        s.links,
-        s.link_class[:n],
+        s.gpu_present[sel],
+        s.gpu_healthy[sel],
+        s.gpu_free_milli[sel],
+        s.gpu_mig[sel],
+        s.links[sel],
+        s.link_class[sel],
         s.island_tables,
-        s.mig_profile,
-        s.mig_used,
+        s.mig_profile[sel],
+        s.mig_used[sel],
         n,
-        reason,
+        reason[sel],
         rule,
         c.count,
         c.milli,

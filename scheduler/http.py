@@ -8,7 +8,7 @@ Error mapping (the extender contract, STYLE.md §7):
   inside prioritize/preempt → 500, logged (kube-scheduler ignores prioritize errors; preempt has no
   Error field). The process keeps serving in every case.
 The filter/prioritize fast path recognises a repeated NodeNames list from its raw bytes
-(scheduler.namelists) and validates only the Pod part.
+(scheduler.namelists) and validates only the Pod part, once per distinct Pod JSON (`ctx.bodies`).
 """
 
 from __future__ import annotations
@@ -64,8 +64,12 @@ def _args_and_names(body: bytes, ctx: ExtenderContext) -> tuple[ExtenderArgs, Na
     if split is not None:
         tail, pod_body = split
         names = ctx.names.lookup_tail(tail)
-        if names is not None:
-            return _decode(pod_body, ExtenderArgs), names
+        if names is not None:  # filter and prioritize of a pod send the same Pod: validated once
+            args = ctx.bodies.get(pod_body)
+            if args is None:
+                args = _decode(pod_body, ExtenderArgs)
+                ctx.bodies.put(pod_body, args)
+            return args, names
     args = _decode(body, ExtenderArgs)
     if args.node_names is not None:
         return args, ctx.names.for_names(args.node_names, split[0] if split else None)

@@ -14,6 +14,9 @@ ends with `"NodeNames":[…]}`. We look that tail up byte-for-byte among tails w
 before. A hit is sound: a validated tail holds only a string array followed by exactly one `}`, so it
 can only be the top-level key; the rest of the body (the Pod) is then parsed on its own. A miss (or a
 client that orders keys differently) takes the ordinary full parse, which registers the tail.
+The tail starts at the first `"NodeNames":` (the Pod comes first and is small; a Pod that holds such a
+key only makes its calls miss), and tails are indexed by their length and two 64-byte samples, then
+compared in full: hashing a new 100 KB tail on every call cost more than the comparison.
 """
 
 from __future__ import annotations
@@ -48,12 +51,13 @@ def _fragments(names: Sequence[str]) -> list[bytes]:
 class NameList:
     """One NodeNames list: names, unquoted JSON fragments, rows in the ClusterState (valid for `gen`)."""
 
-    __slots__ = ("_lens", "_offsets", "_template", "frags", "gen", "names", "rows")
+    __slots__ = ("_lens", "_offsets", "_template", "all_known", "frags", "gen", "names", "rows")
 
     def __init__(self, names: ObjArray, frags: ObjArray, lens: IntArray | None = None) -> None:
         self.names = names
         self.frags = frags
         self.rows: IntArray = np.empty(0, np.int64)
+        self.all_known = False  # every name has a row (as of `gen`)
         self.gen = -1
         self._lens = lens
         self._template: npt.NDArray[np.uint8] | None = None
@@ -76,6 +80,7 @@ class NameList:
             self.rows = np.fromiter(
                 map(index.get, self.names.tolist(), [-1] * len(self.names)), np.int64, len(self.names)
             )
+            self.all_known = bool((self.rows >= 0).all())
             self.gen = gen
         return self.rows
 
@@ -88,6 +93,7 @@ class NameList:
         child = NameList(self.names[mask], self.frags[mask], self.lens()[mask])
         if self.gen >= 0:  # resolved rows carry over; an unresolved parent leaves the child unresolved
             child.rows, child.gen = self.rows[mask], self.gen
+            child.all_known = bool((child.rows >= 0).all())
         return child
 
     def json_array(self, mask: npt.NDArray[np.bool_] | None = None) -> bytes:
@@ -126,27 +132,38 @@ class NameLists:
 
     def __init__(self, size: int = 32) -> None:
         self._size = size
-        self._by_tail: OrderedDict[bytes, NameList] = OrderedDict()
+        self._by_tail: OrderedDict[tuple[int, bytes, bytes], list[tuple[bytes, NameList]]] = OrderedDict()
         self._by_names: OrderedDict[tuple[str, ...], NameList] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
     @staticmethod
     def split(body: bytes) -> tuple[bytes, bytes] | None:
-        """(tail, pod-only body) when the body ends with a NodeNames member."""
-        i = body.rfind(_KEY)
+        """(tail, pod-only body) when the body has a NodeNames member (the tail from its first one)."""
+        i = body.find(_KEY)
         if i < 0:
             return None
         return body[i:].rstrip(), body[:i] + _KEY + b"null}"
 
+    @staticmethod
+    def _fingerprint(tail: bytes) -> tuple[int, bytes, bytes]:
+        m = len(tail) // 2
+        return len(tail), tail[m - 32 : m + 32], tail[-64:]
+
     def lookup_tail(self, tail: bytes) -> NameList | None:
-        nl = self._by_tail.get(tail)
-        if nl is None:
-            self.misses += 1
-            return None
-        self._by_tail.move_to_end(tail)
-        self.hits += 1
-        return nl
+        fp = self._fingerprint(tail)
+        for known, nl in self._by_tail.get(fp, ()):
+            if known == tail:
+                self._by_tail.move_to_end(fp)
+                self.hits += 1
+                return nl
+        self.misses += 1
+        return None
+
+    def _put_tail(self, tail: bytes, nl: NameList) -> None:
+        fp = self._fingerprint(tail)
+        same = [(t, n) for t, n in self._by_tail.get(fp, ()) if t != tail]
+        self._put(self._by_tail, fp, [(tail, nl), *same][:4])
 
     def for_names(self, names: list[str], body_tail: bytes | None = None) -> NameList:
         """The NameList of a parsed (validated) list; registers its raw tail when it is canonical."""
@@ -158,20 +175,25 @@ class NameLists:
         else:
             self._by_names.move_to_end(key)
         if body_tail is not None and body_tail == self.tail_of(nl):
-            self._put(self._by_tail, body_tail, nl)
+            self._put_tail(body_tail, nl)
         return nl
 
     @staticmethod
     def tail_of(nl: NameList, mask: npt.NDArray[np.bool_] | None = None) -> bytes:
         return _KEY + nl.json_array(mask) + b"}"
 
-    def register_output(self, parent: NameList, mask: npt.NDArray[np.bool_], array_json: bytes) -> None:
-        """Remember the list our filter returned: the following prioritize sends exactly it."""
-        tail = _KEY + array_json + b"}"
-        if tail not in self._by_tail:
-            self._put(self._by_tail, tail, parent.subset(mask))
+    @staticmethod
+    def output_tail(array_json: bytes) -> bytes:
+        return _KEY + array_json + b"}"
 
-    def _put(self, d: OrderedDict, key: object, nl: NameList) -> None:  # type: ignore[type-arg]
-        d[key] = nl
+    def register_output(self, parent: NameList, mask: npt.NDArray[np.bool_], tail: bytes) -> None:
+        """Remember the list our filter returned (`tail` = output_tail of its JSON): the following
+        prioritize sends exactly it."""
+        if self.lookup_tail(tail) is None:
+            self.misses -= 1  # not a request's miss
+            self._put_tail(tail, parent.subset(mask))
+
+    def _put(self, d: OrderedDict, key: object, value: object) -> None:  # type: ignore[type-arg]
+        d[key] = value
         if len(d) > self._size:
             d.popitem(last=False)

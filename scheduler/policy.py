@@ -32,12 +32,33 @@ alone. `topology_weight: 0` turns the island rule off.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from placement_core import ClusterState, GpuRequest, Policy, placer
 from placement_core.scorer import PolicyScorer, island_fit
+
+Rows = npt.NDArray[np.intp] | None
+Local = tuple[npt.NDArray[np.float64], ...]
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """A policy's scores in two parts, so the extender can keep the first per row across calls
+    (scheduler.context): `local(state, req, reason, rows)` — each row's values on their own, for `rows`
+    (all when None; `reason` covers all rows) — and `finish(state, req, reason, local)`, what depends on
+    the whole cluster (placement_core.scorer). Called as a function it is both: a `ScoreFn`."""
+
+    local: Callable[[ClusterState, GpuRequest, npt.NDArray[np.int8], Rows], Local]
+    finish: Callable[[ClusterState, GpuRequest, npt.NDArray[np.int8], Local], npt.NDArray[np.float64]]
+
+    def __call__(
+        self, state: ClusterState, req: GpuRequest, reason: npt.NDArray[np.int8]
+    ) -> npt.NDArray[np.float64]:
+        return self.finish(state, req, reason, self.local(state, req, reason, None))
+
 
 ScoreFn = Callable[[ClusterState, GpuRequest, npt.NDArray[np.int8]], npt.NDArray[np.float64]]
 
@@ -47,16 +68,20 @@ def _topology_applies(req: GpuRequest, topology_weight: float) -> bool:
     return topology_weight > 0 and req.count > 1 and not req.is_share and req.mig_profile is None
 
 
-def _placer(policy: Policy) -> Callable[[float], ScoreFn]:
-    def make(topology_weight: float) -> ScoreFn:
-        def fn(state: ClusterState, req: GpuRequest, reason: npt.NDArray[np.int8]) -> npt.NDArray[np.float64]:
-            raw = placer.score(state, req, reason, policy, topo_weight=topology_weight)
+def _placer(policy: Policy) -> Callable[[float], Scoring]:
+    def make(topology_weight: float) -> Scoring:
+        def local(state: ClusterState, req: GpuRequest, reason: npt.NDArray[np.int8], rows: Rows) -> Local:
+            return (placer.score(state, req, reason, policy, topo_weight=topology_weight, rows=rows),)
+
+        def finish(
+            state: ClusterState, req: GpuRequest, reason: npt.NDArray[np.int8], raw: Local
+        ) -> npt.NDArray[np.float64]:
             w = topology_weight if _topology_applies(req, topology_weight) else 0.0
             if policy == Policy.BEST_FIT:  # base = −(GPUs left free) ∈ [−max_gpus, 0]
-                return _unit((raw + state.G) / (state.G + w))
-            return _unit(raw / (1.0 + w))
+                return _unit((raw[0] + state.G) / (state.G + w))
+            return _unit(raw[0] / (1.0 + w))
 
-        return fn
+        return Scoring(local, finish)
 
     return make
 
@@ -67,31 +92,37 @@ def _unit(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 
 
 def _policy_unit(policy: Policy, raw: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    finite = np.isfinite(raw)
-    out = np.full(len(raw), -np.inf)
-    if policy == Policy.FGD:
-        out[finite] = raw[finite] / 100.0  # FGD's score is 100·σ(ΔF/1000) ∈ (0, 100)
-    else:
-        out[finite] = 0.5 * (1.0 + np.tanh(0.5 * raw[finite]))  # σ(raw), without exp overflow
-    return _unit(out)
+    """FGD's 0..100 score / 100, or σ(raw) for gpuplace, clipped into [0, 1]; −inf stays (one pass
+    over all rows: np.tanh(−inf) is −1, replaced by −inf below)."""
+    # FGD's score is 100·σ(ΔF/1000) ∈ (0, 100); gpuplace's σ(raw) via tanh, without exp overflow
+    unit = raw / 100.0 if policy == Policy.FGD else 0.5 * (1.0 + np.tanh(0.5 * raw))
+    return np.where(np.isfinite(raw), np.clip(unit, 0.0, 1.0), -np.inf)
 
 
-def _fragmentation_aware(policy: Policy) -> Callable[[float], ScoreFn]:
-    def make(topology_weight: float) -> ScoreFn:
+def _fragmentation_aware(policy: Policy) -> Callable[[float], Scoring]:
+    def make(topology_weight: float) -> Scoring:
         scorer = PolicyScorer(policy)
 
-        def fn(state: ClusterState, req: GpuRequest, reason: npt.NDArray[np.int8]) -> npt.NDArray[np.float64]:
-            out = _policy_unit(policy, scorer(state, req, reason))
-            if _topology_applies(req, topology_weight):
-                out = (out + ISLAND_FIRST * island_fit(state, req, reason)) / (1.0 + ISLAND_FIRST)
+        def local(state: ClusterState, req: GpuRequest, reason: npt.NDArray[np.int8], rows: Rows) -> Local:
+            own = scorer.local(state, req, reason, rows)
+            if not _topology_applies(req, topology_weight):
+                return (own,)
+            return own, island_fit(state, req, reason, rows)
+
+        def finish(
+            state: ClusterState, req: GpuRequest, reason: npt.NDArray[np.int8], parts: Local
+        ) -> npt.NDArray[np.float64]:
+            out = _policy_unit(policy, scorer.finish(state, req, reason, parts[0]))
+            if len(parts) > 1:
+                out = (out + ISLAND_FIRST * parts[1]) / (1.0 + ISLAND_FIRST)
             return out
 
-        return fn
+        return Scoring(local, finish)
 
     return make
 
 
-POLICIES: dict[str, Callable[[float], ScoreFn]] = {
+POLICIES: dict[str, Callable[[float], Scoring]] = {
     "gpuplace": _fragmentation_aware(Policy.GPUPLACE),
     "fgd": _fragmentation_aware(Policy.FGD),
     "most-allocated": _placer(Policy.MOST_ALLOCATED),
@@ -102,7 +133,7 @@ DEFAULT_POLICY = "gpuplace"
 ISLAND_FIRST = 10.0  # island fit k/s ∈ (0, 1] × 10 dominates the policy's unit score
 
 
-def scoring_function(name: str, topology_weight: float) -> ScoreFn:
+def scoring_function(name: str, topology_weight: float) -> Scoring:
     try:
         return POLICIES[name](topology_weight)
     except KeyError:

@@ -16,11 +16,13 @@ ResourceClaims are judged by their claims' demand against the nodes' free DRA de
 
 The result is encoded from byte fragments (scheduler.namelists): one sentence per distinct
 (reason, detail) pair, joined with the node names' precomputed JSON — no per-node Python objects beyond
-what numpy's object arrays concatenate in C.
+what numpy's object arrays concatenate in C — and kept per (list, request), so the next pod of a shape
+re-encodes only the nodes whose reason changed (scheduler.failmaps).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +38,6 @@ from scheduler.namelists import NameList
 from scheduler.nominated import explain_blocked, refilter
 from scheduler.podreq import PodRequestError, wants_gpus
 from scheduler.wire import ExtenderArgs, ExtenderFilterResult
-
-_UNRESOLVABLE = np.array([Reason(c).unresolvable for c in range(max(Reason) + 1)])  # by reason code
 
 
 @dataclass
@@ -77,13 +77,11 @@ class FilterOutcome:
         return ExtenderFilterResult.model_validate_json(self.encode())
 
 
-def _sentences(req: GpuRequest, codes: npt.NDArray[np.int64]) -> list[bytes]:
-    """The map-value fragment `":"<sentence>","` per distinct (reason << 32 | detail) code."""
+def _sentence(req: GpuRequest) -> Callable[[int, int], bytes]:
+    """(reason, detail) → the map-value fragment `":"<sentence>","` for this request."""
     models = ", ".join(sorted(req.models)) if req.models else "any"
-    out = []
-    for code in codes.tolist():
-        reason, detail = code >> 32, code & 0xFFFFFFFF
-        detail = detail - (1 << 32) if detail >= 1 << 31 else detail  # back to the signed int32
+
+    def sentence(reason: int, detail: int) -> bytes:
         text = explain(
             reason,
             detail,
@@ -94,25 +92,9 @@ def _sentences(req: GpuRequest, codes: npt.NDArray[np.int64]) -> list[bytes]:
             mig_profile=req.mig_profile,
             models=models,
         )
-        out.append(b'":' + orjson.dumps(text) + b',"')
-    return out
+        return b'":' + orjson.dumps(text) + b',"'
 
-
-def _failed_maps(
-    req: GpuRequest, names: NameList, reason: npt.NDArray[np.int8], detail: npt.NDArray[np.int64]
-) -> tuple[bytes, bytes]:
-    """(FailedNodes, FailedAndUnresolvableNodes) as JSON: one sentence per distinct (reason, detail)."""
-    fail = np.nonzero(reason != 0)[0]
-    if not len(fail):
-        return b"{}", b"{}"
-    codes = (reason[fail].astype(np.int64) << 32) | (detail[fail].astype(np.int64) & 0xFFFFFFFF)
-    uniq, inv = np.unique(codes, return_inverse=True)
-    frags = np.empty(len(uniq), object)
-    frags[:] = _sentences(req, uniq)
-    unres = _UNRESOLVABLE[uniq >> 32]
-    u = unres[inv]
-    texts = frags[inv]
-    return names.json_map(fail[~u], texts[~u]), names.json_map(fail[u], texts[u])
+    return sentence
 
 
 def _gang_outcome(
@@ -169,10 +151,13 @@ def filter_nodes(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | 
             return _gang_outcome(names, verdict, node_items)
     if wants_gpus(req):
         reason_all, detail_all = ctx.evaluate(req)
-        known = rows >= 0
-        safe = np.where(known, rows, 0)
-        reason = np.where(known, reason_all[safe], np.int8(Reason.UNSCHEDULABLE)).astype(np.int8)
-        detail = np.where(known, detail_all[safe], 0).astype(np.int64)
+        if names.all_known:
+            reason, detail = reason_all[rows], detail_all[rows].astype(np.int64)
+        else:
+            known = rows >= 0
+            safe = np.where(known, rows, 0)
+            reason = np.where(known, reason_all[safe], np.int8(Reason.UNSCHEDULABLE)).astype(np.int8)
+            detail = np.where(known, detail_all[safe], 0).astype(np.int64)
         blocked = refilter(cache, req, pod, rows, reason, detail) if len(cache.nominated) else {}
     else:  # e.g. `nvidia.com/gpu: "0"`: nothing for gpuplace to check, every offered node passes
         reason = np.zeros(len(names), np.int8)
@@ -181,14 +166,20 @@ def filter_nodes(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | 
     ok = reason == 0
     if not ok.all():
         ctx.metrics.count_rejections(reason)
-    failed, unresolvable = _failed_maps(req, names, reason, detail)
+    answer = ctx.answers.update(names, req, reason, detail, _sentence(req))
+    failed, unresolvable, array_json = answer.failed_json, answer.unresolvable_json, answer.array_json
     if blocked:  # GPUs freed for a nominated pod are not given away (scheduler.nominated)
         failed = explain_blocked(failed, blocked)
     if ctx.settings.decisive and wants_gpus(req) and int(ok.sum()) > 1:
         ok, failed = _decide(ctx, req, names, rows, ok, failed)
-    array_json = names.json_array(ok)
+        array_json = names.json_array(ok)
+        tail = ctx.names.output_tail(array_json)
+    else:
+        if not answer.tail:
+            answer.tail = ctx.names.output_tail(array_json)
+        tail = answer.tail
     if node_items is None:
-        ctx.names.register_output(names, ok, array_json)
+        ctx.names.register_output(names, ok, tail)
     return FilterOutcome(names, ok, array_json, failed, unresolvable, node_items)
 
 
@@ -246,5 +237,5 @@ def _unknown_outcome(
     values[:] = [b'":' + orjson.dumps(text) + b',"'] * len(others)
     array_json = names.json_array(ok)
     if node_items is None:
-        ctx.names.register_output(names, ok, array_json)
+        ctx.names.register_output(names, ok, ctx.names.output_tail(array_json))
     return FilterOutcome(names, ok, array_json, names.json_map(others, values), b"{}", node_items)

@@ -77,6 +77,9 @@ def prioritize(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | No
     if not wants_gpus(req):  # no GPU asked: no preference; the in-tree plugins rank the nodes
         return PriorityOutcome(names, np.zeros(len(names), np.int64))
     raw_all = ctx.scores(req)
-    known = rows >= 0
-    raw = np.where(known, raw_all[np.where(known, rows, 0)], -np.inf)
+    if names.all_known:
+        raw = raw_all[rows]
+    else:
+        known = rows >= 0
+        raw = np.where(known, raw_all[np.where(known, rows, 0)], -np.inf)
     return PriorityOutcome(names, normalise(raw))
