@@ -20,6 +20,10 @@ What counts, and why:
   and is kept until the watch shows the outcome or the API server's deadline for that write has surely
   passed. Nothing the scheduler assumed and never bound can leak: without a bind there is no
   reservation.
+- A node carrying the node-lifecycle controller's not-ready / unreachable taint keeps its GPUs and its
+  pods' allocations (they hold their GPUs until evicted), and is listed in `unavailable`: kube-scheduler's
+  TaintToleration offers it only to pods that tolerate the taint, so its free GPUs are no free capacity
+  (scheduler.nodeinv says why filter never rejects it itself).
 - Restartable: nothing is stored elsewhere. A relist (start, or 410 Gone) replaces the whole picture;
   pods and nodes missing from the new list are forgotten, except reservations younger than the list.
 """
@@ -33,10 +37,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+import numpy as np
+
 from placement_core import ClusterState, DoubleBookingError, GpuRequest, Placement, placer
 from scheduler.contract import Record, RecordError, decode_record
 from scheduler.disruption import Disruption
-from scheduler.nodeinv import NodeInventory, NodeRules, fingerprint, node_inventory
+from scheduler.nodeinv import NodeInventory, NodeRules, condition_taints, fingerprint, node_inventory
 from scheduler.nominated import Nominations
 from scheduler.podreq import PodRequestError, Rules, pod_request
 from scheduler.podresources import requests_fingerprint
@@ -133,6 +139,7 @@ class ClusterCache:
         self.clock = clock
         self.nodes: dict[str, NodeInventory] = {}
         self._node_fp: dict[str, tuple[Any, ...]] = {}
+        self.unavailable: dict[str, tuple[str, ...]] = {}  # node → its not-ready/unreachable taints
         self.pods: dict[str, PodRecord] = {}
         self._by_node: dict[str, set[str]] = {}
         self.reservations: dict[str, Reservation] = {}
@@ -167,6 +174,11 @@ class ClusterCache:
         if etype == "DELETED":
             self._remove_node(name)
             return
+        taints = condition_taints(node)
+        if taints:
+            self.unavailable[name] = taints
+        else:
+            self.unavailable.pop(name, None)
         fp = fingerprint(node, self.node_rules)
         if self._node_fp.get(name) == fp:
             return
@@ -197,6 +209,7 @@ class ClusterCache:
             self.index_gen += 1
         self.nodes.pop(name, None)
         self._node_fp.pop(name, None)
+        self.unavailable.pop(name, None)
         for uid in [u for u, r in self.reservations.items() if r.node == name]:
             del self.reservations[uid]
         lock = self._locks.get(name)
@@ -212,6 +225,13 @@ class ClusterCache:
         for n in items:
             self.apply_node("ADDED", n)
         self.synced["nodes"] = True
+
+    def unavailable_rows(self) -> np.ndarray:
+        """A boolean mask over the state's rows: nodes tainted not-ready / unreachable."""
+        mask = np.zeros(self.state.n_rows, np.bool_)
+        rows = [self.state.index[n] for n in self.unavailable if n in self.state.index]
+        mask[rows] = True
+        return mask
 
     # ---- pods ----------------------------------------------------------------------------------
     def apply_pod(self, etype: str, pod: dict[str, Any]) -> None:
@@ -275,9 +295,7 @@ class ClusterCache:
             k = self.pod_rules.keys
             read = (k.gpu_milli, k.gpu_models, k.gpu_memory_mib, k.nvlink)
             plain = {a: v for a, v in pod.metadata.annotations.items() if a not in read}
-            bare = pod.model_copy(
-                update={"metadata": pod.metadata.model_copy(update={"annotations": plain})}
-            )
+            bare = pod.model_copy(update={"metadata": pod.metadata.model_copy(update={"annotations": plain})})
             try:
                 req = pod_request(bare, self.pod_rules)
             except PodRequestError:
