@@ -28,7 +28,7 @@ MostAllocated weighted on ``nvidia.com/gpu``) and kube-scheduler + gpuplace for 
 
 Printed per run: GPU allocation (the trace's GPU-milli of bound pods / capacity) time-averaged over the run
 and at its end, the part of it held by whole-GPU pods, pods unschedulable at the end, mean pending time
-(creation → bound; unbound pods count until the end), and the nodes whose bound pods fit no physical GPU
+(creation → bound, sampled every second; unbound pods count until the end, or until deleted), and the nodes whose bound pods fit no physical GPU
 layout (kube-scheduler alone counts replicas only); beside them ``gpuplace simulate`` (placement_core
 alone, no Kubernetes) with each gpuplace policy on the same slice, seed and workload: how far the
 simulator is from the real scheduler. Writes bench/results/cluster_replay[-departures].{json,md,png}.

@@ -117,6 +117,7 @@ async def replay(cp: ControlPlane, sl: Slice, events: list[Event], result: RunRe
         start = loop.time()
         created: dict[str, float] = {}
         bound_at: dict[str, float] = {}
+        deleted: dict[str, float] = {}  # a pod deleted before it was seen bound waited until then
         end = max(at for at, leaves, _, _ in events if not leaves) + 10.0
 
         async def sample() -> None:
@@ -148,6 +149,7 @@ async def replay(cp: ControlPlane, sl: Slice, events: list[Event], result: RunRe
                 else:
                     try:
                         await core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=0)
+                        deleted[name] = loop.time() - start
                     except client.ApiException as exc:
                         if exc.status != 404:
                             raise
@@ -163,7 +165,7 @@ async def replay(cp: ControlPlane, sl: Slice, events: list[Event], result: RunRe
     pending = [n for n, p in alive.items() if not p["spec"].get("nodeName")]
     result.pending_end = len(pending)
     result.pending_end_whole = sum(n in whole for n in pending)
-    waits = {n: bound_at.get(n, stop) - t for n, t in created.items()}
+    waits = {n: min(bound_at.get(n, stop), deleted.get(n, stop)) - t for n, t in created.items()}
     result.mean_pending_s = float(np.mean(list(waits.values()))) if waits else 0.0
     whole_waits = [w for n, w in waits.items() if n in whole]
     result.mean_pending_whole_s = float(np.mean(whole_waits)) if whole_waits else 0.0
