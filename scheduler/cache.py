@@ -24,6 +24,10 @@ What counts, and why:
   them, and what its allocated ResourceClaims hold is booked as one allocation per node
   (scheduler.dra.model). A pod whose `nvidia.com/gpu` is served by DRA (status.extendedResourceClaimStatus)
   holds its GPUs through that claim, so it counts only its cpu/memory here: never twice.
+- A node carrying the node-lifecycle controller's not-ready / unreachable taint keeps its GPUs and its
+  pods' allocations (they hold their GPUs until evicted), and is listed in `unavailable`: kube-scheduler's
+  TaintToleration offers it only to pods that tolerate the taint, so its free GPUs are no free capacity
+  (scheduler.nodeinv says why filter never rejects it itself).
 - Restartable: nothing is stored elsewhere. A relist (start, or 410 Gone) replaces the whole picture;
   pods and nodes missing from the new list are forgotten, except reservations younger than the list.
 """
@@ -37,12 +41,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+import numpy as np
+
 from placement_core import ClusterState, DoubleBookingError, GpuRequest, Placement, placer
 from scheduler.contract import Record, RecordError, decode_record
 from scheduler.disruption import Disruption
 from scheduler.dra.model import DraModel
 from scheduler.dra.state import DraState
-from scheduler.nodeinv import NodeInventory, NodeRules, fingerprint, node_inventory
+from scheduler.nodeinv import NodeInventory, NodeRules, condition_taints, fingerprint, node_inventory
 from scheduler.nominated import Nominations
 from scheduler.podreq import PodRequestError, Rules, pod_request
 from scheduler.podresources import requests_fingerprint
@@ -120,6 +126,7 @@ class ClusterCache(ReservationBook, DraModel):
         self.clock = clock
         self.nodes: dict[str, NodeInventory] = {}
         self._node_fp: dict[str, tuple[Any, ...]] = {}
+        self.unavailable: dict[str, tuple[str, ...]] = {}  # node → its not-ready/unreachable taints
         self.pods: dict[str, PodRecord] = {}
         self._by_node: dict[str, set[str]] = {}
         self.reservations: dict[str, Reservation] = {}
@@ -161,6 +168,11 @@ class ClusterCache(ReservationBook, DraModel):
         if etype == "DELETED":
             self._remove_node(name)
             return
+        taints = condition_taints(node)
+        if taints:
+            self.unavailable[name] = taints
+        else:
+            self.unavailable.pop(name, None)
         fp = fingerprint(node, self.node_rules)
         if self._node_fp.get(name) == fp:
             return
@@ -198,6 +210,7 @@ class ClusterCache(ReservationBook, DraModel):
         self.nodes.pop(name, None)
         self._node_fp.pop(name, None)
         self._base.pop(name, None)
+        self.unavailable.pop(name, None)
         for uid in [u for u, r in self.reservations.items() if r.node == name]:
             del self.reservations[uid]
         lock = self._locks.get(name)
@@ -213,6 +226,13 @@ class ClusterCache(ReservationBook, DraModel):
         for n in items:
             self.apply_node("ADDED", n)
         self.synced["nodes"] = True
+
+    def unavailable_rows(self) -> np.ndarray:
+        """A boolean mask over the state's rows: nodes tainted not-ready / unreachable."""
+        mask = np.zeros(self.state.n_rows, np.bool_)
+        rows = [self.state.index[n] for n in self.unavailable if n in self.state.index]
+        mask[rows] = True
+        return mask
 
     # ---- pods ----------------------------------------------------------------------------------
     def apply_pod(self, etype: str, pod: dict[str, Any]) -> None:

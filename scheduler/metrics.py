@@ -9,6 +9,11 @@ series per scrape.
 
 "Stranded" GPUs: free (healthy, unallocated) GPU capacity on nodes where none of the configured common
 request shapes fits right now — e.g. free GPUs behind exhausted CPU, or scattered fractional leftovers.
+
+"Unavailable" GPUs: free capacity on nodes tainted `node.kubernetes.io/not-ready` / `unreachable` (the
+node-lifecycle controller's taints, which kube-scheduler's TaintToleration filter keeps most pods away
+from; scheduler.nodeinv). Neither free nor stranded: a NotReady node is not capacity the cluster can use.
+What its pods hold stays `allocated` until they are evicted.
 """
 
 from __future__ import annotations
@@ -74,7 +79,8 @@ class Metrics(CacheHooks):
         )
         self.gpus = Gauge(
             "gpuplace_gpus",
-            "GPUs by model and state (allocated, free, unhealthy); MIG GPUs count by used memory slices",
+            "GPUs by model and state (allocated, free, unavailable: free on a NotReady node, unhealthy); MIG "
+            "GPUs count by used memory slices",
             ["model", "state"],
             registry=r,
         )
@@ -194,10 +200,13 @@ class Metrics(CacheHooks):
             axis=1
         )
         total = healthy.sum(axis=1)
-        free = free_plain + mig_free
-        allocated = total - free
+        off = cache.unavailable_rows()
+        idle = free_plain + mig_free
+        allocated = total - idle
+        free = np.where(off, 0.0, idle)
+        unavailable = np.where(off, idle, 0.0)
         unhealthy = (present & ~s.gpu_healthy[:n]).sum(axis=1)
-        stranded = np.where(self._nothing_fits(cache), free_plain, 0.0)
+        stranded = np.where(self._nothing_fits(cache) & ~off, free_plain, 0.0)
         model = s.node_model[:n]
         gpu_rows = np.nonzero(s.node_valid[:n] & (model >= 0))[0]
         names = s.models.names
@@ -209,6 +218,7 @@ class Metrics(CacheHooks):
                 continue
             self.gpus.labels(mname, "allocated").set(float(allocated[rows].sum()))
             self.gpus.labels(mname, "free").set(float(free[rows].sum()))
+            self.gpus.labels(mname, "unavailable").set(float(unavailable[rows].sum()))
             self.gpus.labels(mname, "unhealthy").set(float(unhealthy[rows].sum()))
             self.stranded.labels(mname).set(float(stranded[rows].sum()))
         self.node_gpus.clear()
@@ -217,6 +227,7 @@ class Metrics(CacheHooks):
                 node, mname = s.names[i], names[model[i]]
                 self.node_gpus.labels(node, mname, "allocated").set(float(allocated[i]))
                 self.node_gpus.labels(node, mname, "free").set(float(free[i]))
+                self.node_gpus.labels(node, mname, "unavailable").set(float(unavailable[i]))
 
     def _nothing_fits(self, cache: ClusterCache) -> npt.NDArray[np.bool_]:
         s = cache.state

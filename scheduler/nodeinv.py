@@ -19,6 +19,15 @@ extender and already rejects a cordoned node unless the pod tolerates `node.kube
 (DaemonSet pods do; pkg/scheduler/framework/plugins/nodeunschedulable, `Filter`). A cordoned node that
 reaches the extender is one kube-scheduler decided the pod may use; a second check here would only
 reject it for a reason kube-scheduler already waived.
+Why `node.kubernetes.io/not-ready` / `unreachable` taints are read (`condition_taints`) but never fail a
+node in filter: the node-lifecycle controller puts them on a node whose Ready condition is False / Unknown
+(pkg/controller/nodelifecycle, `doNoScheduleTaintingPass` with NoSchedule, and NoExecute for taint
+eviction), and kube-scheduler's TaintToleration plugin (`Filter`: `FindMatchingUntoleratedTaint` over the
+NoSchedule and NoExecute taints) runs before the extender, so such a node reaches filter only for a pod
+that tolerates them — which may be placed there. The cache keeps such a node's GPUs and pods (they still
+hold their GPUs until evicted), but its free GPUs are not free capacity: the metrics report them as
+`unavailable`, and gang plans made for gangs other than the one asking (whose offered nodes
+kube-scheduler did not filter) leave such nodes out (scheduler.cache, scheduler.metrics, scheduler.gang).
 Why never raise: one odd node must not stop the cache. A bad annotation yields `warning` and the
 label path; a node whose labels make no sense becomes a GPU-less node with a warning.
 """
@@ -99,6 +108,22 @@ def fingerprint(node: dict[str, Any], rules: NodeRules) -> tuple[Any, ...]:
     alloc = tuple(sorted(((node.get("status") or {}).get("allocatable") or {}).items()))
     topo = (meta.get("annotations") or {}).get(rules.keys.topology)
     return rel, alloc, topo
+
+
+CONDITION_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+_FILTERED_EFFECTS = ("NoSchedule", "NoExecute")  # the effects TaintToleration's Filter checks
+
+
+def condition_taints(node: dict[str, Any]) -> tuple[str, ...]:
+    """The node-lifecycle controller's not-ready / unreachable taints on the node (NoSchedule or
+    NoExecute: the effects kube-scheduler's TaintToleration filter checks), sorted, as `key:effect`."""
+    taints = (node.get("spec") or {}).get("taints") or []
+    found = {
+        f"{t.get('key')}:{t.get('effect')}"
+        for t in taints
+        if isinstance(t, dict) and t.get("key") in CONDITION_TAINTS and t.get("effect") in _FILTERED_EFFECTS
+    }
+    return tuple(sorted(found))
 
 
 def time_sliced(labels: dict[str, str]) -> bool:

@@ -4,7 +4,8 @@ Upstream etcd, kube-apiserver, kube-controller-manager and kube-scheduler and th
 (built by ``deploy/local/build.sh``) run as child processes on loopback ports; fake GPU nodes are
 created through the API and kwok plays their kubelets. See :mod:`gpuplace.localcluster.controlplane`
 for what runs and why, :mod:`gpuplace.localcluster.lifecycle` for the controllers, kwok's stages and
-the shortened timers, and :mod:`gpuplace.localcluster.fake_nodes` for the node presets.
+the shortened timers, :mod:`gpuplace.localcluster.fake_nodes` for the nodes and
+:mod:`gpuplace.localcluster.node_presets` for the server presets.
 
     with ControlPlane() as cp:
         cp.start_scheduler()

@@ -20,20 +20,18 @@ From async code, use ``await asyncio.to_thread(cp.start)`` / ``cp.stop``. The AP
 :meth:`~ControlPlane.register_webhook`) are ``async`` and open a short-lived kubernetes_asyncio
 client in the caller's event loop, so they work with per-test event loops.
 
-Identities (static bearer tokens, ``--token-auth-file``): ``admin`` in ``system:masters``,
-``system:kube-scheduler`` and ``system:kube-controller-manager``, which the apiserver's bootstrap RBAC
-already grants what they need, and ``kwok`` (in ``system:masters``: it writes node and pod status,
-leases, events and deletes pods, as every kubelet together would). gpuplace itself should run as a ServiceAccount made by
-:meth:`ControlPlane.create_service_account` with the least rules it documents.
+Identities (static bearer tokens for admin, kube-scheduler, kube-controller-manager and kwok) and
+their files: :mod:`gpuplace.localcluster.identities`; command lines: :mod:`~gpuplace.localcluster.apiserver`
+(etcd, kube-apiserver), :mod:`~gpuplace.localcluster.kube_scheduler` and
+:mod:`~gpuplace.localcluster.lifecycle` (kube-controller-manager, kwok). gpuplace itself should run as a
+ServiceAccount made by :meth:`ControlPlane.create_service_account` with the least rules it documents.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import copy
 import os
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -42,19 +40,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import yaml
 from kubernetes_asyncio import client, config
 
-from gpuplace.localcluster import accounts
+from gpuplace.localcluster import accounts, kube_scheduler
+from gpuplace.localcluster import apiserver as api_args
 from gpuplace.localcluster import lifecycle as lc
 from gpuplace.localcluster.binaries import Binaries
-from gpuplace.localcluster.kubeconfig import write_kubeconfig
-from gpuplace.localcluster.pki import (
-    CertificateAuthority,
-    CertPair,
-    generate_service_account_key,
-    write_private,
-)
+from gpuplace.localcluster.identities import Identities, write_kubeconfigs, write_pki
+from gpuplace.localcluster.pki import CertificateAuthority, CertPair
 from gpuplace.localcluster.processes import (
     ManagedProcess,
     ProcessStartError,
@@ -64,15 +57,6 @@ from gpuplace.localcluster.processes import (
 )
 
 ENV_KEEP_WORKDIR = "GPUPLACE_KEEP_WORKDIR"
-SERVICE_CIDR = "10.96.0.0/16"
-SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
-_APISERVER_DNS = (
-    "localhost",
-    "kubernetes",
-    "kubernetes.default",
-    "kubernetes.default.svc",
-    "kubernetes.default.svc.cluster.local",
-)
 _PORT_ATTEMPTS = 3
 
 
@@ -113,10 +97,9 @@ class ControlPlane:
         self._workdir: Path | None = None
         self._server: str | None = None
         self.etcd_url: str | None = None
-        self.admin_token = secrets.token_hex(24)
-        self.scheduler_token = secrets.token_hex(24)
-        self._controller_manager_token = secrets.token_hex(24)
-        self._kwok_token = secrets.token_hex(24)
+        self.identities = Identities()
+        self.admin_token = self.identities.admin
+        self.scheduler_token = self.identities.scheduler
         self.ca: CertificateAuthority | None = None
 
     # ----- lifecycle -------------------------------------------------------------------------------
@@ -209,79 +192,34 @@ class ControlPlane:
     # ----- startup ----------------------------------------------------------------------------------
 
     def _write_pki(self) -> None:
-        pki = self.workdir / "pki"
-        pki.mkdir()
         (self.workdir / "kubeconfigs").mkdir()
-        self.ca = CertificateAuthority.generate()
-        self.ca_file.write_bytes(self.ca.cert_pem)
-        self.ca.write_pair(
-            pki,
-            "kube-apiserver",
-            ca_file=self.ca_file,
-            ip_addresses=("127.0.0.1", "10.96.0.1"),
-            dns_names=_APISERVER_DNS,
-        )
-        self.ca.write_pair(pki, "kube-scheduler", ca_file=self.ca_file)
-        self.ca.write_pair(pki, "kube-controller-manager", ca_file=self.ca_file)
-        private, public = generate_service_account_key()
-        write_private(pki / "sa.key", private)
-        (pki / "sa.pub").write_bytes(public)
-        tokens = (
-            f'{self.admin_token},admin,admin,"system:masters"\n'
-            f"{self.scheduler_token},system:kube-scheduler,system:kube-scheduler\n"
-            f"{self._controller_manager_token},system:kube-controller-manager,system:kube-controller-manager\n"
-            f'{self._kwok_token},kwok,kwok,"system:masters"\n'
-        )
-        write_private(pki / "tokens.csv", tokens.encode())
+        self.ca = write_pki(self.workdir / "pki", self.ca_file, self.identities)
 
     def _start_etcd_and_apiserver(self) -> None:
-        pki = self.workdir / "pki"
         data_dir = self.workdir / "etcd-data"
         shutil.rmtree(data_dir, ignore_errors=True)
-        client_port, peer_port = free_port(), free_port()
-        etcd_url = f"http://127.0.0.1:{client_port}"
-        peer_url = f"http://127.0.0.1:{peer_port}"
-        etcd = [
-            str(self.binaries.etcd),
-            "--name=gpuplace-local",
-            f"--data-dir={data_dir}",
-            f"--listen-client-urls={etcd_url}",
-            f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}",
-            f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=gpuplace-local={peer_url}",
-            "--unsafe-no-fsync",  # test data: durability is not needed, fsync is the slow part
-            "--log-level=warn",
-            *self._etcd_args,
-        ]
+        etcd_url, peer_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+        etcd = api_args.etcd_argv(
+            self.binaries.etcd,
+            data_dir=data_dir,
+            client_url=etcd_url,
+            peer_url=peer_url,
+            extra_args=self._etcd_args,
+        )
         self.start_process("etcd", etcd, ready_url=f"{etcd_url}/health", ready_timeout=self.startup_timeout)
         self.etcd_url = etcd_url
 
         port = free_port()
         server = f"https://127.0.0.1:{port}"
-        apiserver = [
-            str(self.binaries.kube_apiserver),
-            f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={port}",
-            f"--cert-dir={self.workdir / 'apiserver-certs'}",
-            f"--tls-cert-file={pki / 'kube-apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'kube-apiserver.key'}",
-            f"--client-ca-file={self.ca_file}",
-            f"--token-auth-file={pki / 'tokens.csv'}",
-            "--authorization-mode=RBAC",
-            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            *self._admission_args(),
-            # The advertise address is loopback and there is one apiserver: do not manage Endpoints.
-            "--endpoint-reconciler-type=none",
-            "--allow-privileged=true",
-            "--profiling=false",
-            *self._apiserver_args,
-        ]
+        apiserver = api_args.apiserver_argv(
+            self.binaries.kube_apiserver,
+            etcd_url=etcd_url,
+            port=port,
+            workdir=self.workdir,
+            ca_file=self.ca_file,
+            admission=api_args.admission_args(lifecycle=self.lifecycle, timers=self.timers),
+            extra_args=self._apiserver_args,
+        )
         self.start_process(
             "kube-apiserver",
             apiserver,
@@ -290,32 +228,9 @@ class ControlPlane:
             ready_token=self.admin_token,
         )
         self._server = server
-        write_kubeconfig(
-            self.admin_kubeconfig, server=server, ca_file=self.ca_file, token=self.admin_token, user="admin"
+        write_kubeconfigs(
+            self.workdir / "kubeconfigs", server=server, ca_file=self.ca_file, identities=self.identities
         )
-        write_kubeconfig(
-            self.scheduler_kubeconfig,
-            server=server,
-            ca_file=self.ca_file,
-            token=self.scheduler_token,
-            user="system:kube-scheduler",
-        )
-        write_kubeconfig(
-            self.controller_manager_kubeconfig,
-            server=server,
-            ca_file=self.ca_file,
-            token=self._controller_manager_token,
-            user="system:kube-controller-manager",
-        )
-        write_kubeconfig(self.kwok_kubeconfig, server=server, ca_file=self.ca_file, token=self._kwok_token, user="kwok")
-
-    def _admission_args(self) -> list[str]:
-        """Default admission plugins; the static world disables the two that need missing components."""
-        if self.lifecycle:
-            return self.timers.apiserver_args()  # DefaultTolerationSeconds' bounds
-        # No token controller for the ServiceAccount plugin, and nothing would remove the not-ready
-        # taint TaintNodesByCondition puts on new Nodes.
-        return ["--disable-admission-plugins=ServiceAccount,TaintNodesByCondition"]
 
     def _start_lifecycle(self) -> None:
         lc.start(self, controller_manager_args=self._controller_manager_args)
@@ -379,33 +294,23 @@ class ControlPlane:
         false`` are filled in unless present (with ``--config``, the ``--kubeconfig`` flag is
         ignored). Waits for ``/readyz`` on its secure port, which includes informer sync.
         """
-        cfg = copy.deepcopy(dict(scheduler_config or {}))
-        cfg.setdefault("apiVersion", "kubescheduler.config.k8s.io/v1")
-        cfg.setdefault("kind", "KubeSchedulerConfiguration")
-        cfg.setdefault("clientConnection", {}).setdefault("kubeconfig", str(self.scheduler_kubeconfig))
-        cfg.setdefault("leaderElection", {}).setdefault("leaderElect", False)
-        config_file = self.workdir / f"{name}.config.yaml"
-        config_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        pki = self.workdir / "pki"
+        config_file = kube_scheduler.write_config(
+            self.workdir / f"{name}.config.yaml", scheduler_config, kubeconfig=self.scheduler_kubeconfig
+        )
 
         def argv(port: int) -> list[str]:
-            return [
-                str(self.binaries.kube_scheduler),
-                f"--config={config_file}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={port}",
-                f"--tls-cert-file={pki / 'kube-scheduler.crt'}",
-                f"--tls-private-key-file={pki / 'kube-scheduler.key'}",
-                # delegated authn/z so /metrics works with a token; /healthz and /readyz are always allowed
-                f"--authentication-kubeconfig={self.scheduler_kubeconfig}",
-                f"--authorization-kubeconfig={self.scheduler_kubeconfig}",
-                # no front-proxy CA in this cluster: do not look up requestheader config (log noise)
-                "--authentication-skip-lookup=true",
-                "--v=2",
-                *extra_args,
-            ]
+            return kube_scheduler.scheduler_argv(
+                self.binaries.kube_scheduler,
+                config_file=config_file,
+                kubeconfig=self.scheduler_kubeconfig,
+                pki=self.workdir / "pki",
+                port=port,
+                extra_args=extra_args,
+            )
 
-        process = self.start_on_free_port(name, argv, "https://127.0.0.1:{port}/readyz", ready_timeout=ready_timeout)
+        process = self.start_on_free_port(
+            name, argv, "https://127.0.0.1:{port}/readyz", ready_timeout=ready_timeout
+        )
         process.extra["config_file"] = config_file
         return process
 

@@ -187,7 +187,7 @@ class GpuplaceServer:
         )
 
     def node_gpus(self) -> dict[str, dict[str, float]]:
-        """gpuplace's own view, from its ``gpuplace_node_gpus`` gauge: node → {"allocated": n, "free": n}.
+        """gpuplace's own view, from its ``gpuplace_node_gpus`` gauge: node → {"allocated": n, "free": n, "unavailable": n}.
 
         A node is absent when gpuplace's model has no GPUs for it (deleted, or not a GPU node).
         """

@@ -198,8 +198,12 @@ class GangManager:
         return Verdict(planned, f"gang {gid}: planned on node {planned}")
 
     def _plan_ahead(self, current: Gang) -> None:
-        """Give gangs ranked ahead of `current`, waiting with their quorum, the first chance."""
-        all_rows = np.arange(self.cache.state.n_rows)
+        """Give gangs ranked ahead of `current`, waiting with their quorum, the first chance.
+
+        kube-scheduler filtered the offered nodes for `current`'s pod only; for the others gpuplace plans on
+        every node except those tainted not-ready / unreachable, which TaintToleration would keep their pods
+        off (scheduler.nodeinv): a plan there would hold GPUs for members never offered that node."""
+        all_rows = np.nonzero(~self.cache.unavailable_rows())[0]
         now = self.clock()
         for gang in sorted(self.registry.gangs.values(), key=Gang.order):
             if gang is current or gang.order() > current.order():

@@ -140,10 +140,13 @@ async def test_node_loss_moves_gpu_pods_elsewhere(
     assert len({p.spec.node_name for p in moved}) == 2
     assert all(_record(p)[0] in spares for p in moved)
     assert loop.rounds >= 3 and loop.problems == []
-    # gpuplace's model: the deleted node's GPUs are gone; nothing is allocated on the NotReady node.
+    # gpuplace's model: the deleted node's GPUs are gone; nothing is allocated on the NotReady node...
     view = await asyncio.to_thread(gpuplace.node_gpus)
     assert deleted not in view
     assert view[not_ready].get("allocated") == 0
+    # ... and its GPU is not free capacity either: kube-scheduler keeps pods that do not tolerate the
+    # not-ready taint off it.
+    assert (view[not_ready].get("free"), view[not_ready].get("unavailable")) == (0, 1), view[not_ready]
     assert {n for n in spares if view[n].get("allocated") == 1} == spares
 
 
