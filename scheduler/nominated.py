@@ -131,12 +131,18 @@ class Nominations:
 @contextmanager
 def holding(cache: ClusterCache, pods: Sequence[Nominated]) -> Iterator[None]:
     """Count `pods` as placed on their nominated nodes inside the block. Synchronous use only: no
-    await may happen inside, so no other coroutine ever sees the virtual allocations."""
+    await may happen inside, so no other coroutine ever sees the virtual allocations.
+
+    A pod already in the state is skipped: reserved or bound by gpuplace, or a gang member whose plan
+    holds its GPUs (scheduler.gang.holds). kube-scheduler nominates gang members whose attempts failed,
+    and counting such a member's nomination on top of its hold refused every sibling's bind."""
+    from scheduler.gang.holds import hold_uid  # scheduler.gang imports the cache, which imports this
+
     state, taken = cache.state, []
     try:
         for p in pods:
-            if p.uid in state.allocations or p.node not in state.index:
-                continue  # reserved or bound by gpuplace already: counted
+            if p.uid in state.allocations or hold_uid(p.uid) in state.allocations or p.node not in state.index:
+                continue  # counted already
             key = f"nominated/{p.uid}"
             state.allocate(key, cache.guess(p.node, p.req), check=False)
             taken.append(key)

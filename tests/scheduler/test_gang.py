@@ -395,3 +395,25 @@ async def test_a_loaded_plan_whose_member_is_gone_at_restart_is_released() -> No
     settle(fresh)
     assert not fresh.gangs.plans
     assert not [u for u in fresh.cache.state.allocations if u.startswith("gang-hold/")]
+
+
+async def test_members_nominated_to_their_planned_node_do_not_block_each_others_bind() -> None:
+    """kube-scheduler nominates members whose attempts failed (preemption ran for them); a sibling's
+    nomination is already covered by its gang hold, so counting it again refused every member's bind
+    ("its free GPUs are held for nominated pod ...") and the gang waited forever."""
+    ctx = make()
+    pods = add(ctx, *(member("quad", i, 4, gpus=2) for i in range(4)))
+    planned = {}
+    for p in pods:
+        r = filt(ctx, p)
+        assert r.node_names is not None and len(r.node_names) == 1, r
+        planned[p["metadata"]["name"]] = r.node_names[0]
+    (node,) = set(planned.values())  # 4 x 2 GPUs: one 8-GPU node, best fit
+    for p in pods:
+        p["status"]["nominatedNodeName"] = node
+        ctx.cache.apply_pod("MODIFIED", p)
+    await drain(ctx)
+    results = await asyncio.gather(*(bind(bargs(p, node), ctx) for p in pods))
+    assert [r.error for r in results] == ["", "", "", ""]
+    assert bound(ctx) == planned
+    settle(ctx)
