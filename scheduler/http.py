@@ -76,6 +76,26 @@ def _args_and_names(body: bytes, ctx: ExtenderContext) -> tuple[ExtenderArgs, Na
     return args, None
 
 
+def _not_ready(verb: str, ctx: ExtenderContext) -> web.Response:
+    """Answer a verb that arrived before the cache is synced and the kernels are warm.
+
+    A standalone replica (no leader election) opens its port before its lists are in, and
+    kube-scheduler retries pending pods at once: an answer from a half-listed cache would place pods on
+    GPUs that bound pods hold. Filter and bind get their in-band `Error`, which kube-scheduler shows on
+    the pod and retries after backoff (pkg/scheduler/extender.go, `HTTPExtender.Filter` / `Bind`);
+    prioritize and preempt get a 503, which kube-scheduler ignores (prioritize, `findNodesThatPassExtenders`
+    scores) or treats as a failed preemption attempt. A leader never gets here: it campaigns only once
+    ready (scheduler.leader.campaign)."""
+    ctx.metrics.errors.labels(verb).inc()
+    waiting = [k for k, v in ctx.cache.synced.items() if not v] + ([] if ctx.warm else ["kernels"])
+    message = f"gpuplace is not ready: waiting for {', '.join(waiting)} (state is rebuilt before it answers)"
+    if verb == "filter":
+        return _json(FilterOutcome(error=message).encode())
+    if verb == "bind":
+        return _json(orjson.dumps({"Error": message}))
+    return web.Response(status=503, text=message)
+
+
 def _json(body: bytes, status: int = 200) -> web.Response:
     return web.Response(body=body, status=status, content_type=JSON)
 
@@ -87,6 +107,8 @@ def _timed(
         ctx = request.app[CTX]
         if not request.app[ROLE].is_leader():
             return _refuse(request, verb)
+        if not ctx.ready:
+            return _not_ready(verb, ctx)
         t0 = time.perf_counter()
         try:
             return await fn(request, ctx)

@@ -165,3 +165,32 @@ async def test_ops_endpoints(client: Client, cluster: ExtenderContext) -> None:
         'gpuplace_cache_synced{kind="pods"} 1.0',
     ]:
         assert needle in text, needle
+
+
+@pytest.mark.parametrize("unready", ["pods", "nodes", "kernels"])
+async def test_verbs_refuse_to_answer_from_an_unsynced_cache(
+    aiohttp_client: Any, cluster: ExtenderContext, unready: str
+) -> None:
+    """A restarted standalone gpuplace must not place pods before its lists are in: kube-scheduler
+    retries pending pods the moment the port opens, and a filter answered while the pod list was
+    still coming in put a second MIG pod on a device a bound pod held (CI, test_packing restart)."""
+    client = await aiohttp_client(make_extender_app(cluster))  # no warm-up task to race `warm`
+    if unready == "kernels":
+        cluster.warm = False
+    else:
+        cluster.cache.synced[unready] = False
+    p = binder_of(cluster).add(o.pod("p", gpus=1))
+    args = body(o.extender_args(p, names=ALL))
+    status, r = await post(client, "filter", args)
+    assert status == 200 and r["NodeNames"] is None and r["Nodes"] is None
+    assert "not ready" in r["Error"] and ("kernels" if unready == "kernels" else unready) in r["Error"]
+    status, _ = await post(client, "prioritize", args)
+    assert status == 503
+    m = p["metadata"]
+    bind = {"PodName": m["name"], "PodNamespace": m["namespace"], "PodUID": m["uid"], "Node": "h1"}
+    status, r = await post(client, "bind", body(bind))
+    assert status == 200 and "not ready" in r["Error"]
+    assert not binder_of(cluster).pods[("default", "p")]["spec"].get("nodeName")
+    assert not cluster.cache.reservations
+    status, _ = await post(client, "preempt", body({"Pod": p, "NodeNameToMetaVictims": {}}))
+    assert status == 503
