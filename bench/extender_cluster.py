@@ -243,6 +243,9 @@ def build(n_nodes: int, n_pods: int, seed: int, mix: str = "whole") -> Built:
     ctx = ExtenderContext.build(SchedulerSettings(max_gpus_per_node=8), MemoryBinder())
     ctx.cache.replace_nodes(nodes)
     ctx.cache.replace_pods(pods, listed_at=0.0)
+    if ctx.cache.dra is not None:  # no DRA objects in this cluster: listed, empty
+        ctx.cache.replace_slices([])
+        ctx.cache.replace_claims([])
     build_s = time.perf_counter() - t0
     ctx.warm = True
     state = ctx.cache.state
