@@ -11,18 +11,28 @@ gpuplace records placed by `placer.choose` on random nodes, in one of two mixes 
   count, because 40,000 GPUs cannot hold 50,000 GPU pods of any realistic shape. The table says how
   many of each were placed.
 
-The context is built through the cache's own relist path (`replace_nodes` / `replace_pods`, no API
-server), so its build time is the restart cost. Imports of gpuplace happen inside the functions: a
-`--baseline` server process puts another checkout first on sys.path before calling them.
+The context is built through the cache's own relist path as after a restart: the lists are made in a
+helper process and arrive as JSON pages of 2,000 (the reflectors' default page size), each decoded and
+handed to the cache's LIST sink (`node_pages` / `pod_pages`, scheduler.listing; a checkout without
+them gets the whole list at once through `replace_nodes` / `replace_pods`, as its reflectors did). So
+the server's memory is its own — the cache, and one page at a time — not the bench's, and its build
+time is the restart cost. Imports of gpuplace happen inside the functions: a `--baseline` server
+process puts another checkout first on sys.path before calling them.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any
+
+import orjson
 
 MODELS = [
     ("NVIDIA-H100-80GB-HBM3", 81559, 0.60),
@@ -231,24 +241,72 @@ def running_pods(nodes: list[dict[str, Any]], n_pods: int, seed: int, mix: str) 
     return pods, gpu_pods, shares
 
 
+PAGE = 2000  # scheduler.settings.WatchSettings.page_size
+
+
+def _send_lists(n_nodes: int, n_pods: int, seed: int, mix: str, conn: Connection) -> None:
+    """The helper process: both LISTs as JSON pages (an empty message ends each), then the pod counts."""
+    nodes = build_nodes(n_nodes, seed)
+    pods, gpu_pods, shares = running_pods(nodes, n_pods, seed, mix)
+    for items in (nodes, pods):
+        for i in range(0, len(items), PAGE):
+            conn.send_bytes(orjson.dumps(items[i : i + PAGE]))
+        conn.send_bytes(b"")
+    conn.send((gpu_pods, shares, len(pods)))
+    conn.close()
+
+
+class _Whole:
+    """A checkout without LIST sinks: every page kept, then one full-list replace."""
+
+    def __init__(self, replace: Callable[[list[Any]], None]) -> None:
+        self.replace, self.items = replace, []
+
+    def page(self, items: list[Any]) -> None:
+        self.items.extend(items)
+
+    def done(self) -> None:
+        self.replace(self.items)
+
+
 def build(n_nodes: int, n_pods: int, seed: int, mix: str = "whole") -> Built:
-    """The extender context a bench server answers from, rebuilt from lists as after a restart."""
+    """The extender context a bench server answers from, rebuilt from paged lists as after a restart."""
     from scheduler.binder import MemoryBinder
     from scheduler.context import ExtenderContext
     from scheduler.settings import SchedulerSettings
 
-    nodes = build_nodes(n_nodes, seed)
-    pods, gpu_pods, shares = running_pods(nodes, n_pods, seed, mix)
-    t0 = time.perf_counter()
+    recv, send = mp.Pipe(duplex=False)
+    helper = os.fork()  # not multiprocessing.Process: the bench's server process is daemonic
+    if helper == 0:
+        recv.close()
+        try:
+            _send_lists(n_nodes, n_pods, seed, mix, send)
+        finally:
+            os._exit(0)
+    send.close()
     ctx = ExtenderContext.build(SchedulerSettings(max_gpus_per_node=8), MemoryBinder())
-    ctx.cache.replace_nodes(nodes)
-    ctx.cache.replace_pods(pods, listed_at=0.0)
-    if ctx.cache.dra is not None:  # no DRA objects in this cluster: listed, empty
-        ctx.cache.replace_slices([])
-        ctx.cache.replace_claims([])
-    build_s = time.perf_counter() - t0
+    cache = ctx.cache
+    if hasattr(cache, "node_pages"):
+        sinks = [cache.node_pages(), cache.pod_pages(0.0)]
+    else:
+        sinks = [_Whole(cache.replace_nodes), _Whole(lambda items: cache.replace_pods(items, listed_at=0.0))]
+    build_s = 0.0
+    for sink in sinks:
+        while page := recv.recv_bytes():
+            t0 = time.perf_counter()
+            sink.page(orjson.loads(page))
+            build_s += time.perf_counter() - t0
+            del page
+        t0 = time.perf_counter()
+        sink.done()
+        build_s += time.perf_counter() - t0
+    gpu_pods, shares, n_listed = recv.recv()
+    os.waitpid(helper, 0)
+    if cache.dra is not None:  # no DRA objects in this cluster: listed, empty
+        cache.replace_slices([])
+        cache.replace_claims([])
     ctx.warm = True
-    state = ctx.cache.state
+    state = cache.state
     busy = int((state.gpu_free_milli[: state.n_rows] < 1000).sum())
     free = {name: int((state.gpu_free_milli[row] >= 1000).sum()) for name, row in state.index.items()}
-    return Built(ctx, build_s, gpu_pods, shares, len(pods) - gpu_pods, busy, free)
+    return Built(ctx, build_s, gpu_pods, shares, n_listed - gpu_pods, busy, free)

@@ -143,6 +143,7 @@ def start_server(
     server.start()
     info = parent.recv()
     info["rss_built"] = rss_mib(info["pid"])
+    info["rss_peak"] = rss_mib(info["pid"], "VmHWM")
     return server, f"http://127.0.0.1:{port}", info
 
 
@@ -154,10 +155,11 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return (int(fields[11]) + int(fields[12])) / tck, int(fields[12]) / tck
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """Resident size (VmRSS) or its peak so far (VmHWM) of a process, MiB."""
     with Path(f"/proc/{pid}/status").open() as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -263,6 +265,7 @@ COLUMNS = {  # result key → column title
     "sys": "of which system",
     "client": "client CPU ms/pair",
     "rss": "server RSS MiB",
+    "peak": "peak RSS MiB",
 }
 
 
@@ -299,7 +302,8 @@ def main() -> int:
         console.print(
             f"{label}: {a.nodes} nodes × 8 GPUs, {info['pods']} running pods ({info['gpu_pods']} with GPUs, "
             f"{info['share_pods']} of them shares; {info['cpu_pods']} CPU-only), {info['busy_gpus']} GPUs "
-            f"busy; cache rebuilt from lists in {info['build_s']:.2f} s; server RSS {info['rss_built']:.0f} MiB"
+            f"busy; cache rebuilt from lists in {info['build_s']:.2f} s; server RSS {info['rss_built']:.0f} MiB "
+            f"(peak {info['rss_peak']:.0f})"
         )
     console.print(
         f"full-nodes request size ≈ {len(orjson.dumps({'items': nodes})) / 1e6:.1f} MB, "
@@ -320,13 +324,13 @@ def main() -> int:
         for label, (_, base, info) in servers.items():
             concurrency = a.concurrency if mode != "full-nodes" else 1
             r = asyncio.run(run_mode(base, mode, pairs, concurrency, names, nodes, info["pid"], info["free"]))
-            r["rss"] = rss_mib(info["pid"])
+            r["rss"], r["peak"] = rss_mib(info["pid"]), rss_mib(info["pid"], "VmHWM")
             results[label] = r
             table.add_row(
                 mode,
                 label,
                 str(pairs),
-                *(f"{r[k]:.0f}" if k in ("pps", "rss") else f"{r[k]:.2f}" for k in COLUMNS),
+                *(f"{r[k]:.0f}" if k in ("pps", "rss", "peak") else f"{r[k]:.2f}" for k in COLUMNS),
             )
         if len(results) == 2:
             new, old = results["this"], results["baseline"]

@@ -63,7 +63,7 @@ def reflectors(ctx: ExtenderContext, source: Source) -> list[Reflector]:
         Reflector(
             "nodes",
             source,
-            on_list=lambda items, _t: cache.replace_nodes(items),
+            pages=lambda _t: cache.node_pages(),
             on_event=cache.apply_node,
             settings=ws,
             on_restart=restart("nodes"),
@@ -71,7 +71,7 @@ def reflectors(ctx: ExtenderContext, source: Source) -> list[Reflector]:
         Reflector(
             "pods",
             source,
-            on_list=lambda items, t: cache.replace_pods(items, listed_at=t),
+            pages=cache.pod_pages,
             on_event=cache.apply_pod,
             settings=ws,
             on_restart=restart("pods"),

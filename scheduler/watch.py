@@ -7,7 +7,9 @@ resourceVersion instead of relisting. The `Source` protocol below is the raw tra
 recorded event dicts.
 
 The loop, per kind (nodes, pods):
-1. LIST (paged, one consistent snapshot) → `on_list(items, listed_at)` replaces the cache's picture;
+1. LIST (paged, one consistent snapshot) → `on_list(items, listed_at)` replaces the cache's picture, or
+   each page goes to a `pages(listed_at)` sink as it arrives (scheduler.listing: the first list of
+   pods and nodes is applied page by page, so the whole list is never held at once);
 2. WATCH from the list's resourceVersion with bookmarks; each event → `on_event(type, object)`;
    BOOKMARK only advances the resourceVersion; a stream ending (server timeout) re-watches from it;
 3. 410 Gone (as an ERROR event, or as the watch/list response) → back to 1;
@@ -23,6 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
+from scheduler.listing import Collected, ListSink
 from scheduler.settings import WatchSettings
 
 log = logging.getLogger("gpuplace.scheduler.watch")
@@ -50,7 +53,8 @@ class Reflector:
         kind: str,
         source: Source,
         *,
-        on_list: Callable[[list[dict[str, Any]], float], None],
+        on_list: Callable[[list[dict[str, Any]], float], None] | None = None,
+        pages: Callable[[float], ListSink] | None = None,
         on_event: Callable[[str, dict[str, Any]], None],
         settings: WatchSettings,
         on_restart: Callable[[str], None] | None = None,
@@ -59,7 +63,10 @@ class Reflector:
     ) -> None:
         self.kind = kind
         self.source = source
+        if (on_list is None) == (pages is None):
+            raise ValueError("a Reflector takes on_list or pages, not both")
         self.on_list = on_list
+        self.pages = pages
         self.on_event = on_event
         self.settings = settings
         self.on_restart = on_restart or (lambda why: None)
@@ -70,21 +77,30 @@ class Reflector:
 
     async def relist(self) -> None:
         listed_at = self.clock()
-        items: list[dict[str, Any]] = []
+        if self.pages is not None:
+            sink = self.pages(listed_at)
+        else:
+            on_list = self.on_list
+            assert on_list is not None
+            sink = Collected(lambda items: on_list(items, listed_at))
         token: str | None = None
         rv = ""
+        n = 0
         while True:
             page = await self.source.list(self.kind, limit=self.settings.page_size, continue_token=token)
             meta = page.get("metadata") or {}
             rv = rv or str(meta.get("resourceVersion") or "")
-            items.extend(page.get("items") or [])
+            items = page.get("items") or []
+            n += len(items)
+            sink.page(items)
+            del page, items  # a page's objects go before the next page arrives (scheduler.listing)
             token = meta.get("continue") or None
             if not token:
                 break
-        self.on_list(items, listed_at)
+        sink.done()
         self.resource_version = rv
         self.lists += 1
-        log.info("listed %d %s at resourceVersion %s", len(items), self.kind, rv)
+        log.info("listed %d %s at resourceVersion %s", n, self.kind, rv)
 
     async def watch_once(self) -> int:
         """One watch stream from the current resourceVersion; returns events applied. Raises GoneError."""
