@@ -116,7 +116,7 @@ def _timed(
             ctx.metrics.bad_requests.labels(verb).inc()
             return web.Response(status=400, text=str(e))
         finally:
-            ctx.metrics.latency.labels(verb).observe(time.perf_counter() - t0)
+            ctx.metrics.verb_latency[verb].observe(time.perf_counter() - t0)
 
     return handler
 

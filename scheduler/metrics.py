@@ -134,9 +134,11 @@ class Metrics(CacheHooks):
         # Series that exist at 0 from the start, so rates and the chart's alerts (deploy/helm/gpuplace/
         # files/alerts.yaml) see them before the first error instead of "no data" (Prometheus'
         # instrumentation practice: initialise the label values you know).
-        for verb in ("filter", "prioritize", "bind", "preempt"):
-            self.latency.labels(verb)
+        # the per-call series' children, looked up once (`labels()` costs a lock and a dict per call)
+        self.verb_latency = {verb: self.latency.labels(verb) for verb in ("filter", "prioritize", "bind", "preempt")}
+        for verb in self.verb_latency:
             self.errors.labels(verb)
+        self._rejected: dict[int, Counter] = {}
         for result in ("ok", "failed"):
             self.binds.labels(result)
         for kind in ("nodes", "pods"):
@@ -168,10 +170,13 @@ class Metrics(CacheHooks):
     # ---- hot-path helpers ----------------------------------------------------------------------------
     def count_rejections(self, reasons: npt.NDArray[np.int8]) -> None:
         """One increment per reason present (bincount, not one per node)."""
-        counts = np.bincount(reasons.astype(np.int64), minlength=len(_SLUGS))
-        for code in np.nonzero(counts)[0]:
-            if code:
-                self.rejections.labels(_SLUGS.get(int(code), "unknown")).inc(int(counts[code]))
+        counts = np.bincount(reasons.astype(np.int64), minlength=len(_SLUGS)).tolist()
+        for code, n in enumerate(counts):
+            if code and n:
+                child = self._rejected.get(code)
+                if child is None:
+                    child = self._rejected[code] = self.rejections.labels(_SLUGS.get(code, "unknown"))
+                child.inc(n)
 
     # ---- scrape-time cluster gauges --------------------------------------------------------------------
     def refresh(self, cache: ClusterCache, *, force: bool = False) -> None:
