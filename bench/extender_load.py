@@ -22,7 +22,8 @@ node at a time; `--no-churn` turns that off.
 Latency: sequential pairs (p50/p99 per pair, client-measured); throughput: `--concurrency` pairs in
 flight. `--baseline CHECKOUT` serves the same cluster from another checkout too (the child process
 imports gpuplace from there) and prints this/baseline ratios from the one run — the machine is shared
-and noisy, so compare side by side, not across runs. Targets (issue 14): ≥ 1,000 pairs/s at 4 in
+and noisy, so compare side by side, not across runs; the servers take turns in `--rounds` rounds per
+mode, so a change in the machine's load hits both alike. Targets (issue 14): ≥ 1,000 pairs/s at 4 in
 flight, p99 ≤ 2 ms per pair one at a time, server RSS ≤ 400 MB at 5,000 nodes / 50,000 pods.
 
     .venv/bin/python bench/extender_load.py [--pairs 2000] [--full-nodes-pairs 5] [--concurrency 4]
@@ -41,6 +42,7 @@ import statistics
 import sys
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -212,7 +214,7 @@ async def run_mode(
     nodes: list[dict[str, Any]],
     server_pid: int,
     free: dict[str, int],
-) -> dict[str, float]:
+) -> Run:
     rng = random.Random(3)
     intree = {g: [n for n in names if free[n] >= g] for g, _ in cluster.SHAPES}
 
@@ -245,15 +247,37 @@ async def run_mode(
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
-    q = statistics.quantiles(lat, n=100, method="inclusive")
-    return {
-        "p50": statistics.median(lat) * 1e3,
-        "p99": q[98] * 1e3,
-        "pps": pairs / wall,
-        "cpu": server_cpu * 1e3,
-        "sys": server_sys * 1e3,
-        "client": (mine1 - mine0) / pairs * 1e3,
-    }
+    return Run(lat, pairs, wall, server_cpu * pairs, server_sys * pairs, mine1 - mine0)
+
+
+@dataclass
+class Run:
+    """One server's share of a mode: sums over its rounds."""
+
+    lat: list[float] = field(default_factory=list)
+    pairs: int = 0
+    wall: float = 0.0
+    cpu: float = 0.0
+    sys: float = 0.0
+    client: float = 0.0
+
+    def add(self, r: Run) -> None:
+        self.lat += r.lat
+        self.pairs += r.pairs
+        self.wall += r.wall
+        self.cpu, self.sys, self.client = self.cpu + r.cpu, self.sys + r.sys, self.client + r.client
+
+    def row(self) -> dict[str, float]:
+        q = statistics.quantiles(self.lat, n=100, method="inclusive")
+        per = 1e3 / self.pairs
+        return {
+            "p50": statistics.median(self.lat) * 1e3,
+            "p99": q[98] * 1e3,
+            "pps": self.pairs / self.wall,
+            "cpu": self.cpu * per,
+            "sys": self.sys * per,
+            "client": self.client * per,
+        }
 
 
 # ---- the table -------------------------------------------------------------------------------------------
@@ -290,6 +314,9 @@ def main() -> int:
     ap.add_argument(
         "--no-churn", action="store_true", help="no bind between two pods (memos then hit across pods)"
     )
+    ap.add_argument(
+        "--rounds", type=int, default=4, help="with --baseline: the servers take turns, pairs split in rounds"
+    )
     ap.add_argument("--profile", metavar="FILE", help="write a cProfile of this checkout's server to FILE")
     a = ap.parse_args()
     servers = {"this": start_server(a, None)}
@@ -320,12 +347,19 @@ def main() -> int:
         pairs = {"names-new": max(1, a.pairs // 4), "full-nodes": a.full_nodes_pairs}.get(mode, a.pairs)
         if pairs <= 0 or mode not in wanted:
             continue
+        runs = {label: Run() for label in servers}
+        rounds = max(1, min(a.rounds, pairs // 100))
+        for i in range(rounds):  # the servers take turns, so a change in the machine's load hits both
+            for label, (_, base, info) in servers.items():
+                concurrency = a.concurrency if mode != "full-nodes" else 1
+                part = pairs // rounds + (1 if i < pairs % rounds else 0)
+                runs[label].add(
+                    asyncio.run(run_mode(base, mode, part, concurrency, names, nodes, info["pid"], info["free"]))
+                )
         results = {}
-        for label, (_, base, info) in servers.items():
-            concurrency = a.concurrency if mode != "full-nodes" else 1
-            r = asyncio.run(run_mode(base, mode, pairs, concurrency, names, nodes, info["pid"], info["free"]))
+        for label, (_, _, info) in servers.items():
+            r = results[label] = runs[label].row()
             r["rss"], r["peak"] = rss_mib(info["pid"]), rss_mib(info["pid"], "VmHWM")
-            results[label] = r
             table.add_row(
                 mode,
                 label,
