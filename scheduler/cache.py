@@ -48,7 +48,7 @@ from scheduler.contract import Record, RecordError, decode_record
 from scheduler.disruption import Disruption
 from scheduler.dra.model import DraModel
 from scheduler.dra.state import DraState
-from scheduler.listing import Collected, ListSink, NodePages, PodPages
+from scheduler.listing import ListApply
 from scheduler.nodeinv import NodeInventory, NodeRules, condition_taints, fingerprint, node_inventory
 from scheduler.nominated import Nominations
 from scheduler.podreq import PodRequestError, Rules, pod_request
@@ -111,7 +111,7 @@ def _same_devices(p: Placement, node: str, req: GpuRequest) -> bool:
 __all__ = ["CacheHooks", "ClusterCache", "PodRecord", "Reservation", "ReservationState"]
 
 
-class ClusterCache(ReservationBook, DraModel):
+class ClusterCache(ReservationBook, DraModel, ListApply):
     def __init__(
         self,
         settings: SchedulerSettings,
@@ -217,24 +217,6 @@ class ClusterCache(ReservationBook, DraModel):
         lock = self._locks.get(name)
         if lock is not None and not lock.locked():
             del self._locks[name]
-
-    def replace_nodes(self, items: Iterable[dict[str, Any]]) -> None:
-        """A full list: nodes absent from it are gone."""
-        items = list(items)
-        self.drop_unlisted_nodes({str((n.get("metadata") or {}).get("name") or "") for n in items})
-        for n in items:
-            self.apply_node("ADDED", n)
-        self.synced["nodes"] = True
-
-    def drop_unlisted_nodes(self, seen: set[str]) -> None:
-        for name in [n for n in self.nodes if n not in seen]:
-            self._remove_node(name)
-
-    def node_pages(self) -> ListSink:
-        """Where a node LIST's pages go (scheduler.listing): applied page by page on the first list."""
-        if not self.nodes and not self.synced["nodes"]:
-            return NodePages(self)
-        return Collected(self.replace_nodes)
 
     def unavailable_rows(self) -> np.ndarray:
         """A boolean mask over the state's rows: nodes tainted not-ready / unreachable."""
@@ -434,48 +416,6 @@ class ClusterCache(ReservationBook, DraModel):
             self._by_node.get(rec.node, set()).discard(uid)
         self.reservations.pop(uid, None)
         self.state.release(uid)
-
-    def replace_pods(self, items: Iterable[dict[str, Any]], *, listed_at: float) -> None:
-        """A full list (taken at `listed_at`): pods absent from it are gone; exact records first."""
-        items = list(items)
-        self.drop_unlisted_pods({str((p.get("metadata") or {}).get("uid") or "") for p in items}, listed_at)
-        self.apply_listed_pods(items)
-        self.pods_listed()
-
-    def pod_pages(self, listed_at: float) -> ListSink:
-        """Where a pod LIST's pages go (scheduler.listing): applied page by page on the first list."""
-        if not self.pods and not self.synced["pods"]:
-            return PodPages(self, listed_at)
-        return Collected(lambda items: self.replace_pods(items, listed_at=listed_at))
-
-    def drop_unlisted_pods(self, seen: set[str], listed_at: float) -> None:
-        """Forget the pods a full list (taken at `listed_at`) does not show, and their reservations
-        older than the list."""
-        for uid in [u for u in self.pods if u not in seen]:
-            self.forget_pod(uid)
-        self._live &= seen
-        self.nominated.retain(seen)
-        for uid in [
-            u
-            for u, r in self.reservations.items()
-            if u not in seen and r.created < listed_at and r.state != ReservationState.WRITING
-        ]:
-            self.forget_pod(uid)
-            self.hooks.reservation_rolled_back("pod gone at relist")
-        if self.pod_observer is not None:
-            self.pod_observer.retain(seen)
-
-    def apply_listed_pods(self, items: list[dict[str, Any]]) -> None:
-        """Listed pods, those with an exact record first (guesses then go around them)."""
-        key = self.pod_rules.keys.gpus
-        items.sort(key=lambda p: key not in ((p.get("metadata") or {}).get("annotations") or {}))
-        for p in items:
-            self.apply_pod("ADDED", p)
-
-    def pods_listed(self) -> None:
-        self.synced["pods"] = True
-        if self.dra is not None:  # claims of pods the list shows gone now release (and the others bind)
-            self.dra_changed(self.dra.nodes_with_claims() | self.dra.rebind_all())
 
     # ---- DRA objects (scheduler.dra) -------------------------------------------------------------
     def apply_slice(self, etype: str, obj: dict[str, Any]) -> None:
