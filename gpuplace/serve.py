@@ -221,7 +221,7 @@ async def serve(cfg: GpuplaceConfig, stop: asyncio.Event | None = None) -> None:
             runners.append(extender)
             if cfg.leader_election.enabled:
                 background.append(
-                    asyncio.create_task(campaign(api, lease_role, ready=lambda: ctx.ready), name="campaign")
+                    asyncio.create_task(campaign(api, lease_role, ready=lambda: ctx.synced), name="campaign")
                 )
         webhook = await _webhook_runner(cfg, api, metrics)
         if webhook is not None:

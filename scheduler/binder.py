@@ -55,6 +55,15 @@ class Binder(Protocol):
         """The pod as JSON, or None when it does not exist."""
         ...
 
+    async def pending_pods(self) -> list[dict[str, Any]]:
+        """Every pod not bound to a node (a consistent read: `fieldSelector=spec.nodeName=`)."""
+        ...
+
+    async def annotate_pod(self, namespace: str, name: str, *, uid: str, annotations: dict[str, str]) -> None:
+        """Merge `annotations` into the pod, with its UID as a precondition: refused (422) when the pod
+        was re-created under that name, 404 when it is gone."""
+        ...
+
     async def bind(
         self, namespace: str, name: str, *, uid: str, node: str, annotations: dict[str, str]
     ) -> None:
@@ -73,7 +82,7 @@ class MemoryBinder:
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
         self.delay = delay
         self.on_change = on_change  # e.g. cache.apply_pod, to play the watch
-        self.fail: dict[str, ApiError] = {}  # "bind" | "get" → error raised while set
+        self.fail: dict[str, ApiError] = {}  # "bind" | "get" | "annotate" | "list" → raised while set
         self.lose_answer: ApiError | None = None  # a Binding commits, then this is raised instead
         self.fail_after_commit: dict[str, ApiError] = {}  # merged into `fail` when a Binding commits
         self.hold_bindings = False  # Bindings wait in `late` (uncommitted) until the caller gives up
@@ -118,6 +127,21 @@ class MemoryBinder:
             return copy.deepcopy(await self._enter("get", namespace, name))
         except NotFoundError:
             return None
+
+    async def pending_pods(self) -> list[dict[str, Any]]:
+        self.calls.append(("list", "", ""))
+        if "list" in self.fail:
+            raise self.fail["list"]
+        return [copy.deepcopy(p) for p in self.pods.values() if not (p.get("spec") or {}).get("nodeName")]
+
+    async def annotate_pod(self, namespace: str, name: str, *, uid: str, annotations: dict[str, str]) -> None:
+        pod = await self._enter("annotate", namespace, name)
+        if pod["metadata"].get("uid") != uid:  # a patch changing the immutable UID: 422 Invalid
+            raise ApiError(422, f'Pod "{name}" is invalid: metadata.uid: Invalid value: field is immutable')
+        pod["metadata"].setdefault("annotations", {}).update(annotations)
+        self._bump(pod)
+        if self.on_change:
+            self.on_change("MODIFIED", copy.deepcopy(pod))
 
     async def get_resource_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
         self.calls.append(("get-claim", namespace, name))

@@ -53,6 +53,7 @@ class ExtenderContext:
     answers: Answers = field(default_factory=Answers)
     bodies: LRU[bytes, Any] = field(default_factory=lambda: LRU(64))
     warm: bool = False
+    inherited: bool = False  # what a previous process may still bind is held (scheduler.inflight)
 
     @classmethod
     def build(
@@ -88,8 +89,22 @@ class ExtenderContext:
         )
 
     @property
-    def ready(self) -> bool:
+    def synced(self) -> bool:
+        """Cache synced and kernels warm: a replica may stand for election (scheduler.leader.campaign)."""
         return self.warm and self.cache.ready  # the watches start after the gang plans are loaded
+
+    @property
+    def ready(self) -> bool:
+        """May answer the verbs: synced, and the binds a predecessor may have in flight are held."""
+        return self.synced and self.inherited
+
+    def waiting(self, *, leading: bool = True) -> list[str]:
+        """What readiness still waits for, in words (/readyz and the not-ready answers); a follower
+        takes over only once it leads, so that step is not listed for it."""
+        what = [k for k, v in self.cache.synced.items() if not v] + ([] if self.warm else ["kernels"])
+        if leading and not self.inherited:
+            what.append("binds a previous process may have in flight")
+        return what
 
     def evaluate(self, req: GpuRequest) -> Evaluation:
         """placer.evaluate over all rows, redone only for the rows changed since the last call for an

@@ -17,6 +17,15 @@ same update that sets spec.nodeName, so a pod carries it exactly when gpuplace b
 - `uuids`: GPU (or MIG device) UUIDs when the node published them, else `[]`.
 `gpuplace.io/gpu-uuids`: the same UUIDs comma-separated, the form device plugins take for
 `NVIDIA_VISIBLE_DEVICES`. See scheduler/README.md for who honours what.
+
+`gpuplace.io/binding` (written by bind BEFORE it sends the Binding, with the pod's UID as a
+precondition): the evidence that a Binding carrying that record may be on its way, for whichever
+process serves next (scheduler.inflight):
+
+    {"v":1,"record":{…the gpuplace.io/gpus value…},"timeout_seconds":20,"holder":"gpuplace-7d9f/1","sent":"2026-…Z"}
+
+- `timeout_seconds`: the `?timeout=` the Binding carries (kube-apiserver's deadline for it, capped by
+  its --request-timeout); `holder` and `sent` (the writer's wall clock) are for people reading the pod.
 """
 
 from __future__ import annotations
@@ -38,6 +47,10 @@ class Keys:
     @property
     def gpus(self) -> str:
         return f"{self.prefix}gpus"
+
+    @property
+    def binding(self) -> str:
+        return f"{self.prefix}binding"
 
     @property
     def gpu_uuids(self) -> str:
@@ -139,3 +152,47 @@ def decode_record(value: str) -> Record:
     if not isinstance(uuids, list) or not all(isinstance(u, str) for u in uuids):
         raise RecordError("uuids must be a list of strings")
     return Record(node, gpus, milli, tuple((a, b) for a, b in mig), tuple(uuids))
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """A `gpuplace.io/binding` value: a Binding with `record` may have been sent, with that deadline."""
+
+    record: Record
+    timeout_seconds: float | None
+    holder: str
+    sent: str
+
+
+def encode_intent(record: str, *, timeout_seconds: float, holder: str, sent: str) -> str:
+    """The `gpuplace.io/binding` value for a Binding about to carry the `gpuplace.io/gpus` value `record`."""
+    body = {
+        "v": 1,
+        "record": orjson.loads(record),
+        "timeout_seconds": timeout_seconds,
+        "holder": holder,
+        "sent": sent,
+    }
+    return orjson.dumps(body).decode()
+
+
+def decode_intent(value: str) -> Intent:
+    """Parse a `gpuplace.io/binding` value; RecordError says what is wrong. A missing or unreadable
+    `timeout_seconds` is None (the caller then assumes the API server's longest deadline)."""
+    try:
+        d = orjson.loads(value)
+    except orjson.JSONDecodeError as e:
+        raise RecordError(f"not JSON: {e}") from None
+    if not isinstance(d, dict) or not isinstance(d.get("record"), dict):
+        raise RecordError("not a JSON object with a record")
+    if d.get("v", 1) != 1:
+        raise RecordError(f"unsupported version {d.get('v')!r}")
+    timeout = d.get("timeout_seconds")
+    if not (isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0):
+        timeout = None
+    return Intent(
+        decode_record(orjson.dumps(d["record"]).decode()),
+        None if timeout is None else float(timeout),
+        str(d.get("holder") or ""),
+        str(d.get("sent") or ""),
+    )

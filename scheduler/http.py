@@ -87,8 +87,9 @@ def _not_ready(verb: str, ctx: ExtenderContext) -> web.Response:
     scores) or treats as a failed preemption attempt. A leader never gets here: it campaigns only once
     ready (scheduler.leader.campaign)."""
     ctx.metrics.errors.labels(verb).inc()
-    waiting = [k for k, v in ctx.cache.synced.items() if not v] + ([] if ctx.warm else ["kernels"])
-    message = f"gpuplace is not ready: waiting for {', '.join(waiting)} (state is rebuilt before it answers)"
+    message = (
+        f"gpuplace is not ready: waiting for {', '.join(ctx.waiting())} (state is rebuilt before it answers)"
+    )
     if verb == "filter":
         return _json(FilterOutcome(error=message).encode())
     if verb == "bind":
@@ -180,7 +181,7 @@ async def _healthz(request: web.Request) -> web.Response:
 async def _readyz(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     role = request.app[ROLE]
-    what = [k for k, v in ctx.cache.synced.items() if not v] + ([] if ctx.warm else ["kernels"])
+    what = ctx.waiting(leading=role.is_leader())
     waiting = f"waiting for {', '.join(what)}" if what else "cache synced, kernels warm"
     if not role.is_leader():
         return web.Response(status=503, text=f"not ready: {role.describe()}; {waiting}")

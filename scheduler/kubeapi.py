@@ -164,6 +164,9 @@ class KubeSource:
             resp.release()
 
 
+_MERGE_PATCH: dict[str, Any] = {"_content_type": "application/merge-patch+json"}  # not in the stubs
+
+
 class KubeBinder:
     """`timeout`: our wait for each call, and the server-side deadline sent with the Binding."""
 
@@ -206,6 +209,31 @@ class KubeBinder:
                 return None
             raise
         return claim
+
+    async def pending_pods(self) -> list[dict[str, Any]]:
+        """Every unbound pod, in pages: a list without resourceVersion is a consistent read (served
+        from etcd, or from the watch cache once it has caught up with etcd's current revision)."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            kw: dict[str, Any] = {"field_selector": "spec.nodeName=", "limit": 500, "_preload_content": False}
+            if token:
+                kw["_continue"] = token
+            page = await self._call(self.core.list_pod_for_all_namespaces(**kw))
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+    async def annotate_pod(self, namespace: str, name: str, *, uid: str, annotations: dict[str, str]) -> None:
+        """A JSON merge patch carrying metadata.uid: for a pod re-created under the name the patched
+        object would change the immutable UID, so the API server refuses it (422 Invalid). Controllers
+        use the same precondition (pkg/controller/controller_ref_manager.go,
+        `GenerateDeleteOwnerRefStrategicMergeBytes`; `ReleasePod` reads IsInvalid as "re-created")."""
+        body = {"metadata": {"uid": uid, "annotations": annotations}}
+        await self._call(
+            self.core.patch_namespaced_pod(name, namespace, body, _preload_content=False, **_MERGE_PATCH)
+        )
 
     async def patch_pod_annotations(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
         """Merge `annotations` into a pending pod: an update of the pod itself is what requeues it in

@@ -262,6 +262,15 @@ class LeaderBinder:
     async def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self.inner.get_pod(namespace, name)
 
+    async def pending_pods(self) -> list[dict[str, Any]]:
+        return await self.inner.pending_pods()
+
+    async def annotate_pod(self, namespace: str, name: str, *, uid: str, annotations: dict[str, str]) -> None:
+        """Bind's intent, written just before its Binding: refused like the Binding itself."""
+        if not self.role.is_leader():
+            raise NotLeaderError(412, f"gpuplace replica is not the leader ({self.role.describe()})")
+        await self.inner.annotate_pod(namespace, name, uid=uid, annotations=annotations)
+
     async def bind(
         self, namespace: str, name: str, *, uid: str, node: str, annotations: dict[str, str]
     ) -> None:

@@ -22,7 +22,8 @@ from scheduler.binder import ApiError
 from scheduler.cache import ReservationState
 from scheduler.context import ExtenderContext
 from scheduler.gang.podgroups import KINDS
-from scheduler.http import CTX
+from scheduler.http import CTX, ROLE
+from scheduler.inflight import take_over
 from scheduler.verbs.bind import hold_seconds, sweep
 from scheduler.watch import Reflector, Source
 
@@ -211,13 +212,15 @@ async def drain(ctx: ExtenderContext, *, poll: float = 0.2) -> None:
 
 
 def attach_background(app: web.Application, source: Source | None) -> None:
-    """Run warm-up, the reflectors (when `source` is given) and the sweeper with the app."""
+    """Run warm-up, the reflectors (when `source` is given), the sweeper, and the take-over (holding
+    what a previous process may still bind, scheduler.inflight, before the first verb) with the app."""
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         ctx = app[CTX]
         tasks = [
             asyncio.create_task(warm_up(ctx), name="warmup"),
             asyncio.create_task(sweep_forever(ctx), name="sweeper"),
+            asyncio.create_task(take_over(ctx, app[ROLE]), name="take-over"),
         ]
         if ctx.gangs is not None:
             tasks.append(asyncio.create_task(expire_gangs_forever(ctx), name="gang-expiry"))

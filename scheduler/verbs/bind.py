@@ -131,7 +131,7 @@ async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderB
         if unknown.node != node:
             return _fail(args, _still_unknown(ctx, unknown.node, unknown.hold_until))
         cache.resume(uid)
-        return await _write_and_settle(args, ctx, unknown.record or unknown.placement)
+        return await _write_and_settle(args, ctx, unknown.record or unknown.placement, intent=False)
     pod, why = await _pod_for(args, ctx)
     if pod is None:
         return _fail(args, why)
@@ -192,7 +192,8 @@ async def _bind_dra(
             cache.reserve(uid, args.pod_namespace, args.pod_name, held, record=record)
         except (DoubleBookingError, KeyError) as e:
             return _fail(args, f"reservation failed: {e}")
-    return await _write_and_settle(args, ctx, record)
+    return await _write_and_settle(args, ctx, record, intent=False)
+
 
 def _why_not(ctx: ExtenderContext, node: str, req: Any) -> str:
     state = ctx.cache.state

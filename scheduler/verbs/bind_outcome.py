@@ -42,13 +42,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from placement_core import Placement
 from scheduler.binder import ApiError, ConflictError, NotSentError
 from scheduler.cache import ReservationState
 from scheduler.context import ExtenderContext
-from scheduler.contract import Record, RecordError, decode_record, encode_record
+from scheduler.contract import Record, RecordError, decode_record, encode_intent, encode_record
+from scheduler.inflight import HOLDER
 from scheduler.settings import SchedulerSettings
 from scheduler.wire import ExtenderBindingArgs, ExtenderBindingResult
 
@@ -87,30 +90,64 @@ def still_unknown(ctx: ExtenderContext, node: str, hold_until: float) -> str:
 
 
 async def write_and_settle(
-    args: ExtenderBindingArgs, ctx: ExtenderContext, placement: Placement
+    args: ExtenderBindingArgs, ctx: ExtenderContext, placement: Placement, *, intent: bool = True
 ) -> ExtenderBindingResult:
     """Write the Binding for a reservation this call owns (state WRITING) and settle it: WRITTEN on
     success, rolled back when the Binding surely never lands, UNKNOWN (GPUs kept) otherwise — also
-    when this call is cancelled or fails midway, so no reservation stays WRITING with no owner."""
-    sent = ctx.cache.clock()
+    when this call is cancelled or fails midway, so no reservation stays WRITING with no owner.
+
+    `intent`: first write `gpuplace.io/binding` on the pod (scheduler.inflight says why); False for a
+    retry of an unknown outcome (the first attempt wrote it) and for DRA pods (their claims hold the
+    GPUs). Until the Binding is sent nothing can commit, so a failure before that rolls back."""
+    sent = _Sent()
+    annotations = _annotations(ctx, placement)
+    marker = _intent(ctx, annotations) if intent else None
     try:
-        verdict, why = await _write_outcome(args, ctx, _annotations(ctx, placement))
+        verdict, why = await _write_outcome(args, ctx, annotations, marker, sent)
     except BaseException:  # cancelled (or a bug): the Binding may be on its way
-        ctx.cache.unknown(args.pod_uid, sent + hold_seconds(ctx.settings))
+        if sent.at is None:
+            ctx.cache.rollback(args.pod_uid, "bind cancelled before its Binding was sent")
+        else:
+            ctx.cache.unknown(args.pod_uid, sent.at + hold_seconds(ctx.settings))
         raise
-    return _settle(args, ctx, placement, sent, verdict, why)
+    return _settle(args, ctx, placement, sent.at, verdict, why)
+
+
+@dataclass(slots=True)
+class _Sent:
+    at: float | None = None  # when the Binding went out (cache clock); None: never sent, cannot commit
+
+
+def _intent(ctx: ExtenderContext, annotations: dict[str, str]) -> dict[str, str]:
+    keys = ctx.requests.rules.keys
+    value = encode_intent(
+        annotations[keys.gpus],
+        timeout_seconds=ctx.settings.bind_timeout_seconds,  # the ?timeout= KubeBinder sends
+        holder=HOLDER,
+        sent=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    )
+    return {keys.binding: value}
 
 
 async def _write_outcome(
-    args: ExtenderBindingArgs, ctx: ExtenderContext, annotations: dict[str, str]
+    args: ExtenderBindingArgs,
+    ctx: ExtenderContext,
+    annotations: dict[str, str],
+    intent: dict[str, str] | None,
+    sent: _Sent,
 ) -> tuple[str, str]:
-    """Write the Binding; (verdict, why) — OURS, or what the failure says about the write."""
+    """Write the intent (if any), then the Binding, in one budget; (verdict, why) — OURS, or what the
+    failure says about the write."""
     try:
-        await asyncio.wait_for(_write(args, ctx, annotations), ctx.settings.bind_timeout_seconds)
+        await asyncio.wait_for(
+            _write(args, ctx, annotations, intent, sent), ctx.settings.bind_timeout_seconds
+        )
     except BindFailedError as e:  # a 409, and the pod read after it
         return e.verdict, str(e)
     except (ApiError, TimeoutError) as e:
         why = str(e) or type(e).__name__
+        if sent.at is None:  # the intent failed or timed out: no Binding was sent
+            return REFUSED, f"writing {ctx.requests.rules.keys.binding} failed ({why}); no Binding was sent"
         if isinstance(e, NotSentError) or (isinstance(e, ApiError) and 0 < e.status < 500):
             return REFUSED, why  # never sent, or a definitive answer (400, 403, 404, 422, 429...)
         verdict, seen = await _look(ctx, args, annotations)  # no answer, a timeout, a 5xx
@@ -119,12 +156,18 @@ async def _write_outcome(
 
 
 def _settle(
-    args: ExtenderBindingArgs, ctx: ExtenderContext, placement: Placement, sent: float, verdict: str, why: str
+    args: ExtenderBindingArgs,
+    ctx: ExtenderContext,
+    placement: Placement,
+    sent: float | None,
+    verdict: str,
+    why: str,
 ) -> ExtenderBindingResult:
     """Act on the verdict: WRITTEN, rolled back, or UNKNOWN held until this write's deadline."""
     uid, cache = args.pod_uid, ctx.cache
     if cache.bound_node(uid) == args.node and verdict != NEVER:  # the watch has shown it bound there
         verdict = OURS
+    sent = cache.clock() if sent is None else sent  # (not sent: the verdict is REFUSED)
     hold_until = sent + hold_seconds(ctx.settings)
     res = cache.reservations.get(uid)
     if verdict == REFUSED and res is not None and res.hold_until > cache.clock():
@@ -201,9 +244,18 @@ async def _look(
     return _verdict(ctx, args, raw, annotations[ctx.requests.rules.keys.gpus])
 
 
-async def _write(args: ExtenderBindingArgs, ctx: ExtenderContext, annotations: dict[str, str]) -> None:
-    """The one API write: the Binding, carrying the UID precondition and the annotations."""
+async def _write(
+    args: ExtenderBindingArgs,
+    ctx: ExtenderContext,
+    annotations: dict[str, str],
+    intent: dict[str, str] | None,
+    sent: _Sent,
+) -> None:
+    """The intent (UID precondition), then the Binding (UID precondition, the record annotations)."""
     ns, name, uid = args.pod_namespace, args.pod_name, args.pod_uid
+    if intent is not None:
+        await ctx.binder.annotate_pod(ns, name, uid=uid, annotations=intent)
+    sent.at = ctx.cache.clock()  # from here on the Binding may be on its way
     try:
         await ctx.binder.bind(ns, name, uid=uid, node=args.node, annotations=annotations)
     except ConflictError as e:  # re-created, being deleted, or already assigned: by us (a lost answer)?

@@ -269,8 +269,9 @@ async def test_a_refused_retry_keeps_the_gpus_while_an_earlier_write_may_land(ct
 async def test_a_lost_answer_rolls_back_at_once_when_the_pod_rules_the_write_out(
     ctx: ExtenderContext,
 ) -> None:
-    """After a 5xx the read shows the pod deleted, being deleted, or bound elsewhere: kube-apiserver's
-    Binding update refuses all three, so nothing can land and the GPUs return at once."""
+    """After a 5xx the read shows the pod being deleted, or bound elsewhere: kube-apiserver's Binding
+    update refuses both, so nothing can land and the GPUs return at once. A pod already gone refuses
+    the intent written before the Binding (404), so no Binding is sent at all."""
     b = binder_of(ctx)
     b.on_change = None
     gone, deleting, elsewhere = (b.add(o.pod(n, gpus=1)) for n in ("gone", "deleting", "elsewhere"))
@@ -280,7 +281,7 @@ async def test_a_lost_answer_rolls_back_at_once_when_the_pod_rules_the_write_out
     b.delete("default", "gone")
     stored(b, deleting)["metadata"]["deletionTimestamp"] = "2026-12-01T00:00:00Z"
     stored(b, elsewhere)["spec"]["nodeName"] = "h0"
-    assert "deleted or re-created" in (await bind(bind_args(gone, "h1"), ctx)).error
+    assert "not found); no Binding was sent" in (await bind(bind_args(gone, "h1"), ctx)).error  # its intent
     assert "being deleted" in (await bind(bind_args(deleting, "h1"), ctx)).error
     assert "bound to h0 meanwhile" in (await bind(bind_args(elsewhere, "h1"), ctx)).error
     assert ctx.cache.reservations == {} and ctx.cache.state.allocations == {}

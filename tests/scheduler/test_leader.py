@@ -11,6 +11,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from gpuplace.localcluster.waiting import wait_until
 from scheduler import leader
 from scheduler.binder import MemoryBinder
 from scheduler.context import ExtenderContext
@@ -110,7 +111,12 @@ async def test_a_follower_closes_verb_connections_and_is_not_ready(
     assert (await client.get("/healthz")).status == 200  # alive, so the kubelet does not restart it
 
     role.renewed(clock.now)
-    assert (await client.get("/readyz")).status == 200
+
+    # once leading, it first holds what a predecessor may still bind (scheduler.inflight)
+    async def ready() -> bool:
+        return (await client.get("/readyz")).status == 200
+
+    await wait_until(ready, within=60, interval=0.01, what="the new leader to be ready")
     resp = await client.post("/scheduler/filter", data=io.BytesIO(orjson.dumps(args)))
     assert resp.status == 200 and (await resp.json())["NodeNames"]
     metrics = await (await client.get("/metrics")).text()

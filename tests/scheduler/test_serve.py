@@ -140,16 +140,19 @@ async def test_serve_end_to_end_against_a_fake_api_server(tmp_path: Path, aiohtt
         }
         stored = api.objects["pods"]["default/train"]
         assert stored["spec"]["nodeName"] == "n2" and "gpuplace.io/gpus" in stored["metadata"]["annotations"]
-        binds = [orjson.loads(body) for method, body in api.requests if method == "BIND"]
-        assert [b["metadata"]["annotations"]["gpuplace.io/gpus"] for b in binds] == [
-            stored["metadata"]["annotations"]["gpuplace.io/gpus"]
-        ]  # one write: the Binding carries the record
-        assert binds[0]["metadata"]["uid"] == m["uid"] and binds[0]["target"] == {
+        writes = [(v, orjson.loads(body)) for v, body in api.requests if v in ("PATCH", "BIND")]
+        assert [method for method, _ in writes] == ["PATCH", "BIND"]  # the intent, then the Binding
+        (_, intent), (_, binding) = writes
+        record = stored["metadata"]["annotations"]["gpuplace.io/gpus"]
+        assert binding["metadata"]["annotations"]["gpuplace.io/gpus"] == record  # the record, in the Binding
+        assert intent["metadata"]["uid"] == m["uid"]  # the intent's precondition
+        marker = orjson.loads(intent["metadata"]["annotations"]["gpuplace.io/binding"])
+        assert marker["record"] == orjson.loads(record)
+        assert binding["metadata"]["uid"] == m["uid"] and binding["target"] == {
             "apiVersion": "v1",
             "kind": "Node",
             "name": "n2",
         }
-        assert not [method for method, _ in api.requests if method == "PATCH"]
 
         async def confirmed() -> str | None:  # the watch confirms the reservation
             text = await (await http.get(f"{base}/metrics")).text()
@@ -256,3 +259,59 @@ async def test_serve_takes_other_ports_when_one_was_taken_meanwhile(
             assert handed[0] == busy and port != busy and not task.done()
     stop.set()
     await asyncio.wait_for(task, PATIENCE)
+
+
+async def test_a_restarted_serve_holds_the_gpus_a_binding_left_in_flight_may_claim(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    """The first process's Binding waits at the API server while its client gives up; a second process
+    (a restart after a crash, or a new leader) starts on the same API server before that Binding
+    commits. It must hold those GPUs: the old code listed the pod unbound and offered its GPUs to
+    the next pod, and the late commit then put two pods on them."""
+    api = FakeApiServer()
+    api.put("nodes", o.node("n1"))
+    first, rival = api.put("pods", o.pod("first", gpus=8)), api.put("pods", o.pod("rival", gpus=8))
+    server = await aiohttp_server(api.app())
+    kubeconfig = write_kubeconfig(tmp_path / "kc", str(server.make_url("")))
+
+    def config(port: int, hook: int) -> str:
+        return (
+            f"kubernetes: {{kubeconfig: {kubeconfig}}}\n"
+            f"scheduler: {{host: 127.0.0.1, port: {port}, bind_timeout_seconds: 0.5}}\n"
+        )
+
+    async with aiohttp.ClientSession() as http:
+
+        async def ready(port: int, hook: int) -> bool:
+            return (await http.get(f"http://127.0.0.1:{port}/readyz")).status == 200
+
+        async def verb(port: int, name: str, body: Any) -> Any:
+            resp = await http.post(f"http://127.0.0.1:{port}/scheduler/{name}", data=orjson.dumps(body))
+            return await resp.json()
+
+        def bind_of(pod: dict[str, Any]) -> dict[str, str]:
+            m = pod["metadata"]
+            return {"PodName": m["name"], "PodNamespace": m["namespace"], "PodUID": m["uid"], "Node": "n1"}
+
+        old, old_stop, old_port, _ = await serving(tmp_path / "old.yaml", config, ready)
+        assert (await verb(old_port, "filter", o.extender_args(first, names=["n1"])))["NodeNames"] == ["n1"]
+        api.hold_bindings = True
+        assert "is unknown" in (await verb(old_port, "bind", bind_of(first)))["Error"]
+        api.hold_bindings = False
+        new, new_stop, new_port, _ = await serving(tmp_path / "new.yaml", config, ready)
+        r = await verb(new_port, "filter", o.extender_args(rival, names=["n1"]))
+        assert r["NodeNames"] == [] and "0 free here" in r["FailedNodes"]["n1"], r
+        assert "cannot bind" in (await verb(new_port, "bind", bind_of(rival)))["Error"]
+        assert api.commit_late() == [201]  # the first process's Binding commits after all
+        assert not api.objects["pods"]["default/rival"]["spec"].get("nodeName")
+
+        async def settled() -> bool:  # the new process's watch turns the hold into first's record
+            text = await (await http.get(f"http://127.0.0.1:{new_port}/metrics")).text()
+            return "gpuplace_reservations 0.0" in text
+
+        await wait_until(settled, within=PATIENCE, interval=0.02, what="the watch to settle the hold")
+        r = await verb(new_port, "filter", o.extender_args(rival, names=["n1"]))
+        assert r["NodeNames"] == [], r
+    for stop, task in ((old_stop, old), (new_stop, new)):
+        stop.set()
+        await asyncio.wait_for(task, PATIENCE)
