@@ -5,7 +5,8 @@ kubeconfig) with `_preload_content=False`: we take the raw JSON and parse it wit
 generated model classes — faster, and it sidesteps the client's known failure to deserialise the
 pods/binding response (a Status where a V1Binding is expected).
 
-Bind is one write: a pods/binding whose metadata carries the pod's UID and gpuplace's annotations.
+The Binding is one write: a pods/binding whose metadata carries the pod's UID and gpuplace's annotations
+(bind writes its intent annotation just before it, `annotate_pod`; scheduler/inflight.py says why).
 kube-apiserver (v1.36 `BindingREST.setPodNodeAndMetadata`) takes the Binding's metadata.uid (and
 resourceVersion, if set) as preconditions of a single etcd update that sets spec.nodeName and merges
 the Binding's annotations into the pod: a pod re-created under the same name is never bound, nor

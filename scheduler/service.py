@@ -4,7 +4,8 @@ Why a separate module: `gpuplace serve` (the app layer) decides where the API cl
 which ports to open; everything that belongs to running the extender itself — which loops run, in
 what order readiness is reached — is here, so tests can run the same wiring against a fake Source
 and a MemoryBinder. Background work follows aiohttp's cleanup_ctx pattern: start on startup, cancel
-and await on shutdown (after `drain`: bind outcomes still unknown are settled first).
+and await on shutdown. Nothing waits for bind outcomes still unknown at shutdown: the next process
+holds their GPUs from the intents on the pods (scheduler.inflight).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from aiohttp import web
 
 from placement_core import placer
 from scheduler.binder import ApiError
-from scheduler.cache import ReservationState
 from scheduler.context import ExtenderContext
 from scheduler.gang.podgroups import KINDS
 from scheduler.http import CTX, ROLE
@@ -190,27 +190,6 @@ async def sweep_forever(ctx: ExtenderContext) -> None:
             log.exception("reservation sweep failed")
 
 
-async def drain(ctx: ExtenderContext, *, poll: float = 0.2) -> None:
-    """On shutdown, before the watch stops: wait until no reservation's outcome is unknown (the watch
-    or the sweeper settles it), or until the deadline of every such Binding has passed (then none can
-    commit and the next process's list is the whole truth). deploy/gpuplace restarts with Recreate, so
-    the next process never hands out GPUs a Binding of this one may still claim. A crash skips this."""
-    cache = ctx.cache
-
-    def waiting() -> int:
-        now = cache.clock()
-        return sum(
-            r.state == ReservationState.UNKNOWN and r.hold_until > now for r in cache.reservations.values()
-        )
-
-    if waiting():
-        log.info("shutdown: waiting for %d bind outcomes (at most until their API deadline)", waiting())
-    while True:  # polled: reservations are settled from many places (watch, sweeper, deadline)
-        if not waiting():
-            return
-        await asyncio.sleep(poll)
-
-
 def attach_background(app: web.Application, source: Source | None) -> None:
     """Run warm-up, the reflectors (when `source` is given), the sweeper, and the take-over (holding
     what a previous process may still bind, scheduler.inflight, before the first verb) with the app."""
@@ -233,7 +212,6 @@ def attach_background(app: web.Application, source: Source | None) -> None:
                 ctx.cache.synced, True
             )  # nothing to sync from (tests, benchmarks)
         yield
-        await drain(ctx)
         for t in tasks:
             t.cancel()
         for t in tasks:

@@ -7,7 +7,10 @@ Order:
    allocate them in the ClusterState under the pod's UID. ClusterState.allocate refuses to book a GPU
    twice (DoubleBookingError, impossible by construction and still caught), so choose + reserve is
    the whole critical section;
-2. outside the lock, ONE API write: POST pods/binding with metadata {uid, annotations:
+2. outside the lock, the intent: a merge patch of `gpuplace.io/binding` (the record about to be sent and
+   the Binding's deadline; the pod's UID as precondition) — the evidence a later process reads to hold
+   these GPUs while this Binding may still commit (scheduler/inflight.py); nothing is sent unless it
+   was acknowledged. Then the Binding: POST pods/binding with metadata {uid, annotations:
    `gpuplace.io/gpus`, `gpuplace.io/gpu-uuids`} and target the node. kube-apiserver applies it as one
    etcd update (`BindingREST.setPodNodeAndMetadata`): the UID is a precondition (a pod re-created under
    the same name is neither bound nor annotated: 409), a pod being deleted or already assigned is

@@ -29,13 +29,12 @@ proposed before that deadline can commit just after it. So:
   record; the pod deleted releases it (a deleted pod cannot be bound). After `hold_until` the sweeper
   reads the pod once more and confirms or rolls back; a failed read keeps the GPUs for the next sweep.
   GPUs are never handed out while a write that books them may still commit.
-- A restart loses UNKNOWN reservations (nothing is stored outside the API server): the relist counts
-  the pod by its record if the write landed. That is the whole truth once no write of the old process
-  can commit: the Binding carries `?timeout=` = the bind timeout, and a graceful stop waits until
-  every UNKNOWN outcome is settled or past its deadline (scheduler.service.drain; deploy/gpuplace
-  restarts with Recreate). After a crash a late commit still arrives through the watch and is counted
-  exactly, but if the new process gave those GPUs to another pod within that window they are
-  oversubscribed (counted, `gpuplace_oversubscribed_pods_total`); scheduler/README.md says so.
+- A restart (or a new leader) loses this process's UNKNOWN reservations, but not their evidence: every
+  Binding is preceded by its intent on the pod (`gpuplace.io/binding`, written only to the pod with
+  this UID, and the Binding is sent only once that write was acknowledged). Before its first verb the
+  next process lists the unbound pods and holds the GPUs each intent names as UNKNOWN, until that
+  Binding's deadline counted from its own take-over (scheduler/inflight.py); the watch, a retry or
+  the sweeper then settles it as above. So a stop, graceful or not, waits for nothing.
 """
 
 from __future__ import annotations

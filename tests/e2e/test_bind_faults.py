@@ -11,6 +11,9 @@ during the scenario, not only at the end.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from gpuplace.localcluster.waiting import wait_until
 from gpuplace.localcluster.workload import create_pod, node_names, pending_reason, pod_manifest, wait_bound
 from tests.e2e.apiserver_proxy import FaultProxy
 from tests.e2e.helpers import NodeFactory, audit_namespaces, owner, record_of
+from tests.e2e.preemption import extender
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("faulty_scheduler")]
 
@@ -209,3 +213,50 @@ async def test_a_binding_committed_after_gpuplace_gave_up_never_shares_its_gpus(
         return metric(faulty_gpuplace, "gpuplace_reservations") == 0
 
     await wait_until(settled, within=60, what="the watch to confirm late's reservation")
+
+
+async def test_a_binding_in_flight_when_gpuplace_is_killed_keeps_its_gpus_in_the_next_process(
+    faulty_gpuplace: ProxiedGpuplace,
+    proxy: FaultProxy,
+    k8s: client.ApiClient,
+    namespace: str,
+    node_factory: NodeFactory,
+) -> None:
+    """Issue 12 (HA) / 9.2: orphan's Binding waits in the proxy (kube-apiserver still working on it)
+    when gpuplace is SIGKILLed; the next process, started from the same config, must not give orphan's
+    8 GPUs to rival before that Binding commits. orphan names a scheduler nobody runs, so only the
+    dead process ever bound it (no retry re-books it). (Old code: the new process listed orphan unbound
+    and bound rival on those GPUs; the late commit then put both pods on them.)"""
+    mine = owner(namespace)
+    node = await node_factory("hgx-h100", labels=mine, topology=True)
+    body = gpu_pod("orphan", 8, mine)
+    body["spec"]["schedulerName"] = "nobody"
+    orphan = await create_pod(k8s, namespace, body)
+    proxy.hold_bindings("orphan")
+    args = {"PodName": "orphan", "PodNamespace": namespace, "PodUID": orphan.metadata.uid, "Node": node}
+    answer = await asyncio.to_thread(extender, faulty_gpuplace, "bind", args)
+    assert "is unknown" in answer["Error"] and proxy.held_count == 1, answer
+    assert faulty_gpuplace.process is not None
+    os.kill(faulty_gpuplace.process.pid, signal.SIGKILL)
+    await asyncio.to_thread(faulty_gpuplace.process.popen.wait, 60)
+    faulty_gpuplace.stop()
+    await asyncio.to_thread(faulty_gpuplace.launch)  # same config and ports; returns once /readyz is 200
+    await create_pod(k8s, namespace, gpu_pod("rival", 8, mine))
+
+    async def rival_decided() -> str:
+        await no_double_booking(k8s, namespace)
+        if (await node_names(k8s, namespace)).get("rival"):
+            return "bound"
+        pending = await pending_reason(k8s, namespace, "rival")
+        return "rejected" if pending is not None and "needs 8 free GPUs; 0 free here" in pending.text else ""
+
+    decided = await wait_until(rival_decided, within=90, what="rival to be bound or refused by gpuplace")
+    assert decided == "rejected", f"rival got orphan's GPUs\n{faulty_gpuplace.log_file.read_text()[-3000:]}"
+    assert proxy.release() == [201]  # the dead process's Binding commits after all
+    assert (await wait_bound(k8s, namespace, ["orphan"], within=60))["orphan"] == node
+    assert sorted((await record_of(k8s, namespace, "orphan")).gpus) == list(range(8))
+    assert not (await node_names(k8s, namespace)).get("rival")
+    await no_double_booking(k8s, namespace)
+    await client.CoreV1Api(k8s).delete_namespaced_pod("orphan", namespace, grace_period_seconds=0)
+    assert (await wait_bound(k8s, namespace, ["rival"], within=90))["rival"] == node  # nothing stays held
+    await no_double_booking(k8s, namespace)

@@ -20,7 +20,6 @@ from scheduler.binder import ApiError, MemoryBinder, NotSentError
 from scheduler.cache import ReservationState
 from scheduler.context import ExtenderContext
 from scheduler.kubeapi import KubeBinder
-from scheduler.service import drain
 from scheduler.verbs.bind import bind, hold_seconds, sweep
 from scheduler.verbs.filter import filter_nodes
 from scheduler.wire import ExtenderArgs, ExtenderBindingArgs
@@ -367,28 +366,3 @@ async def test_kube_binder_tells_a_request_never_sent_from_an_answer_lost() -> N
         await server.wait_closed()
         with pytest.raises(NotSentError):  # nobody listens there now
             await KubeBinder(api, timeout=5).bind("ns", "p", **kw)
-
-
-async def test_shutdown_waits_until_the_watch_or_the_deadline_settles_unknown_outcomes(
-    ctx: ExtenderContext,
-) -> None:
-    """A graceful stop (Recreate restarts) must not leave a late Binding for the next process to
-    double-book: drain returns once the watch shows the outcome, or once no Binding can commit."""
-    b = binder_of(ctx)
-    b.on_change = None
-    p, q = b.add(o.pod("p", gpus=2)), b.add(o.pod("q", gpus=2))
-    for pod in (p, q):
-        filtered(ctx, pod, ["h1"])
-    b.lose_answer, b.fail_after_commit = LOST, {"get": LOST}
-    assert "is unknown" in (await bind(bind_args(p, "h1"), ctx)).error
-    b.lose_answer, b.fail = None, {}
-    task = asyncio.create_task(drain(ctx, poll=0))
-    for _ in range(10):
-        await asyncio.sleep(0)
-    assert not task.done()  # p's outcome is still unknown
-    ctx.cache.apply_pod("MODIFIED", stored(b, p))  # the watch delivers it
-    await asyncio.wait_for(task, 30)
-    b.hold_bindings = True
-    assert "is unknown" in (await bind(bind_args(q, "h1"), ctx)).error
-    clock(ctx).now += hold_seconds(ctx.settings) + 1  # q's Binding can no longer commit
-    await asyncio.wait_for(drain(ctx, poll=0), 30)
