@@ -306,6 +306,7 @@ def build(n_nodes: int, n_pods: int, seed: int, mix: str = "whole") -> Built:
         cache.replace_slices([])
         cache.replace_claims([])
     ctx.warm = True
+    ctx.inherited = True  # no earlier process bound anything here (scheduler.inflight)
     state = cache.state
     busy = int((state.gpu_free_milli[: state.n_rows] < 1000).sum())
     free = {name: int((state.gpu_free_milli[row] >= 1000).sum()) for name, row in state.index.items()}

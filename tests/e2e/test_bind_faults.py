@@ -27,6 +27,8 @@ from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
 from gpuplace.localcluster.processes import probe
 from gpuplace.localcluster.waiting import wait_until
 from gpuplace.localcluster.workload import create_pod, node_names, pending_reason, pod_manifest, wait_bound
+from scheduler.binder import ApiError
+from scheduler.kubeapi import KubeBinder
 from tests.e2e.apiserver_proxy import FaultProxy
 from tests.e2e.helpers import NodeFactory, audit_namespaces, owner, record_of
 from tests.e2e.preemption import extender
@@ -232,6 +234,9 @@ async def test_a_binding_in_flight_when_gpuplace_is_killed_keeps_its_gpus_in_the
     body = gpu_pod("orphan", 8, mine)
     body["spec"]["schedulerName"] = "nobody"
     orphan = await create_pod(k8s, namespace, body)
+    with pytest.raises(ApiError) as refused:  # the intent's UID precondition, on the real kube-apiserver
+        await KubeBinder(k8s).annotate_pod(namespace, "orphan", uid="not-its-uid", annotations={"a": "b"})
+    assert refused.value.status == 422, refused.value
     proxy.hold_bindings("orphan")
     args = {"PodName": "orphan", "PodNamespace": namespace, "PodUID": orphan.metadata.uid, "Node": node}
     answer = await asyncio.to_thread(extender, faulty_gpuplace, "bind", args)
