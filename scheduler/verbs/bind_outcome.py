@@ -146,6 +146,8 @@ async def _write_outcome(
     except (ApiError, TimeoutError) as e:
         why = str(e) or type(e).__name__
         if sent.at is None:  # the intent failed or timed out: no Binding was sent
+            if isinstance(e, ApiError) and e.status == 422 and "uid" in e.message.lower():
+                why = f"pod was re-created under its name ({why})"  # the intent's UID precondition
             return REFUSED, f"writing {ctx.requests.rules.keys.binding} failed ({why}); no Binding was sent"
         if isinstance(e, NotSentError) or (isinstance(e, ApiError) and 0 < e.status < 500):
             return REFUSED, why  # never sent, or a definitive answer (400, 403, 404, 422, 429...)

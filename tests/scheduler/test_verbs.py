@@ -96,7 +96,7 @@ async def test_bind_writes_the_record_with_the_binding_and_is_idempotent(cluster
     p = b.add(o.pod("p", gpus=2, annotations={"gpuplace.io/nvlink": "required"}))
     filter_nodes(args(p), cluster)
     assert (await bind(bind_args(p, "h1"), cluster)).error == ""
-    assert [c[0] for c in b.calls] == ["bind"]  # one API write, no PATCH before it
+    assert [c[0] for c in b.calls] == ["annotate", "bind"]  # the intent (scheduler.inflight), the Binding
     stored = b.pods[("default", "p")]
     assert stored["spec"]["nodeName"] == "h1"
     assert orjson.loads(stored["metadata"]["annotations"]["gpuplace.io/gpus"])["gpus"] == [0, 1]
@@ -106,6 +106,7 @@ async def test_bind_writes_the_record_with_the_binding_and_is_idempotent(cluster
         (e["spec"].get("nodeName"), "gpuplace.io/gpus" in e["metadata"]["annotations"]) for e in events
     ] == [
         (None, False),
+        (None, False),  # the intent: gpuplace.io/binding only
         ("h1", True),
     ]
     assert cluster.cache.reservations == {} and cluster.cache.pods[p["metadata"]["uid"]].exact
@@ -156,7 +157,7 @@ async def test_bind_ignores_unrelated_changes_to_the_pending_pod(cluster: Extend
     filter_nodes(args(p), cluster)  # remembers this resourceVersion
     b.pods[("default", "p")]["metadata"]["resourceVersion"] = "999999"  # a condition was written since
     assert (await bind(bind_args(p, "h1"), cluster)).error == ""
-    assert [c[0] for c in b.calls] == ["bind"]  # the UID is the precondition, as in DefaultBinder
+    assert [c[0] for c in b.calls] == ["annotate", "bind"]  # the UID is the precondition, as in DefaultBinder
 
 
 def conflict_after(b: MemoryBinder, before: Callable[[], None] | None = None) -> None:
