@@ -1,0 +1,324 @@
+"""Every node's DRA devices and usage as placement_core.devicefit arrays, kept current incrementally.
+
+DraState reports what moved: a node's devices (a slice event: `devices_changed`) or what its claims
+hold (a claim, pod or binding event: `usage_changed`). `refresh` repacks exactly that: the arrays of
+the whole table are concatenated again only when some node's devices changed (slices change when
+nodes come and go, rarely), and a node whose usage changed has its rows rewritten in place — so after
+a bind, the next pod's filter repacks one node, not 5,000.
+
+What the packing keeps from scheduler.dra.fit's rules (held equal by tests/scheduler/test_dra_packed.py):
+the devices in `NodeDevices.ordered()` order; kind GPU for a whole-GPU device (`NodeDevices.index`),
+MIG for a MIG device (`NodeDevices.mig`); the string value of `profile`, `productName` and `type` (as
+`str(value or "")`) interned; the PCIe root's rank among the node's roots sorted by name. Quantities
+are packed only when they are whole numbers below 2**56; a node or a request with any other
+quantity (`500m` of a capacity) is answered by scheduler.dra.fit itself (`exact`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from placement_core import devicefit as df
+from scheduler.dra.demand import DraDemand, DraRequest
+from scheduler.dra.inventory import DeviceKey, NodeDevices
+from scheduler.dra.ledger import NodeUsage
+from scheduler.dra.objects import PCIE_ROOT
+
+ATTRS = ("profile", "productName", "type")
+_BIG = 1 << 56
+KINDS = {"gpu": df.GPU, "mig": df.MIG}
+
+
+def whole(q: Decimal) -> int | None:
+    """`q` as an int when it is a whole number below 2**56, else None."""
+    if not q.is_finite() or q != q.to_integral_value() or abs(q) >= _BIG:
+        return None
+    return int(q)
+
+
+@dataclass(slots=True)
+class _Layout:
+    """One node's devices, packed with node-local row and slot numbers."""
+
+    nd: NodeDevices
+    row: dict[DeviceKey, int]
+    kind: npt.NDArray[np.int8]
+    attr: npt.NDArray[np.int32]
+    root: npt.NDArray[np.int32]
+    multiple: npt.NDArray[np.bool_]
+    caps: list[tuple[int, int, int]]  # (row, column, amount)
+    n_cons: npt.NDArray[np.int64]  # consumptions per row
+    cons_slot: npt.NDArray[np.int64]  # node-local slot
+    cons_amount: npt.NDArray[np.int64]
+    slot: dict[tuple[tuple[str, str, str], str], int]  # ((driver, pool, counterSet), counter) → slot
+    limit: npt.NDArray[np.int64]
+    exact: bool
+
+
+@dataclass(slots=True)
+class _Held:
+    """One node's usage, packed against its _Layout."""
+
+    use: NodeUsage
+    taken: list[int]
+    exclusive: list[int]
+    caps: list[tuple[int, int, int]]  # (row, column, amount)
+    used: list[tuple[int, int]]  # (slot, amount)
+    exact: bool
+
+
+class PackedDevices:
+    def __init__(self) -> None:
+        self.values: dict[str, int] = {}  # attribute value → id
+        self.caps: dict[str, int] = {}  # capacity name → column
+        self._layouts: dict[str, _Layout] = {}
+        self._held: dict[str, _Held] = {}
+        self._layout_dirty: set[str] = set()
+        self._usage_dirty: set[str] = set()
+        self._all_dirty = True
+        self.pos: dict[str, int] = {}  # node → index in the table
+        self.table: df.DeviceTable | None = None
+        self.usage: df.DeviceUsage | None = None
+        self.exact = np.zeros(0, np.bool_)  # per table node: packed exactly
+        self.repacks = 0  # table rebuilds (the bench and tests read it)
+
+    # ---- what DraState reports -------------------------------------------------------------------
+    def devices_changed(self, nodes: Iterable[str]) -> None:
+        self._layout_dirty.update(nodes)
+
+    def usage_changed(self, nodes: Iterable[str]) -> None:
+        self._usage_dirty.update(nodes)
+
+    def reset(self) -> None:
+        self._all_dirty = True
+
+    # ---- packing ---------------------------------------------------------------------------------
+    def _id(self, value: str) -> int:
+        return self.values.setdefault(value, len(self.values))
+
+    def _layout(self, nd: NodeDevices) -> _Layout:
+        ordered = nd.ordered()
+        k = len(ordered)
+        kind = np.zeros(k, np.int8)
+        attr = np.zeros((k, df.N_ATTRS), np.int32)
+        root = np.full(k, -1, np.int32)
+        multiple = np.zeros(k, np.bool_)
+        roots = sorted({r for _, d in ordered if (r := str(d.attr(PCIE_ROOT) or ""))})
+        rank = {r: i for i, r in enumerate(roots)}
+        caps: list[tuple[int, int, int]] = []
+        n_cons = np.zeros(k, np.int64)
+        cons_slot: list[int] = []
+        cons_amount: list[int] = []
+        slot: dict[tuple[tuple[str, str, str], str], int] = {}
+        limit: list[int] = []
+        exact = True
+        for i, (key, d) in enumerate(ordered):
+            kind[i] = df.GPU if key in nd.index else df.MIG if key in nd.mig else df.OTHER
+            for j, a in enumerate(ATTRS):
+                attr[i, j] = self._id(str(d.attr(a) or ""))
+            root[i] = rank.get(str(d.attr(PCIE_ROOT) or ""), -1)
+            multiple[i] = d.multiple
+            for name, q in d.capacity.items():
+                v = whole(q)
+                exact &= v is not None
+                caps.append((i, self.caps.setdefault(name, len(self.caps)), v or 0))
+            for cs, amounts in d.consumes:
+                ck = (key[0], key[1], cs)
+                for name, q in amounts:
+                    s = slot.get((ck, name))
+                    if s is None:
+                        s = slot[(ck, name)] = len(limit)
+                        lim = whole(nd.counters.get(ck, {}).get(name, Decimal(0)))
+                        exact &= lim is not None
+                        limit.append(lim or 0)
+                    v = whole(q)
+                    exact &= v is not None
+                    n_cons[i] += 1
+                    cons_slot.append(s)
+                    cons_amount.append(v or 0)
+        return _Layout(
+            nd,
+            {key: i for i, (key, _) in enumerate(ordered)},
+            kind,
+            attr,
+            root,
+            multiple,
+            caps,
+            n_cons,
+            np.asarray(cons_slot, np.int64),
+            np.asarray(cons_amount, np.int64),
+            slot,
+            np.asarray(limit, np.int64),
+            exact,
+        )
+
+    def _held_of(self, lay: _Layout, use: NodeUsage) -> _Held:
+        exact = True
+        caps = []
+        for key, amounts in use.consumed.items():
+            i = lay.row.get(key)
+            if i is None:
+                continue
+            for name, q in amounts.items():
+                c = self.caps.get(name)
+                if c is None:
+                    continue  # no device publishes it: the capacity check fails before reading it
+                v = whole(q)
+                exact &= v is not None
+                caps.append((i, c, v or 0))
+        used = []
+        for ck, amounts in use.counters.items():
+            for name, q in amounts.items():
+                s = lay.slot.get((ck, name))
+                if s is not None:
+                    v = whole(q)
+                    exact &= v is not None
+                    used.append((s, v or 0))
+        return _Held(
+            use,
+            [i for key, who in use.holders.items() if who and (i := lay.row.get(key)) is not None],
+            [i for key in use.exclusive if (i := lay.row.get(key)) is not None],
+            caps,
+            used,
+            exact,
+        )
+
+    def refresh(self, devices: dict[str, NodeDevices], usage_of: Callable[[str], NodeUsage]) -> None:
+        """Bring the arrays up to date with `devices` (DraState's counted nodes) and their usage."""
+        if self._all_dirty:
+            self._layouts.clear()
+            self._layout_dirty = set(devices)
+        if self._all_dirty or self._layout_dirty:
+            for n in self._layout_dirty:
+                nd = devices.get(n)
+                if nd is not None and nd.gpus:
+                    self._layouts[n] = self._layout(nd)
+                else:
+                    self._layouts.pop(n, None)
+                self._held.pop(n, None)
+            self._assemble()
+            self._usage_dirty = set(self._layouts)
+            self._layout_dirty.clear()
+            self._all_dirty = False
+        if self._usage_dirty:
+            for n in self._usage_dirty:
+                if n in self._layouts:
+                    self._write_usage(n, usage_of(n))
+            self._usage_dirty.clear()
+
+    def _assemble(self) -> None:
+        self.repacks += 1
+        names = list(self._layouts)
+        lays = [self._layouts[n] for n in names]
+        self.pos = {n: i for i, n in enumerate(names)}
+        sizes = np.array([len(x.kind) for x in lays], np.int64)
+        first = np.zeros(len(lays) + 1, np.int64)
+        np.cumsum(sizes, out=first[1:])
+        n_slots = np.array([len(x.limit) for x in lays], np.int64)
+        slot_first = np.zeros(len(lays) + 1, np.int64)
+        np.cumsum(n_slots, out=slot_first[1:])
+        rows = int(first[-1])
+
+        def cat(arrays: list[npt.NDArray[Any]], dtype: type, shape: tuple[int, ...] = ()) -> npt.NDArray[Any]:
+            return np.concatenate(arrays).astype(dtype) if arrays else np.zeros((0, *shape), dtype)
+
+        n_cons = cat([x.n_cons for x in lays], np.int64)
+        cons_first = np.zeros(rows + 1, np.int64)
+        np.cumsum(n_cons, out=cons_first[1:])
+        cons_slot = cat(
+            [x.cons_slot + slot_first[i] for i, x in enumerate(lays)],
+            np.int64,
+        )
+        cap = np.zeros((rows, len(self.caps)), np.int64)
+        cap_has = np.zeros((rows, len(self.caps)), np.bool_)
+        for i, x in enumerate(lays):
+            if x.caps:
+                e = np.asarray(x.caps, np.int64)
+                cap[e[:, 0] + first[i], e[:, 1]] = e[:, 2]
+                cap_has[e[:, 0] + first[i], e[:, 1]] = True
+        self.table = df.DeviceTable(
+            first,
+            cat([x.kind for x in lays], np.int8),
+            cat([x.attr for x in lays], np.int32, (df.N_ATTRS,)),
+            cat([x.root for x in lays], np.int32),
+            cat([x.multiple for x in lays], np.bool_),
+            cap,
+            cap_has,
+            cons_first,
+            cons_slot,
+            cat([x.cons_amount for x in lays], np.int64),
+            slot_first,
+            cat([x.limit for x in lays], np.int64),
+        )
+        self.usage = df.DeviceUsage(
+            np.zeros(rows, np.bool_),
+            np.zeros(rows, np.bool_),
+            np.zeros((rows, len(self.caps)), np.int64),
+            np.zeros(int(slot_first[-1]), np.int64),
+        )
+        self.exact = np.array([x.exact for x in lays], np.bool_)
+
+    def _write_usage(self, node: str, use: NodeUsage) -> None:
+        assert self.table is not None and self.usage is not None
+        lay, p = self._layouts[node], self.pos[node]
+        h = self._held.get(node)
+        if h is None or h.use is not use:
+            h = self._held[node] = self._held_of(lay, use)
+        lo, hi = int(self.table.first[p]), int(self.table.first[p + 1])
+        s0, s1 = int(self.table.slot_first[p]), int(self.table.slot_first[p + 1])
+        u = self.usage
+        u.taken[lo:hi] = False
+        u.exclusive[lo:hi] = False
+        u.used_cap[lo:hi] = 0
+        u.used[s0:s1] = 0
+        for i in h.taken:
+            u.taken[lo + i] = True
+        for i in h.exclusive:
+            u.exclusive[lo + i] = True
+        for i, c, v in h.caps:
+            u.used_cap[lo + i, c] = v
+        for s, v in h.used:
+            u.used[s0 + s] = v
+        self.exact[p] = lay.exact and h.exact
+
+    # ---- requests --------------------------------------------------------------------------------
+    def query(self, demand: DraDemand) -> tuple[df.DeviceQuery, list[DraRequest]] | None:
+        """The packed form of `demand`'s requests and the alternatives in its order; None when an
+        amount is not a whole number (scheduler.dra.fit answers such a request)."""
+        alts = [r for group in demand.requests for r in group]
+        alt_first = np.zeros(len(demand.requests) + 1, np.int64)
+        np.cumsum([len(g) for g in demand.requests], out=alt_first[1:])
+        attr = np.full((len(alts), df.N_ATTRS), df.ANY, np.int32)
+        cap_first = np.zeros(len(alts) + 1, np.int64)
+        cap_col: list[int] = []
+        cap_amount: list[int] = []
+        for a, r in enumerate(alts):
+            for name, value in r.attrs:
+                j = ATTRS.index(name)
+                want = self.values.get(value, df.NONE)
+                attr[a, j] = want if attr[a, j] in (df.ANY, want) else df.NONE
+            for name, amount in r.capacity:
+                v = whole(amount)
+                if v is None:
+                    return None
+                cap_col.append(self.caps.get(name, -1))
+                cap_amount.append(v)
+            cap_first[a + 1] = len(cap_col)
+        q = df.DeviceQuery(
+            alt_first,
+            np.array([KINDS.get(r.kind, df.ANY) for r in alts], np.int8),
+            attr,
+            np.array([r.count for r in alts], np.int64),
+            np.array([r.same_pcie_root for r in alts], np.bool_),
+            cap_first,
+            np.asarray(cap_col, np.int64),
+            np.asarray(cap_amount, np.int64),
+        )
+        return q, alts
+
