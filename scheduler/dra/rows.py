@@ -60,7 +60,8 @@ def fit_rows(dra: DraState, demand: DraDemand, names: list[str], *, twin: bool =
     else:
         q, alts = compiled
         pos = np.fromiter((packed.pos.get(names[i], -1) for i in rest.tolist()), np.int64, len(rest))
-        inexact = (pos >= 0) & ~packed.exact[np.maximum(pos, 0)]
+        inexact = np.zeros(len(pos), np.bool_)
+        inexact[pos >= 0] = ~packed.exact[pos[pos >= 0]]
         out = df.fit_nodes(packed.table, packed.usage, q, np.where(inexact, -1, pos), twin=twin)
         ok[rest] = out.ok
         pfit[rest] = out.pcie_fit
