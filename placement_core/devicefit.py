@@ -360,3 +360,36 @@ def fit_nodes(t: DeviceTable, u: DeviceUsage, q: DeviceQuery, nodes: I64, *, twi
         out.ok, out.pcie_fit, out.code, out.alt, out.n_ok, out.n_match,
     )  # fmt: skip
     return out
+
+
+def warmup() -> None:
+    """Compile (or load) `fit_kernel` with the argument types scheduler.dra.packed passes: one node of
+    two shareable GPUs on one PCIe root consuming one counter, and a query for 1 GPU with capacity."""
+    t = DeviceTable(
+        np.array([0, 2], np.int64),
+        np.array([GPU, GPU], np.int8),
+        np.zeros((2, N_ATTRS), np.int32),
+        np.zeros(2, np.int32),
+        np.ones(2, np.bool_),
+        np.full((2, 1), 4, np.int64),
+        np.ones((2, 1), np.bool_),
+        np.array([0, 1, 2], np.int64),
+        np.zeros(2, np.int64),
+        np.ones(2, np.int64),
+        np.array([0, 1], np.int64),
+        np.array([2], np.int64),
+    )
+    u = DeviceUsage(
+        np.zeros(2, np.bool_), np.zeros(2, np.bool_), np.zeros((2, 1), np.int64), np.zeros(1, np.int64)
+    )
+    q = DeviceQuery(
+        np.array([0, 1], np.int64),
+        np.array([GPU], np.int8),
+        np.full((1, N_ATTRS), ANY, np.int32),
+        np.ones(1, np.int64),
+        np.ones(1, np.bool_),
+        np.array([0, 1], np.int64),
+        np.zeros(1, np.int64),
+        np.ones(1, np.int64),
+    )
+    fit_nodes(t, u, q, np.array([0, -1], np.int64))
