@@ -21,7 +21,7 @@ request to the reference (so sums of a few never overflow and compare exactly as
 `fit_nodes` runs `fit_kernel` (Numba) or `fit_twin` (plain Python, the statement of what is computed)
 and returns per node: ok, the PCIe fit (product over PCIe-constrained requests of needed / free in the
 root chosen), and for a node that does not fit the failing alternative, the code of its rule and the
-counts its sentence quotes.
+counts its sentence quotes (for "no root has room", the free devices of each root).
 """
 
 from __future__ import annotations
@@ -92,6 +92,20 @@ class FitRows:
     alt: I64  # the alternative whose rule failed (the last one tried), -1 when ok
     n_ok: I64  # free matching devices it saw
     n_match: I64  # matching devices it saw
+    spread: I64  # [nodes, 1 + roots] for NO_ROOT: free matching devices without a root, then per root rank
+
+
+def _rows(t: DeviceTable, m: int) -> FitRows:
+    width = 1 + (int(t.root.max()) + 1 if len(t.root) else 0)
+    return FitRows(
+        np.zeros(m, np.bool_),
+        np.zeros(m, np.float64),
+        np.zeros(m, np.int8),
+        np.full(m, -1, np.int64),
+        np.zeros(m, np.int64),
+        np.zeros(m, np.int64),
+        np.zeros((m, width), np.int64),
+    )
 
 
 # ---- the twin: what is computed ------------------------------------------------------------------
@@ -99,28 +113,22 @@ class FitRows:
 
 def fit_twin(t: DeviceTable, u: DeviceUsage, q: DeviceQuery, nodes: I64) -> FitRows:
     """For each node index in `nodes` (-1: a node without devices), the greedy pass over the requests."""
-    m = len(nodes)
-    out = FitRows(
-        np.zeros(m, np.bool_),
-        np.zeros(m, np.float64),
-        np.zeros(m, np.int8),
-        np.full(m, -1, np.int64),
-        np.zeros(m, np.int64),
-        np.zeros(m, np.int64),
-    )
+    out = _rows(t, len(nodes))
     for i, n in enumerate(nodes.tolist()):
         if n < 0:
             out.code[i] = NO_DEVICES
             continue
-        ok, pfit, code, alt, n_ok, n_match = _node_twin(t, u, q, n)
+        ok, pfit, code, alt, n_ok, n_match, spread = _node_twin(t, u, q, n)
         out.ok[i], out.pcie_fit[i], out.code[i] = ok, pfit, code
         out.alt[i], out.n_ok[i], out.n_match[i] = alt, n_ok, n_match
+        for rk, k in spread.items():
+            out.spread[i, 1 + rk] = k
     return out
 
 
 def _node_twin(
     t: DeviceTable, u: DeviceUsage, q: DeviceQuery, n: int
-) -> tuple[bool, float, int, int, int, int]:
+) -> tuple[bool, float, int, int, int, int, dict[int, int]]:
     rows = range(int(t.first[n]), int(t.first[n + 1]))
     taken: set[int] = set()  # devices this pass took whole
     consumed: dict[tuple[int, int], int] = {}  # (device, capacity) this pass consumed
@@ -166,6 +174,7 @@ def _node_twin(
             counted[s] = counted.get(s, 0) + int(t.cons_amount[j])
 
     pfit = 1.0
+    spread: dict[int, int] = {}  # for NO_ROOT: free matching devices per root rank, -1: without a root
     for r in range(len(q.alt_first) - 1):
         failed = None
         for a in range(int(q.alt_first[r]), int(q.alt_first[r + 1])):
@@ -195,6 +204,8 @@ def _node_twin(
                     pfit *= count / size
                 else:
                     failed = (NO_ROOT, a, len(free), len(match))
+                    spread = {root: len(v) for root, v in by_root.items()}
+                    spread[-1] = len(free) - sum(spread.values())
             if got:
                 for d in got:
                     take(d, a)
@@ -202,8 +213,8 @@ def _node_twin(
                 break
         if failed is not None:
             code, a, n_ok, n_match = failed
-            return False, 0.0, code, a, n_ok, n_match
-    return True, pfit, FITS, -1, 0, 0
+            return False, 0.0, code, a, n_ok, n_match, spread if code == NO_ROOT else {}
+    return True, pfit, FITS, -1, 0, 0, {}
 
 
 # ---- the kernel: the same pass, compiled -----------------------------------------------------------
@@ -213,7 +224,7 @@ def _node_twin(
 def fit_kernel(t_first, t_kind, t_attr, t_root, t_multiple, t_cap, t_cap_has, cons_first, cons_slot,
                cons_amount, slot_first, limit, u_taken, u_exclusive, u_used_cap, u_used, q_alt_first,
                q_kind, q_attr, q_count, q_pcie, q_cap_first, q_cap_col, q_cap_amount, nodes,
-               out_ok, out_pfit, out_code, out_alt, out_n_ok, out_n_match):  # fmt: skip
+               out_ok, out_pfit, out_code, out_alt, out_n_ok, out_n_match, out_spread):  # fmt: skip
     """`fit_twin` over the arrays of DeviceTable, DeviceUsage, DeviceQuery, writing FitRows' arrays."""
     width = 1
     for n in range(len(t_first) - 1):
@@ -304,6 +315,12 @@ def fit_kernel(t_first, t_kind, t_attr, t_root, t_multiple, t_cap, t_cap_has, co
                             best = rk
                     if best < 0:
                         code = NO_ROOT
+                        out_spread[i, :] = 0
+                        rooted = 0
+                        for rk in range(top + 1):
+                            out_spread[i, 1 + rk] = n_roots[rk]
+                            rooted += n_roots[rk]
+                        out_spread[i, 0] = n_free - rooted
                     else:
                         pfit *= count / n_roots[best]
                         k = 0  # keep this root's first `count` free devices, in row order
@@ -332,6 +349,8 @@ def fit_kernel(t_first, t_kind, t_attr, t_root, t_multiple, t_cap, t_cap_has, co
             if code != FITS:
                 break
         out_code[i] = code
+        if code != NO_ROOT:
+            out_spread[i, :] = 0
         if code == FITS:
             out_ok[i] = True
             out_pfit[i] = pfit
@@ -344,20 +363,12 @@ def fit_nodes(t: DeviceTable, u: DeviceUsage, q: DeviceQuery, nodes: I64, *, twi
     """Per entry of `nodes` (table node indices; -1 for a node without devices) whether the requests fit."""
     if twin:
         return fit_twin(t, u, q, nodes)
-    m = len(nodes)
-    out = FitRows(
-        np.zeros(m, np.bool_),
-        np.zeros(m, np.float64),
-        np.zeros(m, np.int8),
-        np.full(m, -1, np.int64),
-        np.zeros(m, np.int64),
-        np.zeros(m, np.int64),
-    )
+    out = _rows(t, len(nodes))
     fit_kernel(
         t.first, t.kind, t.attr, t.root, t.multiple, t.cap, t.cap_has, t.cons_first, t.cons_slot,
         t.cons_amount, t.slot_first, t.limit, u.taken, u.exclusive, u.used_cap, u.used, q.alt_first,
         q.kind, q.attr, q.count, q.pcie, q.cap_first, q.cap_col, q.cap_amount, np.asarray(nodes, np.int64),
-        out.ok, out.pcie_fit, out.code, out.alt, out.n_ok, out.n_match,
+        out.ok, out.pcie_fit, out.code, out.alt, out.n_ok, out.n_match, out.spread,
     )  # fmt: skip
     return out
 

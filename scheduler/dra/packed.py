@@ -47,6 +47,7 @@ class _Layout:
     """One node's devices, packed with node-local row and slot numbers."""
 
     nd: NodeDevices
+    roots: list[str]  # its PCIe roots by name: a device's `root` is the index here
     row: dict[DeviceKey, int]
     kind: npt.NDArray[np.int8]
     attr: npt.NDArray[np.int32]
@@ -83,6 +84,7 @@ class PackedDevices:
         self._usage_dirty: set[str] = set()
         self._all_dirty = True
         self.pos: dict[str, int] = {}  # node → index in the table
+        self.roots: list[list[str]] = []  # per table node: its PCIe roots by name (rank order)
         self.table: df.DeviceTable | None = None
         self.usage: df.DeviceUsage | None = None
         self.exact = np.zeros(0, np.bool_)  # per table node: packed exactly
@@ -144,6 +146,7 @@ class PackedDevices:
                     cons_amount.append(v or 0)
         return _Layout(
             nd,
+            roots,
             {key: i for i, (key, _) in enumerate(ordered)},
             kind,
             attr,
@@ -217,6 +220,7 @@ class PackedDevices:
         names = list(self._layouts)
         lays = [self._layouts[n] for n in names]
         self.pos = {n: i for i, n in enumerate(names)}
+        self.roots = [x.roots for x in lays]
         sizes = np.array([len(x.kind) for x in lays], np.int64)
         first = np.zeros(len(lays) + 1, np.int64)
         np.cumsum(sizes, out=first[1:])
@@ -321,4 +325,3 @@ class PackedDevices:
             np.asarray(cap_amount, np.int64),
         )
         return q, alts
-

@@ -2,9 +2,8 @@
 
 Same answers as calling `fit` per node (tests/scheduler/test_dra_packed.py holds them equal on random
 clusters and claims): which nodes fit, each one's PCIe fit, and the sentence for each one that does
-not. The kernel returns a code and the counts a sentence quotes; two cases go to `fit` itself, node by
-node: the sentence for "no PCIe root has room" (it lists every root's free devices) and nodes or
-requests with quantities that are not whole numbers (scheduler.dra.packed).
+not. The kernel returns a code and the counts a sentence quotes (the sentences are fit's); nodes or
+requests with quantities that are not whole numbers go to `fit` itself (scheduler.dra.packed).
 """
 
 from __future__ import annotations
@@ -29,7 +28,10 @@ class DraFit:
     reasons: list[str]  # "" where ok
 
 
-def _sentence(code: int, r: DraRequest, n_ok: int, n_match: int) -> str:
+def _sentence(code: int, r: DraRequest, n_ok: int, n_match: int, spread: tuple[tuple[str, int], ...]) -> str:
+    if code == df.NO_ROOT:
+        listed = ", ".join(f"{k} on {root or '(no pcieRoot)'}" for root, k in spread if k) or "none"
+        return f"needs {what(r)}; free here: {listed}"
     if code == df.ALL_NOT_FREE:
         return f"needs {what(r)}; {n_ok} of {n_match} matching devices are free here"
     return f"needs {what(r)}; {n_ok} free here"
@@ -65,18 +67,22 @@ def fit_rows(dra: DraState, demand: DraDemand, names: list[str], *, twin: bool =
         out = df.fit_nodes(packed.table, packed.usage, q, np.where(inexact, -1, pos), twin=twin)
         ok[rest] = out.ok
         pfit[rest] = out.pcie_fit
-        cache: dict[tuple[int, int, int, int], str] = {}
+        cache: dict[tuple[int, int, int, int, tuple[tuple[str, int], ...]], str] = {}
         for j in np.nonzero(~out.ok)[0].tolist():
             i = int(rest[j])
             code = int(out.code[j])
-            if inexact[j] or code == df.NO_ROOT:
+            if inexact[j]:
                 by_hand.append(i)
             elif code == df.NO_DEVICES:
                 reasons[i] = NO_SLICES
             else:
-                key = (code, int(out.alt[j]), int(out.n_ok[j]), int(out.n_match[j]))
+                spread: tuple[tuple[str, int], ...] = ()
+                if code == df.NO_ROOT:  # free devices per root, sorted by name ("" first), as fit lists them
+                    row = out.spread[j].tolist()
+                    spread = (("", row[0]), *zip(packed.roots[int(pos[j])], row[1:], strict=False))
+                key = (code, int(out.alt[j]), int(out.n_ok[j]), int(out.n_match[j]), spread)
                 if key not in cache:
-                    cache[key] = _sentence(code, alts[key[1]], key[2], key[3])
+                    cache[key] = _sentence(code, alts[key[1]], key[2], key[3], spread)
                 reasons[i] = cache[key]
     for i in by_hand:
         n = names[i]

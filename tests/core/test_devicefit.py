@@ -99,6 +99,7 @@ def test_fit_kernel_equals_twin(case) -> None:
     assert k.n_ok.tolist() == w.n_ok.tolist()
     assert k.n_match.tolist() == w.n_match.tolist()
     assert k.pcie_fit.tolist() == w.pcie_fit.tolist()
+    assert k.spread.tolist() == w.spread.tolist()
 
 
 def _one_node(
