@@ -53,11 +53,14 @@ def fits(ctx: ExtenderContext, demand: DraDemand, names: list[str]) -> DraFit:
     return ctx.memo.get(key, lambda: fit_rows(dra, demand, names))
 
 
-def filter_rows(ctx: ExtenderContext, demand: DraDemand, names: list[str]) -> list[str]:
-    """Per offered node: "" (fits) or the sentence why not."""
+def filter_rows(
+    ctx: ExtenderContext, demand: DraDemand, names: list[str]
+) -> tuple[npt.NDArray[np.bool_], list[str], npt.NDArray[np.int64]]:
+    """(fits per offered node, the distinct sentences why not, per node its sentence's index or −1)."""
     if demand.missing or not demand.understood:
-        return [""] * len(names)
-    return [f"gpuplace (DRA): {r}" if r else "" for r in fits(ctx, demand, names).reasons]
+        return np.ones(len(names), np.bool_), [], np.full(len(names), -1, np.int64)
+    f = fits(ctx, demand, names)
+    return f.ok, [f"gpuplace (DRA): {t}" for t in f.texts], f.which
 
 
 def equivalent(req: GpuRequest, demand: DraDemand) -> GpuRequest | None:

@@ -84,7 +84,9 @@ class PackedDevices:
         self._usage_dirty: set[str] = set()
         self._all_dirty = True
         self.pos: dict[str, int] = {}  # node → index in the table
-        self.roots: list[list[str]] = []  # per table node: its PCIe roots by name (rank order)
+        self.root_names: list[tuple[str, ...]] = []  # distinct PCIe root lists (by name = rank order)
+        self.root_sig = np.zeros(0, np.int64)  # per table node: its index in `root_names`
+        self._positions: dict[tuple[str, ...], npt.NDArray[np.int64]] = {}
         self.table: df.DeviceTable | None = None
         self.usage: df.DeviceUsage | None = None
         self.exact = np.zeros(0, np.bool_)  # per table node: packed exactly
@@ -220,7 +222,10 @@ class PackedDevices:
         names = list(self._layouts)
         lays = [self._layouts[n] for n in names]
         self.pos = {n: i for i, n in enumerate(names)}
-        self.roots = [x.roots for x in lays]
+        self._positions.clear()
+        sigs: dict[tuple[str, ...], int] = {}
+        self.root_sig = np.array([sigs.setdefault(tuple(x.roots), len(sigs)) for x in lays], np.int64)
+        self.root_names = list(sigs)
         sizes = np.array([len(x.kind) for x in lays], np.int64)
         first = np.zeros(len(lays) + 1, np.int64)
         np.cumsum(sizes, out=first[1:])
@@ -290,6 +295,18 @@ class PackedDevices:
         for s, v in h.used:
             u.used[s0 + s] = v
         self.exact[p] = lay.exact and h.exact
+
+    def positions(self, names: list[str]) -> npt.NDArray[np.int64]:
+        """Each name's index in the table, -1 for a node it does not hold (kept for the last few
+        name lists until the table is repacked: kube-scheduler offers the same list pod after pod)."""
+        key = tuple(names)
+        got = self._positions.get(key)
+        if got is None:
+            got = np.fromiter((self.pos.get(n, -1) for n in names), np.int64, len(names))
+            if len(self._positions) >= 4:
+                self._positions.pop(next(iter(self._positions)))
+            self._positions[key] = got
+        return got
 
     # ---- requests --------------------------------------------------------------------------------
     def query(self, demand: DraDemand) -> tuple[df.DeviceQuery, list[DraRequest]] | None:
