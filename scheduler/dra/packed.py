@@ -53,7 +53,7 @@ class _Layout:
     attr: npt.NDArray[np.int32]
     root: npt.NDArray[np.int32]
     multiple: npt.NDArray[np.bool_]
-    caps: list[tuple[int, int, int]]  # (row, column, amount)
+    caps: npt.NDArray[np.int64]  # [published capacities, 3]: row, column, amount
     n_cons: npt.NDArray[np.int64]  # consumptions per row
     cons_slot: npt.NDArray[np.int64]  # node-local slot
     cons_amount: npt.NDArray[np.int64]
@@ -78,6 +78,7 @@ class PackedDevices:
     def __init__(self) -> None:
         self.values: dict[str, int] = {}  # attribute value → id
         self.caps: dict[str, int] = {}  # capacity name → column
+        self._wholes: dict[Decimal, int | None] = {}
         self._layouts: dict[str, _Layout] = {}
         self._held: dict[str, _Held] = {}
         self._layout_dirty: set[str] = set()
@@ -106,60 +107,75 @@ class PackedDevices:
     def _id(self, value: str) -> int:
         return self.values.setdefault(value, len(self.values))
 
+    def _whole(self, q: Decimal) -> int | None:
+        if q not in self._wholes:  # few distinct amounts (80Gi, 1, ...): Decimal arithmetic once each
+            self._wholes[q] = whole(q)
+        return self._wholes[q]
+
     def _layout(self, nd: NodeDevices) -> _Layout:
         ordered = nd.ordered()
-        k = len(ordered)
-        kind = np.zeros(k, np.int8)
-        attr = np.zeros((k, df.N_ATTRS), np.int32)
-        root = np.full(k, -1, np.int32)
-        multiple = np.zeros(k, np.bool_)
-        roots = sorted({r for _, d in ordered if (r := str(d.attr(PCIE_ROOT) or ""))})
+        values, vocab, index, mig, wh = self.values, self.caps, nd.index, nd.mig, self._whole
+        kind: list[int] = []
+        attr: list[int] = []
+        root: list[int] = []
+        multiple: list[bool] = []
+        roots = sorted({r for _, d in ordered if (r := str(d.attributes.get(PCIE_ROOT) or ""))})
         rank = {r: i for i, r in enumerate(roots)}
         caps: list[tuple[int, int, int]] = []
-        n_cons = np.zeros(k, np.int64)
+        n_cons: list[int] = []
         cons_slot: list[int] = []
         cons_amount: list[int] = []
         slot: dict[tuple[tuple[str, str, str], str], int] = {}
         limit: list[int] = []
         exact = True
         for i, (key, d) in enumerate(ordered):
-            kind[i] = df.GPU if key in nd.index else df.MIG if key in nd.mig else df.OTHER
-            for j, a in enumerate(ATTRS):
-                attr[i, j] = self._id(str(d.attr(a) or ""))
-            root[i] = rank.get(str(d.attr(PCIE_ROOT) or ""), -1)
-            multiple[i] = d.multiple
+            at = d.attributes
+            kind.append(df.GPU if key in index else df.MIG if key in mig else df.OTHER)
+            for a in ATTRS:
+                v = str(at.get(a) or "")
+                x = values.get(v)
+                if x is None:
+                    x = values[v] = len(values)
+                attr.append(x)
+            root.append(rank.get(str(at.get(PCIE_ROOT) or ""), -1))
+            multiple.append(d.multiple)
             for name, q in d.capacity.items():
-                v = whole(q)
-                exact &= v is not None
-                caps.append((i, self.caps.setdefault(name, len(self.caps)), v or 0))
+                c = vocab.get(name)
+                if c is None:
+                    c = vocab[name] = len(vocab)
+                w = wh(q)
+                exact &= w is not None
+                caps.append((i, c, w or 0))
+            n = 0
             for cs, amounts in d.consumes:
                 ck = (key[0], key[1], cs)
                 for name, q in amounts:
-                    s = slot.get((ck, name))
-                    if s is None:
-                        s = slot[(ck, name)] = len(limit)
-                        lim = whole(nd.counters.get(ck, {}).get(name, Decimal(0)))
+                    sl = slot.get((ck, name))
+                    if sl is None:
+                        sl = slot[(ck, name)] = len(limit)
+                        lim = wh(nd.counters.get(ck, {}).get(name, Decimal(0)))
                         exact &= lim is not None
                         limit.append(lim or 0)
-                    v = whole(q)
-                    exact &= v is not None
-                    n_cons[i] += 1
-                    cons_slot.append(s)
-                    cons_amount.append(v or 0)
+                    w = wh(q)
+                    exact &= w is not None
+                    n += 1
+                    cons_slot.append(sl)
+                    cons_amount.append(w or 0)
+            n_cons.append(n)
         return _Layout(
             nd,
             roots,
             {key: i for i, (key, _) in enumerate(ordered)},
-            kind,
-            attr,
-            root,
-            multiple,
-            caps,
-            n_cons,
-            np.asarray(cons_slot, np.int64),
-            np.asarray(cons_amount, np.int64),
+            np.array(kind, np.int8),
+            np.array(attr, np.int32).reshape(len(ordered), df.N_ATTRS),
+            np.array(root, np.int32),
+            np.array(multiple, np.bool_),
+            np.array(caps, np.int64).reshape(-1, 3),
+            np.array(n_cons, np.int64),
+            np.array(cons_slot, np.int64),
+            np.array(cons_amount, np.int64),
             slot,
-            np.asarray(limit, np.int64),
+            np.array(limit, np.int64),
             exact,
         )
 
@@ -174,7 +190,7 @@ class PackedDevices:
                 c = self.caps.get(name)
                 if c is None:
                     continue  # no device publishes it: the capacity check fails before reading it
-                v = whole(q)
+                v = self._whole(q)
                 exact &= v is not None
                 caps.append((i, c, v or 0))
         used = []
@@ -182,7 +198,7 @@ class PackedDevices:
             for name, q in amounts.items():
                 s = lay.slot.get((ck, name))
                 if s is not None:
-                    v = whole(q)
+                    v = self._whole(q)
                     exact &= v is not None
                     used.append((s, v or 0))
         return _Held(
@@ -207,8 +223,12 @@ class PackedDevices:
                 else:
                     self._layouts.pop(n, None)
                 self._held.pop(n, None)
+            before = (self.pos, self.table, self.usage, self.exact) if not self._all_dirty else None
             self._assemble()
-            self._usage_dirty = set(self._layouts)
+            if before is None:
+                self._usage_dirty = set(self._layouts)
+            else:
+                self._usage_dirty |= self._carry(*before, changed=self._layout_dirty)
             self._layout_dirty.clear()
             self._all_dirty = False
         if self._usage_dirty:
@@ -216,6 +236,41 @@ class PackedDevices:
                 if n in self._layouts:
                     self._write_usage(n, usage_of(n))
             self._usage_dirty.clear()
+
+    def _carry(
+        self,
+        pos: dict[str, int],
+        table: df.DeviceTable | None,
+        usage: df.DeviceUsage | None,
+        exact: npt.NDArray[np.bool_],
+        *,
+        changed: set[str],
+    ) -> set[str]:
+        """Copy the usage rows of the nodes whose devices did not change from the table before the
+        re-join (in bulk); the nodes whose usage must be written afresh."""
+        if table is None or usage is None:
+            return set(self._layouts)
+        assert self.table is not None and self.usage is not None
+        keep = [n for n in self._layouts if n not in changed and n in pos]
+        old = np.array([pos[n] for n in keep], np.int64)
+        new = np.array([self.pos[n] for n in keep], np.int64)
+
+        def rows(first: df.I64, at: df.I64) -> df.I64:
+            sizes = first[at + 1] - first[at]
+            starts = np.repeat(first[at], sizes)
+            offsets = np.arange(int(sizes.sum()), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+            out: df.I64 = starts + offsets
+            return out
+
+        if keep:
+            o, n = rows(table.first, old), rows(self.table.first, new)
+            self.usage.taken[n] = usage.taken[o]
+            self.usage.exclusive[n] = usage.exclusive[o]
+            width = min(usage.used_cap.shape[1], self.usage.used_cap.shape[1])
+            self.usage.used_cap[n, :width] = usage.used_cap[o, :width]
+            self.usage.used[rows(self.table.slot_first, new)] = usage.used[rows(table.slot_first, old)]
+            self.exact[new] = exact[old]
+        return set(self._layouts) - set(keep)
 
     def _assemble(self) -> None:
         self.repacks += 1
@@ -240,17 +295,15 @@ class PackedDevices:
         n_cons = cat([x.n_cons for x in lays], np.int64)
         cons_first = np.zeros(rows + 1, np.int64)
         np.cumsum(n_cons, out=cons_first[1:])
-        cons_slot = cat(
-            [x.cons_slot + slot_first[i] for i, x in enumerate(lays)],
-            np.int64,
+        cons_slot = cat([x.cons_slot for x in lays], np.int64) + np.repeat(
+            slot_first[:-1], [len(x.cons_slot) for x in lays]
         )
         cap = np.zeros((rows, len(self.caps)), np.int64)
         cap_has = np.zeros((rows, len(self.caps)), np.bool_)
-        for i, x in enumerate(lays):
-            if x.caps:
-                e = np.asarray(x.caps, np.int64)
-                cap[e[:, 0] + first[i], e[:, 1]] = e[:, 2]
-                cap_has[e[:, 0] + first[i], e[:, 1]] = True
+        e = cat([x.caps for x in lays], np.int64, (3,))
+        at = e[:, 0] + np.repeat(first[:-1], [len(x.caps) for x in lays])
+        cap[at, e[:, 1]] = e[:, 2]
+        cap_has[at, e[:, 1]] = True
         self.table = df.DeviceTable(
             first,
             cat([x.kind for x in lays], np.int8),
