@@ -10,7 +10,9 @@ tests/scheduler/dra_payloads.py shapes NVIDIA's driver output), half the nodes w
 Times the plain functions (no HTTP) over all N names, median of `--repeat` calls, in two situations:
 - `moved`: the DRA state is marked changed before each filter (its version moves, nothing else);
 - `bind`: before each filter one more claim is allocated on one node, as a bind between two pods
-  does (what the extender sees while kube-scheduler places pods one after another).
+  does (what the extender sees while kube-scheduler places pods one after another);
+- `slice`: before each filter one node's driver republishes its slice (a new pool generation), the
+  event that re-joins gpuplace's packed table (timed with the filter after it).
 Prioritize runs after each filter and reuses its fit. Also the time to apply the slice and claim lists
 (the restart cost).
 
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+SITUATIONS = ("moved", "bind", "slice")
 
 
 def run(n: int, repeat: int) -> dict[str, float]:
@@ -72,16 +75,24 @@ def run(n: int, repeat: int) -> dict[str, float]:
         ctx.cache.apply_claim("ADDED", c)
         binds += 1
 
+    generation = 1
+
     for kind, pod in asking.items():
         args = ExtenderArgs.model_validate(o.extender_args(pod, names=names))
-        for situation in ("moved", "bind"):
+        for situation in SITUATIONS:
             f, p = [], []
             for _ in range(repeat + 1):  # the first call packs the table once: not counted
+                t = time.perf_counter()
                 if situation == "moved":
                     ctx.cache.dra.changed(())
-                else:
+                elif situation == "bind":
                     bind_one()
-                t = time.perf_counter()
+                else:
+                    generation += 1
+                    t = time.perf_counter()
+                    ctx.cache.apply_slice("ADDED", rp.a100_node_slice(names[-1], generation=generation))
+                if situation != "slice":
+                    t = time.perf_counter()
                 res = filter_nodes(args, ctx)
                 f.append(time.perf_counter() - t)
                 t = time.perf_counter()
@@ -129,7 +140,7 @@ def _table(cols: dict[str, Any], nodes: list[int]) -> None:
     print("|---|---|---|---|" + "---|" * len(cols))
     for n in nodes:
         for kind in ("fits", "fails"):
-            for situation in ("moved", "bind"):
+            for situation in SITUATIONS:
                 for verb in ("filter", "prioritize"):
                     key = f"{kind}/{situation}/{verb}"
                     vals = " | ".join(f"{cols[c][str(n)][key] * 1000:.1f}" for c in cols)
