@@ -5,7 +5,8 @@ What kube-scheduler does around the extender (pkg/scheduler/framework/plugins/dy
 node in its own Filter (before the extender's filter), keeps the chosen allocation in memory at
 Reserve, and in PreBind writes each claim's `status.allocation` and adds the pod to `reservedFor` —
 before the extender's bind. So gpuplace chooses the node, never the device:
-- filter: passes the nodes where the pod's demand fits what is free (scheduler.dra.fit) and says why
+- filter: passes the nodes where the pod's demand fits what is free (scheduler.dra.fit's rules, for
+  all offered nodes at once: scheduler.dra.rows) and says why
   not for the others; for demand it cannot read completely it passes every offered node (the in-tree
   filter already judged them);
 - prioritize: the configured policy's score for the equivalent whole-GPU or MIG request

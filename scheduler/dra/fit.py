@@ -1,4 +1,6 @@
-"""Can a node's free DRA devices serve a pod's demand, and how well (the PCIe-root fit)?
+"""Can a node's free DRA devices serve a pod's demand, and how well (the PCIe-root fit)? The rules,
+node by node: the verbs run them for all offered nodes at once through scheduler.dra.rows (a kernel
+over packed arrays), held equal to `fit` by tests/scheduler/test_dra_packed.py.
 
 A greedy pass over the requests in claim order, with the allocator's rules for what is free
 (scheduler.dra.ledger): a device held by a claim without a share is taken; a shareable device
