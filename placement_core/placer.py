@@ -226,8 +226,8 @@ def warmup() -> None:
     """Compile (or load from the Numba cache) every kernel a request can reach, on a tiny cluster.
 
     Every entry point the extender calls: the placer's rules, the fragmentation-aware policies'
-    `score_all` (through `PolicyScorer`, with the argument types the extender passes) and the gang
-    planner. A kernel missed here compiles on the first real request, on the event loop
+    `score_all` (through `PolicyScorer`, with the argument types the extender passes), the gang
+    planner and the DRA device fit (`devicefit`). A kernel missed here compiles on the first real request, on the event loop
     (tests/scheduler/test_warmup.py holds this list complete)."""
     from placement_core.catalog import MODELS
     from placement_core.gangplan import Member, plan_gang
@@ -267,8 +267,9 @@ def warmup() -> None:
         need=2,
         rows=np.arange(1, dtype=np.int64),
     )
-    from placement_core import mig
+    from placement_core import devicefit, mig
 
+    devicefit.warmup()
     out = np.zeros(st.n_rows, np.int32)
     mig.creatable_kernel(
         st.gpu_present, st.gpu_healthy, st.gpu_mig, st.mig_start, st.mig_size, st.n_rows, 4, 0b10001, 8, out

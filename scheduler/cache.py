@@ -424,9 +424,12 @@ class ClusterCache(ReservationBook, DraModel, ListApply):
         self.dra_changed(self.dra.apply_slice(etype, obj), hardware=True)
 
     def replace_slices(self, items: Iterable[dict[str, Any]]) -> None:
+        """A (re)list of the slices. The verbs' arrays are packed here, at list time (before /readyz
+        on a start), rather than by the first filter after it (1 s at 5,000 nodes on a loaded machine)."""
         assert self.dra is not None
         self.dra_changed(self.dra.replace_slices(items), hardware=True)
         self.synced["resourceslices"] = True
+        self.dra.packed()
 
     def apply_claim(self, etype: str, obj: dict[str, Any]) -> None:
         assert self.dra is not None
@@ -437,6 +440,7 @@ class ClusterCache(ReservationBook, DraModel, ListApply):
         assert self.dra is not None
         self.dra_changed(self.dra.replace_claims(items))
         self.synced["resourceclaims"] = True
+        self.dra.packed()
 
     def guess(self, node: str, req: GpuRequest) -> Placement:
         """Where `req` would go on `node` now: placer's choice, else the emptiest GPUs (may oversubscribe)."""

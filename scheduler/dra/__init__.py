@@ -4,7 +4,9 @@ Reading order: `objects` (the API objects, parsed) → `inventory` (slices → a
 precedence against GFD labels and the topology annotation) → `ledger` (allocated claims → devices held,
 the invariants) → `state` (what the cache holds) → `model` (how it enters the cache's ClusterState) →
 `demand` (a pod's claims → what it asks for) → `fit` (can a node's free devices serve it, and how
-well) → `extender` (what filter, prioritize and bind do for DRA pods). User docs: scheduler/README.md,
+well: the rules, node by node) → `packed` (every node's devices and usage as placement_core.devicefit
+arrays, kept current) → `rows` (`fit` for all offered nodes at once through the kernel) → `extender`
+(what filter, prioritize and bind do for DRA pods). User docs: scheduler/README.md,
 "DRA mode".
 
 Interface for the webhook, the e2e harness and the verbs (kept stable):

@@ -5,7 +5,8 @@ What kube-scheduler does around the extender (pkg/scheduler/framework/plugins/dy
 node in its own Filter (before the extender's filter), keeps the chosen allocation in memory at
 Reserve, and in PreBind writes each claim's `status.allocation` and adds the pod to `reservedFor` —
 before the extender's bind. So gpuplace chooses the node, never the device:
-- filter: passes the nodes where the pod's demand fits what is free (scheduler.dra.fit) and says why
+- filter: passes the nodes where the pod's demand fits what is free (scheduler.dra.fit's rules, for
+  all offered nodes at once: scheduler.dra.rows) and says why
   not for the others; for demand it cannot read completely it passes every offered node (the in-tree
   filter already judged them);
 - prioritize: the configured policy's score for the equivalent whole-GPU or MIG request
@@ -28,8 +29,8 @@ from placement_core import GpuRequest, NvlinkNeed, Placement
 from scheduler.binder import ApiError
 from scheduler.context import ExtenderContext
 from scheduler.dra.demand import DraDemand, pod_demand
-from scheduler.dra.fit import Fit, fit
 from scheduler.dra.objects import Claim
+from scheduler.dra.rows import DraFit, fit_rows
 from scheduler.dra.state import claim_names
 from scheduler.wire import Pod
 
@@ -44,20 +45,23 @@ def demand_of(ctx: ExtenderContext, pod: Pod) -> DraDemand | None:
     return pod_demand(claims, missing, dict(s.device_classes), frozenset(s.drivers))
 
 
-def fits(ctx: ExtenderContext, demand: DraDemand, names: list[str]) -> list[Fit]:
-    """`fit` per offered node, memoised for prioritize after filter: valid while neither the DRA state
-    nor the ClusterState moved (their versions are in the key)."""
+def fits(ctx: ExtenderContext, demand: DraDemand, names: list[str]) -> DraFit:
+    """`fit` for every offered node (scheduler.dra.rows), memoised for prioritize after filter: valid
+    while neither the DRA state nor the ClusterState moved (their versions are in the key)."""
     dra = ctx.cache.dra
     assert dra is not None
     key = ("dra-fit", demand, dra.version, ctx.cache.state.version, tuple(names))
-    return ctx.memo.get(key, lambda: [fit(dra.devices(n), dra.usage(n), demand, n) for n in names])
+    return ctx.memo.get(key, lambda: fit_rows(dra, demand, names))
 
 
-def filter_rows(ctx: ExtenderContext, demand: DraDemand, names: list[str]) -> list[str]:
-    """Per offered node: "" (fits) or the sentence why not."""
+def filter_rows(
+    ctx: ExtenderContext, demand: DraDemand, names: list[str]
+) -> tuple[npt.NDArray[np.bool_], list[str], npt.NDArray[np.int64]]:
+    """(fits per offered node, the distinct sentences why not, per node its sentence's index or −1)."""
     if demand.missing or not demand.understood:
-        return [""] * len(names)
-    return ["" if f.ok else f"gpuplace (DRA): {f.reason}" for f in fits(ctx, demand, names)]
+        return np.ones(len(names), np.bool_), [], np.full(len(names), -1, np.int64)
+    f = fits(ctx, demand, names)
+    return f.ok, [f"gpuplace (DRA): {t}" for t in f.texts], f.which
 
 
 def equivalent(req: GpuRequest, demand: DraDemand) -> GpuRequest | None:
@@ -74,23 +78,20 @@ def equivalent(req: GpuRequest, demand: DraDemand) -> GpuRequest | None:
 
 
 def raw_scores(
-    ctx: ExtenderContext, req: GpuRequest, demand: DraDemand, names: list[str]
+    ctx: ExtenderContext, req: GpuRequest, demand: DraDemand, names: list[str], rows: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.float64]:
-    """Raw score per offered node in [0, 1], −inf where the demand does not fit."""
-    dra, state = ctx.cache.dra, ctx.cache.state
-    assert dra is not None
+    """Raw score per offered node in [0, 1], −inf where the demand does not fit: the policy's score of
+    the equivalent request (0.5 where it has none) times the PCIe fit. `rows`: the ClusterState row
+    of each name, −1 for a node it does not know."""
     eq = equivalent(req, demand)
-    policy = ctx.scores(eq) if eq is not None else None
-    out = np.full(len(names), -np.inf)
-    for i, (n, f) in enumerate(zip(names, fits(ctx, demand, names), strict=True)):
-        if not f.ok:
-            continue
-        row = state.index.get(n)
-        base = (
-            float(policy[row]) if policy is not None and row is not None and np.isfinite(policy[row]) else 0.5
-        )
-        out[i] = max(0.0, base) * f.pcie_fit
-    return out
+    base = np.full(len(names), 0.5)
+    if eq is not None:
+        known = rows >= 0
+        policy = ctx.scores(eq)[np.where(known, rows, 0)]
+        use = known & np.isfinite(policy)
+        base[use] = policy[use]
+    f = fits(ctx, demand, names)
+    return np.where(f.ok, np.maximum(0.0, base) * f.pcie_fit, -np.inf)
 
 
 async def confirm(ctx: ExtenderContext, pod: Pod, node: str) -> tuple[Placement | None, str]:

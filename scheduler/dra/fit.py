@@ -1,4 +1,6 @@
-"""Can a node's free DRA devices serve a pod's demand, and how well (the PCIe-root fit)?
+"""Can a node's free DRA devices serve a pod's demand, and how well (the PCIe-root fit)? The rules,
+node by node: the verbs run them for all offered nodes at once through scheduler.dra.rows (a kernel
+over packed arrays), held equal to `fit` by tests/scheduler/test_dra_packed.py.
 
 A greedy pass over the requests in claim order, with the allocator's rules for what is free
 (scheduler.dra.ledger): a device held by a claim without a share is taken; a shareable device
@@ -96,7 +98,7 @@ def _matches(nd: NodeDevices, key: DeviceKey, d: Device, r: DraRequest) -> bool:
     return all(str(d.attr(a) or "") == v for a, v in r.attrs)
 
 
-def _what(r: DraRequest) -> str:
+def what(r: DraRequest) -> str:
     n = "all" if r.count == 0 else str(r.count)
     prof = dict(r.attrs).get("profile")
     thing = f"MIG {prof} device" if r.kind == "mig" and prof else ("MIG device" if r.kind == "mig" else "GPU")
@@ -112,11 +114,11 @@ def _serve(free: _Free, r: DraRequest) -> tuple[list[DeviceKey], float, str]:
     ok = [(k, d) for k, d in cands if free.usable(k, d, r)]
     if r.count == 0:  # All: every matching device, all of them free
         if not cands or len(ok) != len(cands):
-            return [], 0.0, f"needs {_what(r)}; {len(ok)} of {len(cands)} matching devices are free here"
+            return [], 0.0, f"needs {what(r)}; {len(ok)} of {len(cands)} matching devices are free here"
         return [k for k, _ in ok], 1.0, ""
     if not r.same_pcie_root:
         if len(ok) < r.count:
-            return [], 0.0, f"needs {_what(r)}; {len(ok)} free here"
+            return [], 0.0, f"needs {what(r)}; {len(ok)} free here"
         return [k for k, _ in ok[: r.count]], 1.0, ""
     roots: dict[str, list[DeviceKey]] = defaultdict(list)
     for k, d in ok:
@@ -126,7 +128,7 @@ def _serve(free: _Free, r: DraRequest) -> tuple[list[DeviceKey], float, str]:
         spread = (
             ", ".join(f"{len(v)} on {root or '(no pcieRoot)'}" for root, v in sorted(roots.items())) or "none"
         )
-        return [], 0.0, f"needs {_what(r)}; free here: {spread}"
+        return [], 0.0, f"needs {what(r)}; free here: {spread}"
     size, root = fitting[0]
     return roots[root][: r.count], r.count / size, ""
 

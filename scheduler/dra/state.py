@@ -15,6 +15,7 @@ from typing import Any
 from scheduler.dra.inventory import NodeDevices, counted_pools, node_devices
 from scheduler.dra.ledger import NodeUsage, usage
 from scheduler.dra.objects import Claim, DraObjectError, Slice, parse_claim, parse_slice
+from scheduler.dra.packed import PackedDevices
 from scheduler.wire import Pod
 
 log = logging.getLogger("gpuplace.scheduler.dra")
@@ -46,6 +47,7 @@ class DraState:
         self._node_pools: dict[str, set[tuple[str, str]]] = {}  # node → pools counted for it
         self._usage: dict[str, NodeUsage] = {}  # memo, dropped by `changed`
         self.version = 0  # moves on every slice, claim or pod change that reaches DRA
+        self._packed = PackedDevices()  # the same, as arrays for the verbs (`packed`)
         self.warnings = 0
 
     # ---- slices ----------------------------------------------------------------------------------
@@ -96,6 +98,7 @@ class DraState:
         self._counted.clear()
         self._node_pools.clear()
         self._devices.clear()
+        self._packed.reset()
         return self._touch(self._recount(set(self._pools)) | before)
 
     def _recount(self, pools: set[tuple[str, str]]) -> set[str]:
@@ -118,6 +121,7 @@ class DraState:
             else:
                 self._devices.pop(node, None)
                 self._node_pools.pop(node, None)
+        self._packed.devices_changed(touched)
         return touched
 
     def devices(self, node: str) -> NodeDevices | None:
@@ -216,8 +220,15 @@ class DraState:
     def changed(self, nodes: Iterable[str]) -> None:
         """Forget the usage of `nodes` (their claims, devices or reserving pods changed)."""
         self.version += 1
+        nodes = list(nodes)
         for n in nodes:
             self._usage.pop(n, None)
+        self._packed.usage_changed(nodes)
+
+    def packed(self) -> PackedDevices:
+        """Every node's devices and usage as placement_core.devicefit arrays, brought up to date."""
+        self._packed.refresh(self._devices, self.usage)
+        return self._packed
 
     def nodes_with_claims(self) -> set[str]:
         return set(self._node_claims)

@@ -139,7 +139,7 @@ def filter_nodes(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | 
         return _unknown_outcome(ctx, names, unknown.node, node_items)
     demand = demand_of(ctx, pod)
     if demand is not None:  # GPUs from ResourceClaims (scheduler.dra.extender)
-        return _dra_outcome(ctx, names, filter_rows(ctx, demand, names.names.tolist()), node_items)
+        return _dra_outcome(ctx, names, *filter_rows(ctx, demand, names.names.tolist()), node_items)
     rows = names.resolve(cache.state.index, cache.index_gen)
     if ctx.gangs is not None and wants_gpus(req):
         try:
@@ -211,18 +211,22 @@ def _decide(
 
 
 def _dra_outcome(
-    ctx: ExtenderContext, names: NameList, reasons: list[str], node_items: list[dict[str, Any]] | None
+    ctx: ExtenderContext,
+    names: NameList,
+    ok: npt.NDArray[np.bool_],
+    texts: list[str],
+    which: npt.NDArray[np.int64],
+    node_items: list[dict[str, Any]] | None,
 ) -> FilterOutcome:
     """A DRA pod: nodes whose free devices do not fit go to FailedNodes (preempting claim holders can
-    free devices) with the sentence why."""
-    ok = np.array([not r for r in reasons], np.bool_)
+    free devices) with the sentence why (`texts[which[i]]`, each sentence encoded once)."""
     fail = np.nonzero(~ok)[0]
-    texts = np.empty(len(fail), object)
-    texts[:] = [b'":' + orjson.dumps(reasons[i]) + b',"' for i in fail.tolist()]
+    encoded = np.array([b'":' + orjson.dumps(t) + b',"' for t in texts] or [b""], dtype=object)
+    texts_json = encoded[which[fail]] if len(fail) else np.empty(0, object)
     array_json = names.json_array(ok)
     if node_items is None:
         ctx.names.register_output(names, ok, array_json)
-    return FilterOutcome(names, ok, array_json, names.json_map(fail, texts), b"{}", node_items)
+    return FilterOutcome(names, ok, array_json, names.json_map(fail, texts_json), b"{}", node_items)
 
 
 def _unknown_outcome(

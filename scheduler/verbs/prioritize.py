@@ -73,7 +73,7 @@ def prioritize(args: ExtenderArgs, ctx: ExtenderContext, *, names: NameList | No
         return PriorityOutcome(names, np.zeros(len(names), np.int64))
     demand = demand_of(ctx, args.pod)
     if demand is not None:  # GPUs from ResourceClaims: policy score × PCIe-root fit (scheduler.dra.extender)
-        return PriorityOutcome(names, normalise(raw_scores(ctx, req, demand, names.names.tolist())))
+        return PriorityOutcome(names, normalise(raw_scores(ctx, req, demand, names.names.tolist(), rows)))
     if not wants_gpus(req):  # no GPU asked: no preference; the in-tree plugins rank the nodes
         return PriorityOutcome(names, np.zeros(len(names), np.int64))
     raw_all = ctx.scores(req)

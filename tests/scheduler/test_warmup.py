@@ -81,6 +81,20 @@ SCRIPT = textwrap.dedent(
         ctx.score = scoring_function(name, ctx.settings.topology_weight)
         asyncio.run(verbs(ctx))
 
+    # a DRA pod: a 2-GPU claim under one PCIe root, and a shared GPU's capacity (scheduler.dra)
+    from tests.scheduler import dra_payloads as rp
+    ctx = make_ctx([o.node(n, product="", gpus=0) for n in ("d0", "d1")], [])
+    ctx.cache.replace_slices([rp.a100_node_slice(n) for n in ("d0", "d1")])
+    claims = [rp.claim("train", count=2, pcie_constraint=True),
+              rp.claim("share", capacity={"memory": "10Gi"})]
+    ctx.cache.replace_claims(claims)
+    for c in claims:
+        p = rp.pod_with_claim(c["metadata"]["name"].split("-")[0], c["metadata"]["name"])
+        ctx.cache.apply_pod("ADDED", p)
+        a = ExtenderArgs.model_validate(o.extender_args(p, names=["d0", "d1"]))
+        filter_nodes(a, ctx)
+        prioritize(a, ctx)
+
     h100 = MODELS["H100-80GB"]
     s = ClusterState(max_gpus=8, capacity=4)
     for i in range(2):
