@@ -16,8 +16,8 @@ not-ready taint) are disabled.
 :class:`ControlPlane` is a *synchronous* context manager: starting processes and waiting for
 them is blocking work that pytest session fixtures and a CLI demo both call from plain code.
 From async code, use ``await asyncio.to_thread(cp.start)`` / ``cp.stop``. The API helpers
-(:meth:`ControlPlane.api_client`, :meth:`~ControlPlane.create_service_account`,
-:meth:`~ControlPlane.register_webhook`) are ``async`` and open a short-lived kubernetes_asyncio
+(:mod:`gpuplace.localcluster.access`: :meth:`ControlPlane.api_client`,
+:meth:`~ControlPlane.create_service_account`, :meth:`~ControlPlane.register_webhook`) are ``async`` and open a short-lived kubernetes_asyncio
 client in the caller's event loop, so they work with per-test event loops.
 
 Identities (static bearer tokens for admin, kube-scheduler, kube-controller-manager and kwok) and
@@ -30,24 +30,21 @@ ServiceAccount made by :meth:`ControlPlane.create_service_account` with the leas
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import shutil
-import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from kubernetes_asyncio import client, config
-
-from gpuplace.localcluster import accounts, kube_scheduler
 from gpuplace.localcluster import apiserver as api_args
+from gpuplace.localcluster import kube_scheduler
 from gpuplace.localcluster import lifecycle as lc
+from gpuplace.localcluster.access import Access
 from gpuplace.localcluster.binaries import Binaries
 from gpuplace.localcluster.identities import Identities, write_kubeconfigs, write_pki
-from gpuplace.localcluster.pki import CertificateAuthority, CertPair
+from gpuplace.localcluster.pki import CertificateAuthority
 from gpuplace.localcluster.processes import (
     ManagedProcess,
     ProcessStartError,
@@ -60,7 +57,7 @@ ENV_KEEP_WORKDIR = "GPUPLACE_KEEP_WORKDIR"
 _PORT_ATTEMPTS = 3
 
 
-class ControlPlane:
+class ControlPlane(Access):
     """etcd + kube-apiserver (+ kube-controller-manager and kwok unless ``lifecycle=False``) on free
     loopback ports, with kube-scheduler and other processes on demand.
 
@@ -334,93 +331,3 @@ class ControlPlane:
             process.extra["port"] = port
             return process
         raise AssertionError("unreachable")
-
-    # ----- certificates and kubectl ------------------------------------------------------------------
-
-    def issue_serving_cert(
-        self,
-        name: str,
-        *,
-        ip_addresses: Sequence[str] = ("127.0.0.1",),
-        dns_names: Sequence[str] = ("localhost",),
-    ) -> CertPair:
-        """A serving certificate from this control plane's CA (for gpuplace's webhook/extender).
-
-        Pass ``cp.ca_pem`` as the webhook caBundle, and ``cp.ca_file`` to kube-scheduler's
-        extender ``tlsConfig.caFile``.
-        """
-        if self.ca is None:
-            raise RuntimeError("control plane not started")
-        directory = self.workdir / "pki"
-        return self.ca.write_pair(
-            directory, name, ca_file=self.ca_file, ip_addresses=ip_addresses, dns_names=dns_names
-        )
-
-    def kubectl(
-        self,
-        *args: str,
-        kubeconfig: Path | None = None,
-        stdin: str | None = None,
-        check: bool = True,
-        timeout: float = 60.0,
-    ) -> subprocess.CompletedProcess[str]:
-        """Run the built kubectl against this control plane (admin identity unless ``kubeconfig``)."""
-        argv = [
-            str(self.binaries.kubectl),
-            f"--kubeconfig={kubeconfig or self.admin_kubeconfig}",
-            f"--cache-dir={self.workdir / 'kubectl-cache'}",
-            *args,
-        ]
-        result = subprocess.run(
-            argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
-        )
-        if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(result.returncode, argv, result.stdout, result.stderr)
-        return result
-
-    # ----- async API helpers -------------------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def api_client(self, kubeconfig: Path | None = None) -> AsyncIterator[client.ApiClient]:
-        """A kubernetes_asyncio ApiClient for the admin (or the given kubeconfig), closed on exit."""
-        api = await config.new_client_from_config(
-            config_file=str(kubeconfig or self.admin_kubeconfig), persist_config=False
-        )
-        try:
-            yield api
-        finally:
-            await api.close()
-
-    async def create_service_account(
-        self,
-        namespace: str,
-        name: str,
-        *,
-        cluster_rules: Sequence[Mapping[str, Any]] = (),
-        namespace_rules: Sequence[Mapping[str, Any]] = (),
-        token_seconds: int = 24 * 3600,
-    ) -> accounts.ServiceAccountCredentials:
-        """ServiceAccount with exactly these RBAC rules, a TokenRequest token and a kubeconfig for it."""
-        async with self.api_client() as api:
-            return await accounts.create_service_account(
-                api,
-                namespace=namespace,
-                name=name,
-                server=self.server,
-                ca_file=self.ca_file,
-                kubeconfig_path=self.workdir / "kubeconfigs" / f"sa-{namespace}-{name}.kubeconfig",
-                cluster_rules=cluster_rules,
-                namespace_rules=namespace_rules,
-                token_seconds=token_seconds,
-            )
-
-    async def register_webhook(
-        self, manifest: Mapping[str, Any], ca_bundle: bytes | str | None = None
-    ) -> str:
-        """Create or replace a webhook configuration, injecting ``ca_bundle`` (PEM) into each webhook."""
-        async with self.api_client() as api:
-            return await accounts.register_webhook(api, manifest, ca_bundle)
-
-    async def unregister_webhook(self, name: str, kind: str = "MutatingWebhookConfiguration") -> None:
-        async with self.api_client() as api:
-            await accounts.unregister_webhook(api, name, kind)
