@@ -1,105 +1,17 @@
-"""Gang scheduling through the verbs: quorum, one plan, holds others respect, the bind barrier, expiry,
-ordering, restart. The reservation-ledger audit runs after every step (`settle`)."""
+"""Gang scheduling through the verbs: quorum, one plan, holds others respect, the bind barrier,
+ordering, how a gang's size is read. The reservation-ledger audit runs after every step (`settle`);
+a plan's life after filter (expiry, deletion, restart, nudges) is in test_gang_plans.py."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
-from scheduler.binder import MemoryBinder
-from scheduler.context import ExtenderContext
-from scheduler.gang import MemoryPlanStore, audit
-from scheduler.leader import LeaderBinder
-from scheduler.settings import SchedulerSettings
+from scheduler.gang import audit
 from scheduler.verbs.bind import bind
-from scheduler.verbs.filter import filter_nodes
-from scheduler.wire import ExtenderArgs, ExtenderBindingArgs, ExtenderFilterResult
 from tests.scheduler import objects as o
-
-CLIQUES = {"a": 4, "b": 3}  # clique a: 4 nodes, clique b: 3 nodes; one rack, one zone
-NODES = [f"{c}{i}" for c, n in CLIQUES.items() for i in range(n)]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make(
-    store: MemoryPlanStore | None = None, clock: Clock | None = None, *, role: Any = None, **gang: Any
-) -> ExtenderContext:
-    """`role`: a scheduler.leader Role; the binder is then a LeaderBinder, as under leader election."""
-    settings = SchedulerSettings(gang={"barrier_seconds": 2.0, "plan_ttl_seconds": 60, **gang})
-    binder = MemoryBinder()
-    outer: Any = binder if role is None else LeaderBinder(binder, role)
-    ctx = ExtenderContext.build(settings, outer, plan_store=store or MemoryPlanStore())
-    assert ctx.gangs is not None
-    ctx.gangs.clock = clock or Clock()
-    binder.on_change = ctx.cache.apply_pod
-    nodes = [
-        o.node(
-            n,
-            labels={
-                "nvidia.com/gpu.clique": f"cl.{n[0]}",
-                "gpuplace.io/rack": "r1",
-                "topology.kubernetes.io/zone": "z1",
-            },
-        )
-        for n in NODES
-    ]
-    ctx.cache.replace_nodes(nodes)
-    ctx.cache.replace_pods([], listed_at=0.0)
-    ctx.warm = True
-    return ctx
-
-
-def member(gang: str, i: int, size: int, *, gpus: int = 8, priority: int = 0, **kw: Any) -> dict[str, Any]:
-    p = o.pod(f"{gang}-{i}", gpus=gpus, priority=priority, **kw)
-    p["metadata"]["labels"]["gpuplace.io/gang"] = gang
-    p["metadata"]["annotations"]["gpuplace.io/gang-min-member"] = str(size)
-    p["metadata"]["creationTimestamp"] = f"2026-01-01T00:00:{i:02d}Z"
-    return p
-
-
-def add(ctx: ExtenderContext, *pods: dict[str, Any]) -> list[dict[str, Any]]:
-    binder = getattr(ctx.binder, "inner", ctx.binder)
-    assert isinstance(binder, MemoryBinder)
-    return [binder.add(p) for p in pods]
-
-
-def filt(ctx: ExtenderContext, p: dict[str, Any], names: list[str] = NODES) -> ExtenderFilterResult:
-    r = filter_nodes(ExtenderArgs.model_validate(o.extender_args(p, names=names)), ctx).to_wire()
-    settle(ctx)
-    return r
-
-
-def bargs(p: dict[str, Any], node: str) -> ExtenderBindingArgs:
-    m = p["metadata"]
-    return ExtenderBindingArgs.model_validate(
-        {"PodName": m["name"], "PodNamespace": m["namespace"], "PodUID": m["uid"], "Node": node}
-    )
-
-
-def settle(ctx: ExtenderContext) -> None:
-    assert ctx.gangs is not None
-    assert audit(ctx.gangs) == []
-
-
-def bound(ctx: ExtenderContext) -> dict[str, str]:
-    assert isinstance(ctx.binder, MemoryBinder)
-    return {n: p["spec"]["nodeName"] for (_, n), p in ctx.binder.pods.items() if p["spec"].get("nodeName")}
-
-
-async def drain(ctx: ExtenderContext) -> None:
-    """Let the plan writes and nudges scheduled by filter run."""
-    assert ctx.gangs is not None
-    while ctx.gangs.upkeep._tasks:
-        await asyncio.gather(*list(ctx.gangs.upkeep._tasks))
+from tests.scheduler.gangs import NODES, add, bargs, bound, drain, filt, make, member, settle
 
 
 async def test_members_wait_for_quorum_with_a_readable_reason() -> None:
@@ -197,69 +109,6 @@ async def test_two_gangs_that_fit_one_at_a_time_the_higher_priority_proceeds() -
     assert all(len(filt(ctx, p).node_names or []) == 1 for p in low)
 
 
-async def test_an_unfinished_plan_expires_releases_and_backs_off() -> None:
-    clock = Clock()
-    ctx = make(clock=clock, backoff_seconds=10)
-    pods = add(ctx, *(member("train", i, 2) for i in range(2)))
-    filt(ctx, pods[0])
-    assert ctx.gangs.expire() == 0  # type: ignore[union-attr]
-    clock.now += 61
-    assert ctx.gangs.expire() == 1  # type: ignore[union-attr]
-    settle(ctx)
-    assert not [u for u in ctx.cache.state.allocations if u.startswith("gang-hold/")]
-    r = filt(ctx, pods[1])
-    assert set(r.failed_and_unresolvable_nodes.values()) == {
-        "gang train: its plan expired; planning again in 10s"
-    }
-    clock.now += 10
-    assert len(filt(ctx, pods[1]).node_names or []) == 1
-
-
-async def test_member_deleted_before_any_bind_releases_the_plan() -> None:
-    ctx = make()
-    pods = add(ctx, *(member("train", i, 2) for i in range(2)))
-    filt(ctx, pods[0])
-    ctx.binder.delete("default", "train-1")  # type: ignore[attr-defined]
-    settle(ctx)
-    assert not ctx.gangs.plans  # type: ignore[union-attr]
-    assert not [u for u in ctx.cache.state.allocations if u.startswith("gang-hold/")]
-
-
-async def test_replacement_after_a_partial_bind_is_planned_inside_the_gangs_clique() -> None:
-    ctx = make()
-    pods = add(ctx, *(member("train", i, 2, gpus=4) for i in range(3)))
-    nodes = {p["metadata"]["name"]: filt(ctx, p).node_names[0] for p in pods}  # type: ignore[index]
-    await drain(ctx)
-    await asyncio.gather(*(bind(bargs(p, nodes[p["metadata"]["name"]]), ctx) for p in pods[:2]))
-    ctx.binder.delete("default", "train-2")  # type: ignore[attr-defined]
-    new = add(ctx, member("train", 3, 2, gpus=4))[0]
-    r = filt(ctx, new)
-    assert r.node_names and r.node_names[0][0] == nodes["train-0"][0]  # same clique
-
-
-async def test_plans_survive_a_restart_with_one_member_bound() -> None:
-    store, clock = MemoryPlanStore(), Clock()
-    ctx = make(store, clock)
-    pods = add(ctx, *(member("train", i, 3) for i in range(3)))
-    nodes = {p["metadata"]["name"]: filt(ctx, p).node_names[0] for p in pods}  # type: ignore[index]
-    await drain(ctx)
-    assert store.objects
-    # gpuplace is killed after one member's Binding landed: rebuild from the store and the pod list
-    listed = [dict(p) for p in ctx.binder.pods.values()]  # type: ignore[attr-defined]
-    listed[0] = {**listed[0], "spec": {**listed[0]["spec"], "nodeName": nodes[listed[0]["metadata"]["name"]]}}
-    fresh = make(store, clock)
-    assert fresh.gangs is not None
-    fresh.cache.replace_pods([], listed_at=0.0)
-    await fresh.gangs.load()
-    fresh.cache.replace_pods(listed, listed_at=1.0)
-    settle(fresh)
-    holds = sorted(u for u in fresh.cache.state.allocations if u.startswith("gang-hold/"))
-    assert len(holds) == 2  # the bound member's hold is gone, its pod counts instead
-    for p in listed[1:]:
-        r = filter_nodes(ExtenderArgs.model_validate(o.extender_args(p, names=NODES)), fresh).to_wire()
-        assert r.node_names == [nodes[p["metadata"]["name"]]]
-
-
 @pytest.mark.parametrize(
     ("labels", "annotations", "reason"),
     [
@@ -313,30 +162,6 @@ async def test_a_bad_topology_annotation_waits_with_the_error() -> None:
     )
 
 
-async def test_nudges_patch_pending_members_on_plan_release_and_backoff_end() -> None:
-    clock = Clock()
-    ctx = make(clock=clock, backoff_seconds=10)
-    pods = add(ctx, *(member("train", i, 2) for i in range(2)))
-    binder = ctx.binder
-    assert isinstance(binder, MemoryBinder)
-    filt(ctx, pods[0])
-    await drain(ctx)
-    planned = [c for c in binder.calls if c[0] == "patch"]
-    assert sorted(n for _, _, n in planned) == ["train-0", "train-1"]
-    annotation = binder.pods[("default", "train-1")]["metadata"]["annotations"]["gpuplace.io/gang-plan"]
-    assert annotation.endswith("/1")
-    binder.calls.clear()
-    clock.now += 61
-    ctx.gangs.expire()  # type: ignore[union-attr]
-    await drain(ctx)
-    assert len([c for c in binder.calls if c[0] == "patch"]) == 2  # released
-    binder.calls.clear()
-    clock.now += 10
-    ctx.gangs.expire()  # type: ignore[union-attr]
-    await drain(ctx)
-    assert len([c for c in binder.calls if c[0] == "patch"]) == 2  # backoff over: retry now
-
-
 async def test_the_audit_sees_a_stray_hold_and_a_double_booking() -> None:
     from placement_core import Placement
 
@@ -348,53 +173,6 @@ async def test_the_audit_sees_a_stray_hold_and_a_double_booking() -> None:
     problems = audit(ctx.gangs)  # type: ignore[arg-type]
     assert "hold ghost on b2 belongs to no plan" in problems
     assert any("oversubscribed" in p for p in problems)
-
-
-def test_plan_round_trip_and_a_broken_plan_is_refused() -> None:
-    from placement_core import Placement
-    from placement_core.gangplan import Level
-    from scheduler.gang.store import Plan, PlanError
-
-    plan = Plan(
-        "ml",
-        "train",
-        "u1",
-        3,
-        2,
-        Level.RACK,
-        "r1",
-        10.0,
-        130.0,
-        {"p0": Placement("n0", gpus=(0, 1), cpu_milli=500, memory_mib=64)},
-        {"p0": "train-0"},
-    )
-    back = Plan.from_json(plan.to_json())
-    assert (back.assignments, back.pods, back.level, back.epoch) == (
-        plan.assignments,
-        plan.pods,
-        Level.RACK,
-        3,
-    )
-    for bad in (b"{", b'{"v": 2}', b'{"v": 1, "namespace": "ml"}'):
-        with pytest.raises(PlanError):
-            Plan.from_json(bad)
-
-
-async def test_a_loaded_plan_whose_member_is_gone_at_restart_is_released() -> None:
-    store, clock = MemoryPlanStore(), Clock()
-    ctx = make(store, clock)
-    pods = add(ctx, *(member("train", i, 2) for i in range(2)))
-    filt(ctx, pods[0])
-    await drain(ctx)
-    listed = [p for p in ctx.binder.pods.values() if p["metadata"]["name"] != "train-1"]  # type: ignore[attr-defined]
-    fresh = make(store, clock)
-    assert fresh.gangs is not None
-    await fresh.gangs.load()
-    assert len([u for u in fresh.cache.state.allocations if u.startswith("gang-hold/")]) == 2
-    fresh.cache.replace_pods(listed, listed_at=1.0)
-    settle(fresh)
-    assert not fresh.gangs.plans
-    assert not [u for u in fresh.cache.state.allocations if u.startswith("gang-hold/")]
 
 
 async def test_members_nominated_to_their_planned_node_do_not_block_each_others_bind() -> None:

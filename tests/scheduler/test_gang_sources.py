@@ -8,7 +8,7 @@ from typing import Any
 
 from scheduler.gang.podgroups import NATIVE, PLUGINS, VOLCANO, kind_name
 from tests.scheduler import objects as o
-from tests.scheduler.test_gang import Clock, add, drain, filt, make
+from tests.scheduler.gangs import Clock, add, drain, filt, make
 
 
 def podgroup(api: str, name: str, spec: dict[str, Any], ns: str = "default") -> dict[str, Any]:

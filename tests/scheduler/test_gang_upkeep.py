@@ -12,7 +12,7 @@ from scheduler.gang import MemoryPlanStore, Plan, audit
 from scheduler.leader import LeaderBinder
 from scheduler.settings import SchedulerSettings
 from tests.scheduler import objects as o
-from tests.scheduler.test_gang import NODES, Clock, add, drain, filt, make, member
+from tests.scheduler.gangs import NODES, Clock, add, drain, filt, make, member
 
 
 class Role:

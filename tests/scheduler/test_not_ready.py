@@ -13,8 +13,8 @@ from typing import Any
 from scheduler.context import ExtenderContext
 from scheduler.verbs.filter import filter_nodes
 from scheduler.wire import ExtenderArgs
+from tests.scheduler import gangs as g
 from tests.scheduler import objects as o
-from tests.scheduler import test_gang as g
 from tests.scheduler.conftest import make_ctx
 
 NOT_READY = "node.kubernetes.io/not-ready"
