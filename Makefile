@@ -41,10 +41,13 @@ e2e-binaries:
 deploy-tools:
 	bash deploy/local/build-tools.sh helm promtool prometheus kindconfig
 
-## Compile (or load) every kernel a gpuplace process reaches into NUMBA_CACHE_DIR once, as the image build
-## does: every gpuplace the tests start then warms up from the cache in seconds instead of compiling.
+## Compile (or load) every kernel the tests reach into NUMBA_CACHE_DIR once: the extender's (as the image
+## build does: every gpuplace the tests start warms up from the cache in seconds instead of compiling) and the
+## simulator's replay loop (minutes to compile on a loaded machine; tests/simulate and bench/upper_bound run it).
+## pytest's summary names any kernel compiled during the tests anyway (tests/conftest.py).
 warm: venv
 	$(VENV)/bin/python -c "from placement_core import placer; placer.warmup()"
+	$(VENV)/bin/python -c "from gpuplace.simulate import warmup; warmup.warmup()"
 
 ## The test command (README and .ci/run call exactly this): lint, types, import contracts, unit + e2e tests.
 test: lint typecheck imports e2e-binaries deploy-tools warm
