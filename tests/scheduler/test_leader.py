@@ -139,9 +139,19 @@ async def test_a_replica_stands_for_election_only_once_it_is_ready(monkeypatch: 
     monkeypatch.setattr(leader.leaderelection, "LeaderElection", Election)
     role = LeaseRole(LeaderElectionSettings(enabled=True, identity="a"))
     is_ready = False
+    asked = asyncio.Event()
+    polls = 0
+
+    def ready() -> bool:
+        nonlocal polls
+        polls += 1
+        if polls >= 3:
+            asked.set()
+        return is_ready
+
     api: Any = object()  # never called: the election above is a stand-in
-    task = asyncio.create_task(campaign(api, role, ready=lambda: is_ready, poll=0.01))
-    await asyncio.sleep(0.1)
+    task = asyncio.create_task(campaign(api, role, ready=ready, poll=0.01))
+    await asyncio.wait_for(asked.wait(), 30)  # asked three times, answered "not ready" each time
     assert not started.is_set()
     is_ready = True
     await asyncio.wait_for(started.wait(), 5)
