@@ -2,15 +2,13 @@
 binder; bare pods carrying the webhook's gang keys, a real Indexed Job through kube-controller-manager,
 and pods naming a scheduler-plugins PodGroup. Every scenario runs the reservation-ledger audit
 (GET /debug/gangs) in the background while it runs and fails on the first violation. The native 1.36
-gates are not tested yet (scheduler/gang/README.md).
+gates are in test_gang_native.py (a control plane of their own).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,8 +16,8 @@ from kubernetes_asyncio import client
 
 from gpuplace.localcluster import ControlPlane, ManagedProcess
 from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
-from gpuplace.localcluster.processes import probe, tail
 from gpuplace.localcluster.workload import create_pod, node_names, pod_manifest, wait_bound, wait_pending
+from tests.e2e.gangs import gangs, ledger_audit, until
 from tests.e2e.helpers import NodeFactory, audit_namespaces, owner
 
 pytestmark = pytest.mark.e2e
@@ -37,53 +35,6 @@ def gpuplace(control_plane: ControlPlane) -> Iterator[GpuplaceServer]:
     settings = {"scheduler": {"gang": gang}}
     with GpuplaceServer(control_plane, settings=settings) as server:
         yield server
-
-
-def gangs(gp: GpuplaceServer) -> dict[str, Any]:
-    status, body = probe(f"{gp.extender_base}/debug/gangs", ca_file=gp.cp.ca_file, timeout=5)
-    return json.loads(body) if status == 200 else {}
-
-
-@contextlib.asynccontextmanager
-async def ledger_audit(gp: GpuplaceServer) -> AsyncIterator[list[str]]:
-    """Poll gpuplace's ledger audit while the block runs; the yielded list collects violations."""
-    problems: list[str] = []
-    samples = 0
-
-    async def poll() -> None:
-        nonlocal samples
-        while True:
-            snap = await asyncio.to_thread(gangs, gp)
-            if snap:  # {} while gpuplace restarts
-                samples += 1
-                problems.extend(snap["audit"])
-            await asyncio.sleep(0.2)
-
-    task = asyncio.create_task(poll())
-    try:
-        yield problems
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    assert samples > 0
-    assert problems == []
-
-
-async def until(
-    gp: GpuplaceServer, what: str, check: Callable[[], Awaitable[Any]], within: float = 60
-) -> Any:
-    """Poll `check` until it returns something truthy; on timeout fail saying what was awaited, with
-    gpuplace's /debug/gangs and its log tail."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        got = await check()
-        if got:
-            return got
-        if asyncio.get_running_loop().time() > deadline:
-            log = tail(gp.process.log_file) if gp.process is not None else ""
-            pytest.fail(f"not within {within:.0f}s: {what}; /debug/gangs: {gangs(gp)}\n{log}")
-        await asyncio.sleep(0.1)
 
 
 def member(gang: str, i: int, size: int, selector: dict[str, str], gpus: int = 8) -> dict[str, Any]:

@@ -1,0 +1,71 @@
+"""Shared by the gang e2e tests (test_gang.py, test_gang_native.py): gpuplace's /debug/gangs, the
+reservation-ledger audit polled while a scenario runs, a condition wait that says what it waited for."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
+from gpuplace.localcluster.processes import probe, tail
+
+AUDIT_INTERVAL = 0.2
+
+
+def gangs(gp: GpuplaceServer) -> dict[str, Any]:
+    """gpuplace's GET /debug/gangs (plans, holds, the ledger audit); {} while it is not answering."""
+    status, body = probe(f"{gp.extender_base}/debug/gangs", ca_file=gp.cp.ca_file, timeout=5)
+    return json.loads(body) if status == 200 else {}
+
+
+@contextlib.asynccontextmanager
+async def ledger_audit(gp: GpuplaceServer) -> AsyncIterator[list[str]]:
+    """Poll gpuplace's ledger audit while the block runs; the yielded list collects violations, and the
+    block fails on exit if there was any (or if the audit was never read)."""
+    problems: list[str] = []
+    samples = 0
+
+    async def poll() -> None:
+        nonlocal samples
+        while True:
+            snap = await asyncio.to_thread(gangs, gp)
+            if snap:  # {} while gpuplace restarts
+                samples += 1
+                problems.extend(snap["audit"])
+            await asyncio.sleep(AUDIT_INTERVAL)
+
+    task = asyncio.create_task(poll())
+    try:
+        yield problems
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert samples > 0
+    assert problems == []
+
+
+async def until(
+    gp: GpuplaceServer,
+    what: str,
+    check: Callable[[], Awaitable[Any]],
+    within: float = 60,
+    also: Callable[[], str] | None = None,
+) -> Any:
+    """Poll `check` until it returns something truthy; on timeout fail saying what was awaited, with
+    gpuplace's /debug/gangs and its log tail (and `also()`: more state, e.g. kube-scheduler's log)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        got = await check()
+        if got:
+            return got
+        if asyncio.get_running_loop().time() > deadline:
+            log = tail(gp.process.log_file) if gp.process is not None else ""
+            more = f"\n{also()}" if also is not None else ""
+            pytest.fail(f"not within {within:.0f}s: {what}; /debug/gangs: {gangs(gp)}\n{log}{more}")
+        await asyncio.sleep(0.1)
