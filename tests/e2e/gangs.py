@@ -23,6 +23,18 @@ def gangs(gp: GpuplaceServer) -> dict[str, Any]:
     return json.loads(body) if status == 200 else {}
 
 
+async def gangs_now(gp: GpuplaceServer, within: float = 30) -> dict[str, Any]:
+    """/debug/gangs once gpuplace answers (a busy gpuplace may miss a probe's timeout: {} is no answer,
+    never "no plans"); fails with its log tail if it does not answer within `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not (snap := await asyncio.to_thread(gangs, gp)):
+        if asyncio.get_running_loop().time() > deadline:
+            log = tail(gp.process.log_file) if gp.process is not None else ""
+            pytest.fail(f"gpuplace's /debug/gangs did not answer within {within:.0f}s\n{log}")
+        await asyncio.sleep(0.1)
+    return snap
+
+
 @contextlib.asynccontextmanager
 async def ledger_audit(gp: GpuplaceServer) -> AsyncIterator[list[str]]:
     """Poll gpuplace's ledger audit while the block runs; the yielded list collects violations, and the
