@@ -30,6 +30,7 @@ when a neighbour takes the cores, and they say where a change saved (or moved) w
 
 Everything runs on this machine: apiserver, etcd, scheduler, gpuplace and this client share its cores,
 so absolute numbers depend on the machine and its load; the ratio measured in one run is the result.
+The per-run record and the tables it prints: bench/throughput_report.py.
 """
 
 from __future__ import annotations
@@ -44,13 +45,12 @@ import random
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import client
 from rich.console import Console
-from rich.table import Table
 
 from gpuplace.localcluster import ControlPlane, audit, binaries
 from gpuplace.localcluster.fake_nodes import create_node, node_manifest
@@ -60,33 +60,14 @@ from gpuplace.localcluster.waiting import wait_until
 from gpuplace.localcluster.workload import pending_reason, pod_manifest
 from scheduler.kubeapi import KubeSource
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.throughput_report import RunResult, cpu_table, summary, table
+
 NODE_MIX = (("hgx-h100", 0.6), ("dgx1-v100", 0.2), ("a100-80gb-mig", 0.1), ("l4", 0.1))
 CLIENT = {"qps": 5000, "burst": 5000}
 CONCURRENCY = 24
 RESULTS = Path(__file__).parent / "results" / "scheduler_throughput.json"
-CPU_PROCESSES = ("gpuplace", "kube-scheduler", "kube-apiserver", "etcd")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class RunResult:
-    name: str
-    description: str
-    pods: int
-    bound: int = 0
-    seconds: float = 0.0  # first → last binding
-    pods_per_second: float = 0.0
-    to_first_bind: float = 0.0  # scheduler start → first binding
-    extender_ms: dict[str, float] = field(default_factory=dict)  # verb → mean latency inside gpuplace
-    interval_p50_ms: float = 0.0
-    interval_p99_ms: float = 0.0
-    cpu_seconds: dict[str, float] = field(default_factory=dict)  # process → CPU s in the window
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def cpu_ms_per_pod(self) -> float:
-        total = sum(self.cpu_seconds.get(k, 0.0) for k in CPU_PROCESSES)
-        return 1000 * total / self.bound if self.bound else 0.0
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -267,59 +248,6 @@ async def one_run(cp: ControlPlane, name: str, description: str, scheduler_confi
 
 async def _empty(core: client.CoreV1Api, namespace: str) -> bool:
     return not (await core.list_namespaced_pod(namespace, limit=1)).items
-
-
-def _kind(r: RunResult) -> str:
-    return r.name.rsplit("-", 1)[0]
-
-
-def _ratio(r: RunResult, results: list[RunResult], base_kind: str) -> str:
-    round_ = r.name.rsplit("-", 1)[1]
-    base = next((b for b in results if b.name == f"{base_kind}-{round_}"), None)
-    return f"{r.pods_per_second / base.pods_per_second:.2f}" if base and base.pods_per_second else "-"
-
-
-def table(results: list[RunResult]) -> Table:
-    """One row per run; "vs alone" / "vs alone-100" divide by that run of the same round ("-": not run)."""
-    t = Table(title="kube-scheduler throughput: same nodes, same pods, one control plane")
-    for col in ("run", "round", "pods bound", "seconds", "pods/s", "vs alone", "vs alone-100", "gap p50 ms",
-                "gap p99 ms", "gpuplace ms filter/prio/bind", "double-booked"):  # fmt: skip
-        t.add_column(col, justify="left" if col == "run" else "right")
-    for r in results:
-        round_ = r.name.rsplit("-", 1)[1]
-        ext = "/".join(f"{r.extender_ms.get(v, 0):.1f}" for v in ("filter", "prioritize", "bind")) \
-            if r.extender_ms else "-"
-        t.add_row(r.description, round_, f"{r.bound}/{r.pods}", f"{r.seconds:.1f}", f"{r.pods_per_second:.1f}",
-                  _ratio(r, results, "alone"), _ratio(r, results, "alone-100"), f"{r.interval_p50_ms:.1f}",
-                  f"{r.interval_p99_ms:.1f}", ext, "none" if not r.problems else str(len(r.problems)))  # fmt: skip
-    return t
-
-
-def cpu_table(results: list[RunResult]) -> Table:
-    """CPU seconds (user + system) each process spent in the measured window, and their sum per pod bound."""
-    t = Table(title="CPU seconds in the measured window (kube-scheduler start → last pod bound)")
-    for col in ("run", "round", "pods/s", *CPU_PROCESSES, "sum", "CPU ms/pod"):
-        t.add_column(col, justify="left" if col == "run" else "right")
-    for r in results:
-        name, round_ = r.name.rsplit("-", 1)
-        cpu = [f"{r.cpu_seconds[c]:.1f}" if c in r.cpu_seconds else "-" for c in CPU_PROCESSES]
-        total = sum(r.cpu_seconds.get(c, 0.0) for c in CPU_PROCESSES)
-        t.add_row(name, round_, f"{r.pods_per_second:.1f}", *cpu, f"{total:.1f}", f"{r.cpu_ms_per_pod:.2f}")
-    return t
-
-
-def summary(results: list[RunResult]) -> dict[str, float]:
-    """Median pods/s and CPU ms per pod per run kind, and the gpuplace / alone ratio of the medians."""
-    kinds: dict[str, list[RunResult]] = {}
-    for r in results:
-        kinds.setdefault(_kind(r), []).append(r)
-    out = {f"{k}_pods_per_second": statistics.median(r.pods_per_second for r in v) for k, v in kinds.items()}
-    out |= {f"{k}_cpu_ms_per_pod": statistics.median(r.cpu_ms_per_pod for r in v) for k, v in kinds.items()}
-    if out.get("alone_pods_per_second") and "gpuplace_pods_per_second" in out:
-        out["ratio_gpuplace_vs_alone"] = out["gpuplace_pods_per_second"] / out["alone_pods_per_second"]
-    if out.get("alone-100_pods_per_second") and "gpuplace_pods_per_second" in out:
-        out["ratio_gpuplace_vs_alone_100"] = out["gpuplace_pods_per_second"] / out["alone-100_pods_per_second"]
-    return out
 
 
 async def main_async(args: argparse.Namespace, console: Console) -> list[RunResult]:
