@@ -4,39 +4,22 @@ Why it matters: filter and prioritize run their kernels on the event loop. A ker
 compiles on the first real request — 70 s on a loaded 2-core machine for `score_all` — and for that
 long the replica answers nothing and cannot renew its Lease, so a follower takes over while the old
 leader is frozen mid-request (seen in tests/e2e/test_failover.py before warm-up covered the policies).
-
-The check runs in a fresh interpreter (this process has compiled kernels for other tests already) and
-counts each Numba dispatcher's signatures, which grow whether a kernel is compiled or loaded from the
-cache, so it holds with a warm cache and a cold one alike.
+The check is tests/warm_kernels.py's (a fresh interpreter, signatures counted, so it holds with a warm
+cache and a cold one alike).
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
+from tests.warm_kernels import first_reached_after
 
-from gpuplace.localcluster import binaries
+WARMUP = """
+import asyncio
+import numpy as np
+from placement_core.placer import warmup
+warmup()
+"""
 
-SCRIPT = textwrap.dedent(
-    """
-    import asyncio, importlib, json, pkgutil
-    import numpy as np
-    import placement_core, scheduler
-    from numba.core.registry import CPUDispatcher
-
-    def dispatchers():
-        out = {}
-        for pkg in (placement_core, scheduler):
-            for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
-                for v in vars(importlib.import_module(m.name)).values():
-                    if isinstance(v, CPUDispatcher):
-                        out[f"{v.py_func.__module__}.{v.py_func.__name__}"] = v
-        return out
-
-    from placement_core.placer import warmup
-    warmup()
-    before = {k: len(v.signatures) for k, v in dispatchers().items()}
+CALLS = """
 
     from placement_core import MODELS, ClusterState, GpuRequest, GpuSpec, NodeSpec
     from placement_core.gangplan import Member, plan_gang
@@ -103,22 +86,9 @@ SCRIPT = textwrap.dedent(
     plan_gang(s, [Member(f"m{i}", GpuRequest(count=8)) for i in range(2)], need=2,
               rows=np.arange(s.n_rows))
 
-    grew = {k: [str(sig) for sig in v.signatures[before.get(k, 0):]]
-            for k, v in dispatchers().items() if len(v.signatures) > before.get(k, 0)}
-    print(json.dumps(grew))
-    """
-)
+"""
 
 
 def test_no_kernel_is_compiled_or_loaded_after_warmup() -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=binaries.repo_root(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-4000:]
-    grew = out.stdout.strip().splitlines()[-1]
+    grew = first_reached_after(WARMUP, CALLS, ("placement_core", "scheduler"))
     assert grew == "{}", f"kernels first reached after warm-up (they would compile on a request): {grew}"
