@@ -174,7 +174,8 @@ def _fewest_domains_first(
     members first, at every tighter level (widest first), then the node that takes the most members,
     then the tightest node. A gang spread over a rack fills its biggest NVLink domain before the next,
     one spread over the cluster its biggest zone, then rack, then clique (Kueue TAS "preferred":
-    minimise the domains used at each level). Nodes without a level's label are a domain of their own."""
+    minimise the domains used at each level). Nodes without a level's label are a domain of their own
+    there, ordered by the tighter levels as equals (never by row)."""
     order: list[int] = [int(r) for r in rows]
     keys: dict[int, list[int]] = {r: [] for r in order}
     for lv in sorted((lv for lv in Level if lv < level), reverse=True):
@@ -185,7 +186,7 @@ def _fewest_domains_first(
             cap[d if d >= 0 else -1 - r] = cap.get(d if d >= 0 else -1 - r, 0) + int(fits[r])
         for r in order:
             d = int(ids[r]) if ids[r] >= 0 else -1 - r
-            keys[r] += [-cap[d], d]
+            keys[r] += [-cap[d], max(d, -1)]  # unlabelled: its own domain, but no order by row here
     order.sort(key=lambda r: (*keys[r], -int(fits[r]), int(free[r]), r))
     return order
 

@@ -130,6 +130,17 @@ def test_a_gang_spread_over_a_level_fills_the_biggest_tighter_domains_first() ->
     assert out.assignments is not None and {"w0", "w1"} <= {p.node for p in out.assignments.values()}
 
 
+def test_nodes_without_a_zone_label_leave_the_rack_to_decide_whatever_their_rows() -> None:
+    """A node without a label is a domain of its own at that level; it must not order the nodes by row
+    there (the e2e gang of 3 on racks of 1, 1 and 2 nodes spread over all three racks once a long-lived
+    gpuplace had reused rows: the small racks' nodes sat on the highest rows)."""
+    s = _cluster({"w0": ("", "rw", ""), "w1": ("", "rw", ""), "x0": ("", "rx", ""), "y0": ("", "ry", "")})
+    out = plan_gang(s, _members(3), need=3, rows=_rows(s))
+    assert out.assignments is not None and out.level == Level.CLUSTER
+    nodes = {p.node for p in out.assignments.values()}
+    assert {"w0", "w1"} <= nodes, nodes
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_best_domain_kernel_equals_twin(data: st.DataObject) -> None:
