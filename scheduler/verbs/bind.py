@@ -146,6 +146,10 @@ async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderB
         req = ctx.requests.get(pod)
     except PodRequestError as e:
         return _fail(args, str(e))
+    if ctx.gangs is not None:  # a gang member binds on its planned node, once its quorum is here,
+        why = await ctx.gangs.before_bind(uid, node)  # also when PreBind allocated its GPUs as a claim
+        if why:
+            return _fail(args, why)
     if cache.dra is not None and (pod.spec.resource_claims or (wants_gpus(req) and cache.dra.devices(node))):
         record, why = await confirm(ctx, pod, node)  # DRA: PreBind allocated; check it is here
         if why:
@@ -154,10 +158,6 @@ async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderB
             return await _bind_dra(
                 args, ctx, replace(record, cpu_milli=req.cpu_milli, memory_mib=req.memory_mib)
             )
-    if ctx.gangs is not None:  # a gang member binds on its planned node, once its quorum is here
-        why = await ctx.gangs.before_bind(uid, node)
-        if why:
-            return _fail(args, why)
     async with cache.node_lock(node):  # re-validate + choose + reserve; no I/O in here
         if cache.bound_node(uid) == node:  # the watch confirmed it while we waited
             return "idempotent"
@@ -190,6 +190,8 @@ async def _bind_dra(
             return "idempotent"
         if cache.outcome_unknown(uid) is not None or uid in cache.reservations:
             return _fail(args, "another bind of this pod is being settled")
+        if ctx.gangs is not None:
+            ctx.gangs.take_hold(uid, node)  # a gang member's claim holds its GPUs now, not the plan
         held = Placement(node=node, cpu_milli=record.cpu_milli, memory_mib=record.memory_mib)
         try:
             cache.reserve(uid, args.pod_namespace, args.pod_name, held, record=record)
