@@ -278,7 +278,7 @@ async def run_arm(cp: ControlPlane, arm: str, seed: int, items: list[Item], a: a
 
             await wait_until(empty, within=120, interval=0.5, what=f"pods of {namespace} deleted")
     console.print(
-        f"  [{arm}] seed {seed}: {r.full}/{r.gangs} gangs bound, {r.partial_end} partial; slow: {r.slow}"
+        f"  \\[{arm}] seed {seed}: {r.full}/{r.gangs} gangs bound, {r.partial_end} partial; slow: {r.slow}"
     )
     return r
 

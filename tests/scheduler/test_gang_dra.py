@@ -48,7 +48,11 @@ def prebind(binder: MemoryBinder, pod: dict[str, Any], node: str) -> None:
     stored["status"]["extendedResourceClaimStatus"] = {
         "resourceClaimName": claim["metadata"]["name"],
         "requestMappings": [
-            {"containerName": "main", "requestName": "container-0-request-0", "resourceName": "nvidia.com/gpu"}
+            {
+                "containerName": "main",
+                "requestName": "container-0-request-0",
+                "resourceName": "nvidia.com/gpu",
+            }
         ],
     }
 
