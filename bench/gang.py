@@ -373,12 +373,59 @@ def sim_main(a: argparse.Namespace) -> None:
         Path(a.out).write_text(text)
 
 
+def scale_main(a: argparse.Namespace) -> None:
+    """Planner cost as the cluster grows: one 8 x 8-GPU gang planned on n HGX H100 nodes (cliques of 8,
+    racks of 16), half of them running four 1-GPU pods; the scratch copy's share of it, beside what
+    copy.deepcopy (the planner's copy before ClusterState.scratch) costs on the same state."""
+    import copy
+
+    table = Table(title="gang planner cost (placement_core.gangplan.plan_gang, median of 5)")
+    for col in ("nodes", "allocations", "plan_gang ms", "of it: scratch copy ms", "copy.deepcopy ms"):
+        table.add_column(col, justify="right")
+    rows = []
+    for n in (64, 1000, 5000):
+        s = ClusterState(max_gpus=GPUS_PER_NODE, capacity=n)
+        for i in range(n):
+            gpus = [GpuSpec(g, H100.memory_mib) for g in range(GPUS_PER_NODE)]
+            s.upsert_node(NodeSpec(f"n{i}", H100, gpus, cpu_milli=224000, memory_mib=2_000_000,
+                                   clique=f"c{i // 8}", rack=f"r{i // 16}", zone="z"))  # fmt: skip
+        for i in range(0, n, 2):
+            for k in range(4):
+                p = placer.choose(s, f"n{i}", GpuRequest(count=1))
+                assert p is not None
+                s.allocate(f"p{i}/{k}", p)
+        members = [Member(f"m{j}", GpuRequest(count=8)) for j in range(8)]
+
+        def ms(fn: object) -> float:
+            times = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                fn()  # type: ignore[operator]
+                times.append((time.perf_counter() - t0) * 1000)
+            return statistics.median(times)
+
+        plan = ms(lambda: plan_gang(s, members, need=8, rows=np.arange(s.n_rows)))  # noqa: B023
+        rows.append([str(n), str(len(s.allocations)), f"{plan:.0f}", f"{ms(s.scratch):.1f}",
+                     f"{ms(lambda: copy.deepcopy(s)):.0f}"])  # noqa: B023  # fmt: skip
+    for r in rows:
+        table.add_row(*r)
+    Console(width=160).print(table)
+    if a.out:
+        cols = ("nodes", "allocations", "plan_gang ms", "of it: scratch copy ms", "copy.deepcopy ms")
+        Path(a.out).write_text(
+            "`.venv/bin/python bench/gang.py --scale`\n\n" + markdown(table.title or "", cols, rows)
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--arrivals", type=int, default=300)
     ap.add_argument("--load", type=float, default=1.2, help="offered GPU work / cluster GPUs")
     ap.add_argument("--out", help="also write the tables as markdown here")
+    ap.add_argument(
+        "--scale", action="store_true", help="print the planner's cost at 64, 1000 and 5000 nodes"
+    )
     ap.add_argument("--real", action="store_true", help="run on the local control plane (bench/gang_real.py)")
     ap.add_argument("--items", type=int, default=36, help="--real: arrivals per seed")
     ap.add_argument("--span", type=float, default=50.0, help="--real: seconds over which they arrive")
@@ -389,7 +436,9 @@ def main() -> None:
         "--arms", help=f"--real: comma-separated arms (default: {GPUPLACE}, {NO_TOPOLOGY}, {KSCHED})"
     )
     a = ap.parse_args()
-    if a.real:
+    if a.scale:
+        scale_main(a)
+    elif a.real:
         from gang_real import real_main
 
         real_main(a)

@@ -16,6 +16,7 @@ would exceed a GPU's capacity (`DoubleBookingError`), so callers cannot double-b
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -251,6 +252,20 @@ class ClusterState:
         self.mig_used[row] = False
 
     # ---- allocations ---------------------------------------------------------------------------
+    def scratch(self) -> ClusterState:
+        """A copy to try allocations on (gang planning): what `allocate` and `release` change — the
+        arrays, `allocations`, the per-node pod sets, the versions — is copied; the name tables,
+        interners, model facts and island tables are shared, so a scratch must never get node changes
+        (`upsert_node`, `remove_node`). `copy.deepcopy` gives the same result, but copies every
+        Placement (frozen, so sharing them is safe) one object at a time: 0.8 s for 10,000 allocations
+        (bench/gang.py --scale)."""
+        out = copy.copy(self)
+        for c in self._COLUMNS:
+            setattr(out, c, getattr(self, c).copy())
+        out.allocations = dict(self.allocations)
+        out._node_pods = {row: set(uids) for row, uids in self._node_pods.items()}
+        return out
+
     def allocate(self, uid: str, placement: Placement, *, check: bool = True) -> None:
         """Commit `placement` for pod `uid`. Raises DoubleBookingError and changes nothing on conflict.
 

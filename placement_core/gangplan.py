@@ -17,7 +17,6 @@ so a plan never promises GPUs a bind could not take.
 
 from __future__ import annotations
 
-import copy
 import enum
 from dataclasses import dataclass
 
@@ -208,7 +207,7 @@ def plan_gang(
     """
     if not members or need <= 0:
         return GangPlacement({}, Level.CLIQUE, -1, 0, 0, 0)
-    scratch = copy.deepcopy(state)
+    scratch = state.scratch()
     rows = np.asarray(rows, np.int64)
     ref = max(members, key=lambda m: (m.req.gpu_milli_total * max(1, m.req.count), m.uid)).req
     fits = _fits_per_node(scratch, rows, ref, len(members))
