@@ -29,7 +29,10 @@ partial gangs (ever, and still partial at the end) and the GPU-hours they held i
 arrival to its full placement (p50 / max, simulated hours); planner time per planning call.
 
     .venv/bin/python bench/gang.py [--seeds 5] [--arrivals 300] [--load 1.2] [--out bench/results/gang_sim.md]
-    GPUPLACE_LOCAL_BIN=deploy/local/bin .venv/bin/python bench/gang.py --real [--seeds 2] [--items 36]
+    GPUPLACE_LOCAL_BIN=deploy/local/bin .venv/bin/python bench/gang.py --real [--seeds 2] [--items 40] [--load 2.5]
+    .venv/bin/python bench/gang.py --scale    # the planner's cost at 64, 1,000 and 5,000 nodes
+
+Results and their commands: bench/results/gang_*.md; discussion in scheduler/gang/README.md.
 """
 
 from __future__ import annotations
