@@ -26,7 +26,7 @@ from numba import njit
 
 from placement_core import placer
 from placement_core.cluster import ClusterState, Placement
-from placement_core.request import GpuRequest
+from placement_core.request import WHOLE, GpuRequest, NvlinkNeed
 
 
 class Level(enum.IntEnum):
@@ -125,12 +125,58 @@ def best_domain_kernel(fits, free, dom, n_dom, need):
 def _fits_per_node(
     scratch: ClusterState, rows: npt.NDArray[np.int64], req: GpuRequest, need: int
 ) -> npt.NDArray[np.int32]:
-    """How many copies of `req` fit on each row, one after another (at most `need`); scratch restored."""
+    """How many copies of `req` fit on each row, one after another (at most `need`); scratch restored.
+
+    Whole GPUs without a required NVLink island are counted (`_fits_by_counting`); anything else is
+    tried copy by copy with `placer.choose` (`_fits_by_trying`). The two agree where both apply
+    (tests/core/test_gangplan.py)."""
     fits = np.zeros(scratch.n_rows, np.int32)
     reason, _ = placer.evaluate(scratch, req)
-    for r in rows.tolist():
-        if reason[r] != 0:
-            continue
+    ok = rows[reason[rows] == 0]
+    fits[ok] = (
+        _fits_by_counting(scratch, ok, req, need)
+        if countable(req)
+        else _fits_by_trying(scratch, ok, req, need)
+    )
+    return fits
+
+
+def countable(req: GpuRequest) -> bool:
+    """Copies of `req` on a node are a matter of counting: whole GPUs, no MIG, any GPUs will do."""
+    return (
+        req.mig_profile is None
+        and not req.is_share
+        and req.count >= 1
+        and not (req.nvlink == NvlinkNeed.REQUIRED and req.count > 1)
+    )
+
+
+def _fits_by_counting(
+    s: ClusterState, ok: npt.NDArray[np.int64], req: GpuRequest, need: int
+) -> npt.NDArray[np.int64]:
+    """For rows where one copy of a countable `req` fits: the whole free GPUs `placer.choose` may take
+    (healthy, not MIG, enough memory: the feasibility kernel's `eligible`) // count, bounded by cpu and
+    memory when the request counts them."""
+    free = (
+        s.gpu_present[ok]
+        & s.gpu_healthy[ok]
+        & ~s.gpu_mig[ok]
+        & (s.gpu_mem[ok] >= req.min_memory_mib)
+        & (s.gpu_free_milli[ok] >= WHOLE)
+    ).sum(axis=1)
+    k = np.minimum(free // req.count, need)
+    if req.fit_cpu_memory and req.cpu_milli > 0:
+        k = np.minimum(k, s.node_cpu_free[ok] // req.cpu_milli)
+    if req.fit_cpu_memory and req.memory_mib > 0:
+        k = np.minimum(k, s.node_mem_free[ok] // req.memory_mib)
+    return np.asarray(k, np.int64)
+
+
+def _fits_by_trying(
+    scratch: ClusterState, ok: npt.NDArray[np.int64], req: GpuRequest, need: int
+) -> npt.NDArray[np.int64]:
+    out = np.zeros(len(ok), np.int64)
+    for i, r in enumerate(ok.tolist()):
         node, taken = scratch.names[r], list[str]()
         while len(taken) < need:
             p = placer.choose(scratch, node, req)
@@ -141,8 +187,8 @@ def _fits_per_node(
             taken.append(uid)
         for uid in taken:
             scratch.release(uid)
-        fits[r] = len(taken)
-    return fits
+        out[i] = len(taken)
+    return out
 
 
 def _place(

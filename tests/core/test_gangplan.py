@@ -5,13 +5,22 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from placement_core import MODELS, ClusterState, GpuRequest, GpuSpec, NodeSpec, Placement
-from placement_core.gangplan import Level, Member, best_domain_kernel, best_domain_twin, plan_gang
+from placement_core import MODELS, ClusterState, GpuRequest, GpuSpec, NodeSpec, Placement, placer
+from placement_core.gangplan import (
+    Level,
+    Member,
+    _fits_by_counting,
+    _fits_by_trying,
+    best_domain_kernel,
+    best_domain_twin,
+    countable,
+    plan_gang,
+)
 
-from .strategies import clusters, requests
+from .strategies import cases, clusters, requests
 
 H100 = MODELS["H100-80GB"]
 
@@ -167,3 +176,18 @@ def test_plans_are_feasible_and_twin_equal(state: ClusterState, req: GpuRequest,
         for uid, p in k.assignments.items():
             live.allocate(uid, p)  # raises DoubleBookingError when the plan double-books
         assert not live.check_invariants()
+
+
+@settings(max_examples=100, deadline=None)
+@given(cases(), st.integers(1, 8))
+def test_counting_copies_agrees_with_trying_them(case: tuple[ClusterState, GpuRequest], need: int) -> None:
+    state, req = case
+    assume(countable(req))
+    rows = np.arange(state.n_rows)
+    reason, _ = placer.evaluate(state, req)
+    ok = rows[reason == 0]
+    before = copy.deepcopy(state)
+    counted = _fits_by_counting(state, ok, req, need)
+    assert counted.tolist() == _fits_by_trying(state, ok, req, need).tolist()
+    assert state.allocations == before.allocations
+    assert np.array_equal(state.gpu_free_milli, before.gpu_free_milli)
