@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from placement_core import MODELS, ClusterState, GpuRequest, GpuSpec, NodeSpec, Placement, placer
@@ -19,6 +20,7 @@ from placement_core.gangplan import (
     countable,
     plan_gang,
 )
+from placement_core.request import WHOLE, NvlinkNeed
 
 from .strategies import cases, clusters, requests
 
@@ -179,10 +181,24 @@ def test_plans_are_feasible_and_twin_equal(state: ClusterState, req: GpuRequest,
 
 
 @settings(max_examples=100, deadline=None)
-@given(cases(), st.integers(1, 8))
-def test_counting_copies_agrees_with_trying_them(case: tuple[ClusterState, GpuRequest], need: int) -> None:
-    state, req = case
-    assume(countable(req))
+@given(
+    cases(),
+    st.integers(1, 8),
+    st.sampled_from([0, 8000, 24000, 48000]),
+    st.sampled_from([0, 1000, 20000, 100000]),
+    st.booleans(),
+    st.sampled_from([0, 1, 1, 2, 4]),
+)
+def test_counting_copies_agrees_with_trying_them(
+    case: tuple[ClusterState, GpuRequest], need: int, cpu: int, memory: int, fit: bool, small: int
+) -> None:
+    """cpu and memory sized so that they, not the GPUs, often bound the copies per node."""
+    state, asked = case
+    count = small or max(1, asked.count)  # small counts: several copies per node
+    nvlink = NvlinkNeed.NONE if asked.nvlink == NvlinkNeed.REQUIRED and count > 1 else asked.nvlink
+    req = replace(asked, count=count, milli=WHOLE, mig_profile=None, nvlink=nvlink,
+                  cpu_milli=cpu, memory_mib=memory, fit_cpu_memory=fit)  # fmt: skip
+    assert countable(req)
     rows = np.arange(state.n_rows)
     reason, _ = placer.evaluate(state, req)
     ok = rows[reason == 0]
