@@ -18,7 +18,7 @@ from scheduler.verbs.filter import filter_nodes
 from scheduler.wire import ExtenderArgs
 from tests.scheduler import dra_payloads as rp
 from tests.scheduler import objects as o
-from tests.scheduler.test_gang import bargs, bound, drain, member
+from tests.scheduler.gangs import bargs, bound, drain, member
 
 NODES = ["n1", "n2"]
 
