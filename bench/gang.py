@@ -103,14 +103,17 @@ def tightest_level(s: ClusterState, members: int) -> int:
 
 
 def cluster(*, topology: bool = True) -> ClusterState:
+    """The 64 nodes. Without `topology` they carry no clique, rack or zone, and are added in a shuffled
+    (fixed) order: the planner breaks ties by row, and rows in clique order would hand a topology-blind
+    baseline NVLink locality by accident."""
     s = ClusterState(max_gpus=GPUS_PER_NODE, capacity=CLIQUES * PER_CLIQUE)
-    for c in range(CLIQUES):
+    nodes = [(c, i) for c in range(CLIQUES) for i in range(PER_CLIQUE)]
+    if not topology:
+        np.random.default_rng(64).shuffle(nodes)
+    for c, i in nodes:
         where = {"clique": f"cl{c}", "rack": f"r{c // CLIQUES_PER_RACK}", "zone": "z"} if topology else {}
-        for i in range(PER_CLIQUE):
-            gpus = [GpuSpec(g, H100.memory_mib) for g in range(GPUS_PER_NODE)]
-            s.upsert_node(
-                NodeSpec(node_name(c, i), H100, gpus, cpu_milli=224000, memory_mib=2_000_000, **where)
-            )
+        gpus = [GpuSpec(g, H100.memory_mib) for g in range(GPUS_PER_NODE)]
+        s.upsert_node(NodeSpec(node_name(c, i), H100, gpus, cpu_milli=224000, memory_mib=2_000_000, **where))
     return s
 
 
