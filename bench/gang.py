@@ -14,7 +14,8 @@ Arms (each sees the same arrivals):
   smallest topology domain that fits, best fit, `preferred` topology); single pods on the node
   gpuplace's default policy scores best (scheduler.policy).
 - all-or-nothing, no topology: the same planner and single-pod scoring on the same nodes with their
-  clique, rack and zone labels removed, so the whole cluster is the one domain it knows. It isolates
+  clique, rack and zone labels removed (and added in shuffled order, so row ties carry no locality),
+  so the whole cluster is the one domain it knows. It isolates
   what topology adds to all-or-nothing (it is not scheduler-plugins' Coscheduling).
 - kube-scheduler alone: every pod on its own, as soon as it fits, on the feasible node that
   NodeResourcesFit's default LeastAllocated strategy scores best (most free GPUs after placing; ties

@@ -9,7 +9,8 @@ duration and is deleted (grace 0). Measured over the arrivals plus `--tail` seco
 another on the same nodes, each with its own kube-scheduler (percentageOfNodesToScore 100):
 - gpuplace as extender and binder, default gang settings (TTL 120 s, barrier 8 s);
 - all-or-nothing without topology: the same gpuplace, started after the nodes' clique, rack and zone
-  labels were removed (its planner then knows one domain, the cluster);
+  labels were removed (its planner then knows one domain, the cluster; its node rows follow the names,
+  so in clique order: ties broken by row give it some locality by accident);
 - kube-scheduler alone (no extender; pods carry the GPU requests and toleration the webhook would add).
 
 Time to full bind is counted from the creation of a gang's last member to its last member's bind
