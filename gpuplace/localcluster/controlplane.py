@@ -43,6 +43,7 @@ from gpuplace.localcluster import kube_scheduler
 from gpuplace.localcluster import lifecycle as lc
 from gpuplace.localcluster.access import Access
 from gpuplace.localcluster.binaries import Binaries
+from gpuplace.localcluster.gates import Features
 from gpuplace.localcluster.identities import Identities, write_kubeconfigs, write_pki
 from gpuplace.localcluster.pki import CertificateAuthority
 from gpuplace.localcluster.processes import (
@@ -64,6 +65,8 @@ class ControlPlane(Access):
     Use ``with ControlPlane() as cp:`` (or ``start()``/``stop()``). Everything lives in a fresh
     temporary directory (``cp.workdir``), removed on stop unless ``keep_workdir`` or the
     environment variable ``GPUPLACE_KEEP_WORKDIR=1``. Process logs are in ``cp.workdir/logs``.
+    ``features`` (gpuplace.localcluster.gates): feature gates for kube-apiserver, kube-controller-manager
+    and every kube-scheduler started here, and API versions kube-apiserver serves beyond its defaults.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class ControlPlane(Access):
         lifecycle: bool = True,
         timers: lc.Timers | None = None,
         controller_manager_args: Sequence[str] = (),
+        features: Features | None = None,
     ) -> None:
         self.binaries = Binaries.locate(bin_dir)
         self._tmp_parent = tmp_parent
@@ -88,7 +92,8 @@ class ControlPlane(Access):
         self._etcd_args = list(etcd_args)
         self.lifecycle = lifecycle
         self.timers = timers or lc.Timers()
-        self._controller_manager_args = list(controller_manager_args)
+        self.features = features or Features()
+        self._controller_manager_args = [*self.features.component_args(), *controller_manager_args]
         self.startup_timeout = startup_timeout
         self.processes: dict[str, ManagedProcess] = {}
         self._workdir: Path | None = None
@@ -215,7 +220,7 @@ class ControlPlane(Access):
             workdir=self.workdir,
             ca_file=self.ca_file,
             admission=api_args.admission_args(lifecycle=self.lifecycle, timers=self.timers),
-            extra_args=self._apiserver_args,
+            extra_args=[*self.features.apiserver_args(), *self._apiserver_args],
         )
         self.start_process(
             "kube-apiserver",
@@ -289,7 +294,8 @@ class ControlPlane(Access):
 
         ``clientConnection.kubeconfig`` (the scheduler identity) and ``leaderElection.leaderElect:
         false`` are filled in unless present (with ``--config``, the ``--kubeconfig`` flag is
-        ignored). Waits for ``/readyz`` on its secure port, which includes informer sync.
+        ignored). The control plane's feature gates come first in its arguments (``extra_args`` may
+        override them). Waits for ``/readyz`` on its secure port, which includes informer sync.
         """
         config_file = kube_scheduler.write_config(
             self.workdir / f"{name}.config.yaml", scheduler_config, kubeconfig=self.scheduler_kubeconfig
@@ -302,7 +308,7 @@ class ControlPlane(Access):
                 kubeconfig=self.scheduler_kubeconfig,
                 pki=self.workdir / "pki",
                 port=port,
-                extra_args=extra_args,
+                extra_args=[*self.features.component_args(), *extra_args],
             )
 
         process = self.start_on_free_port(
