@@ -128,6 +128,16 @@ class GangSettings(_Section):
         description="How long a member's bind waits for the gang's quorum to reach bind. With "
         "bind_timeout_seconds it must stay below the extender httpTimeout (30 s). Default 8.",
     )
+    release_after_dropped_attempts: int = Field(
+        default=3,
+        ge=0,
+        description="Release a plan with nothing bound once gpuplace's filter has passed its members again "
+        "this many times with no bind call in between (kube-scheduler dropped them after gpuplace's answer: "
+        "with the native 1.36 gates, a group whose other member its own filters reject), instead of "
+        "holding the GPUs for the TTL; the gang then backs off. 0 = off (set it off, or higher than the "
+        "placements per group, with TopologyAwareWorkloadScheduling, which filters each member once per "
+        "candidate placement). Default 3.",
+    )
     nudge: bool = Field(
         default=True,
         description="Annotate pending members when their gang's plan is made or released, so that "

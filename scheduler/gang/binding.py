@@ -65,6 +65,7 @@ class BindBarrier:
         plan = mgr.plans.get(gang.id.key)
         if plan is None or uid not in plan.assignments:
             return f"gang {gang.id}: no plan holds this pod (expired or released); it will be planned again"
+        plan.answered.discard(uid)  # kube-scheduler went on to bind it: this attempt was not dropped
         if plan.assignments[uid].node != node:
             return f"gang {gang.id}: planned on {plan.assignments[uid].node}, not {node}"
         plan.arrived.add(uid)

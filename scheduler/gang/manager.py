@@ -3,7 +3,9 @@
 Filter (sync, one event loop: no lock needed between filter calls):
 1. fewer live members than the minimum → every node unresolvable, "gang train: waiting for members: 3
    of 4 exist" (no preemption, like Coscheduling's PreFilter);
-2. a plan holds this member → only its planned node passes;
+2. a plan holds this member → only its planned node passes; a member passed again with no bind call
+   since it was last passed is an attempt kube-scheduler dropped after gpuplace's answer, and after
+   `release_after_dropped_attempts` of them (nothing bound) the plan is released and the gang backs off;
 3. no plan → plan now: gangs ranked ahead (priority, then age) that are waiting with their quorum are
    planned first, then this gang on what is left. A plan is made only when its whole quorum fits
    (placement_core.gangplan), so no gang ever holds part of what it needs: two gangs that fit one at a
@@ -117,6 +119,7 @@ class GangManager:
         del plan.assignments[uid]
         plan.pods.pop(uid, None)
         plan.arrived.discard(uid)
+        plan.answered.discard(uid)
         gang = self.registry.gangs.get(plan.key)
         if gang is None or not any(m.node for m in gang.members.values()):
             self.release(plan, "member deleted before any bind")
@@ -174,6 +177,13 @@ class GangManager:
             return Verdict(None, f"gang {gid} ({gid.source}): waiting: {gid.missing}")
         plan = self.plans.get(gid.key)
         if plan is not None and member.uid in plan.assignments:
+            if self._offered(plan, member.uid, rows) and self._dropped(plan, gang, member.uid):
+                return Verdict(
+                    None,
+                    f"gang {gid}: kube-scheduler dropped its planned members after gpuplace's filter "
+                    f"{plan.dropped} times (is a member kept off by its own constraints?); planning again in "
+                    f"{self.settings.backoff_seconds:.0f}s",
+                )
             node = plan.assignments[member.uid].node
             return Verdict(node, f"gang {gid}: planned on node {node}")
         if len(gang.members) < gid.min_member:
@@ -194,8 +204,34 @@ class GangManager:
             return Verdict(None, f"gang {gid}: {made}")
         if member.uid not in made.assignments:
             return Verdict(None, f"gang {gid}: no room for this member in the gang's {made.level.noun}")
+        made.answered.add(member.uid)
         planned = made.assignments[member.uid].node
         return Verdict(planned, f"gang {gid}: planned on node {planned}")
+
+    def _offered(self, plan: Plan, uid: str, rows: npt.NDArray[np.int64]) -> bool:
+        """Whether kube-scheduler offered the member its planned node (gpuplace's answer passes it); a
+        call offering only other nodes (its nominated node, evaluateNominatedNode in schedule_one.go) is
+        gpuplace's own rejection, never an attempt dropped by kube-scheduler."""
+        row = self.cache.state.index.get(plan.assignments[uid].node, -1)
+        return row >= 0 and bool((rows == row).any())
+
+    def _dropped(self, plan: Plan, gang: Gang, uid: str) -> bool:
+        """Count a filter that passes a member passed before with no bind call since (kube-scheduler
+        dropped the attempt after gpuplace's answer); at `release_after_dropped_attempts` with nothing
+        bound, release the plan and back off. Under the native gates this is a group the pod-group cycle keeps failing
+        (pkg/scheduler/schedule_one_podgroup.go podGroupSchedulingDefaultAlgorithm: Permit never reaches
+        minCount) and retries back to back (GangScheduling's Permit activates the members,
+        framework/plugins/gangscheduling/gangscheduling.go Permit); gpuplace is never told it failed, and
+        would otherwise hold the GPUs for the TTL (300 s for a v1alpha2 PodGroup)."""
+        if uid in plan.answered:
+            plan.dropped += 1
+        plan.answered.add(uid)
+        limit = self.settings.release_after_dropped_attempts
+        if not limit or plan.dropped < limit or gang.bound:
+            return False
+        gang.backoff_until = self.clock() + self.settings.backoff_seconds
+        self.release(plan, "dropped after filter")
+        return True
 
     def _plan_ahead(self, current: Gang) -> None:
         """Give gangs ranked ahead of `current`, waiting with their quorum, the first chance.

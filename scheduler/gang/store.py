@@ -68,6 +68,8 @@ class Plan:
     assignments: dict[str, Placement]
     pods: dict[str, str]  # pod uid → pod name
     arrived: set[str] = field(default_factory=set)  # members waiting at the bind barrier
+    answered: set[str] = field(default_factory=set)  # passed by filter, no bind call since
+    dropped: int = 0  # filters of members in `answered`: attempts kube-scheduler dropped after filter
     saved: bool = False
     resource_version: str = ""  # of the ConfigMap after this plan's last write ("" = never written)
 

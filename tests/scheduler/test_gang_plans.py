@@ -1,6 +1,7 @@
 """A gang plan's life after filter: it expires and backs off, a member's deletion releases it, a
-replacement is planned inside the gang's clique, it survives a restart through the plan store, and
-pending members are nudged when it changes. The reservation-ledger audit runs after every step."""
+replacement is planned inside the gang's clique, it survives a restart through the plan store,
+pending members are nudged when it changes, and it is released early once kube-scheduler keeps dropping
+its members after filter. The reservation-ledger audit runs after every step."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from scheduler.verbs.bind import bind
 from scheduler.verbs.filter import filter_nodes
 from scheduler.wire import ExtenderArgs
 from tests.scheduler import objects as o
-from tests.scheduler.gangs import NODES, Clock, add, bargs, drain, filt, make, member, settle
+from tests.scheduler.gangs import NODES, Clock, add, bargs, bound, drain, filt, make, member, settle
 
 
 async def test_an_unfinished_plan_expires_releases_and_backs_off() -> None:
@@ -149,3 +150,72 @@ async def test_a_loaded_plan_whose_member_is_gone_at_restart_is_released() -> No
     settle(fresh)
     assert not fresh.gangs.plans
     assert not [u for u in fresh.cache.state.allocations if u.startswith("gang-hold/")]
+
+
+async def test_a_plan_kube_scheduler_keeps_dropping_after_filter_is_released_and_backs_off() -> None:
+    """kube-scheduler 1.36's pod-group cycle: member 2's own filters reject it, so the group fails after
+    gpuplace passed members 0 and 1, and kube-scheduler tries the group again at once and again (its
+    GangScheduling Permit activates the members), never binding. A member filtered again with no bind call
+    since its last filter was dropped by kube-scheduler after gpuplace's answer; after
+    `release_after_dropped_attempts` such filters the plan is released (not held for its TTL) and the gang
+    backs off; it plans again after the backoff."""
+    clock = Clock()
+    ctx = make(clock=clock, backoff_seconds=10)  # release_after_dropped_attempts: 3 (the default)
+    pods = add(ctx, *(member("train", i, 3) for i in range(3)))
+    for _ in range(2):  # two cycles: gpuplace passes members 0 and 1 each time; member 2 never reaches it
+        for p in pods[:2]:
+            assert len(filt(ctx, p).node_names or []) == 1
+    assert ctx.gangs.plans  # type: ignore[union-attr]
+    r = filt(ctx, pods[0])  # the third dropped attempt
+    assert r.node_names == []
+    assert set(r.failed_and_unresolvable_nodes.values()) == {
+        "gang train: kube-scheduler dropped its planned members after gpuplace's filter 3 times "
+        "(is a member kept off by its own constraints?); planning again in 10s"
+    }
+    assert not ctx.gangs.plans  # type: ignore[union-attr]
+    assert not [u for u in ctx.cache.state.allocations if u.startswith("gang-hold/")]
+    assert set(filt(ctx, pods[1]).failed_and_unresolvable_nodes.values()) == {
+        "gang train: its plan expired; planning again in 10s"
+    }
+    clock.now += 10
+    assert len(filt(ctx, pods[1]).node_names or []) == 1  # planned again after the backoff
+
+
+async def test_a_member_whose_bind_waited_at_the_barrier_is_not_counted_as_dropped() -> None:
+    """Without the native gates a member is filtered, then its bind waits at the barrier for a sibling
+    that has not reached kube-scheduler yet and times out; the retries each had a bind call: the plan
+    stays (it expires at its TTL)."""
+    ctx = make(barrier_seconds=0.01)
+    pods = add(ctx, *(member("train", i, 2) for i in range(2)))
+    uid = None
+    for _ in range(4):
+        r = filt(ctx, pods[0])
+        assert r.node_names is not None and len(r.node_names) == 1
+        plan = next(iter(ctx.gangs.plans.values()))  # type: ignore[union-attr]
+        assert uid in (None, plan.uid)
+        uid = plan.uid
+        await drain(ctx)
+        result = await bind(bargs(pods[0], r.node_names[0]), ctx)
+        assert "1 of 2 members ready to bind" in result.error
+    assert not bound(ctx)
+
+
+async def test_a_nominated_node_filter_before_the_full_one_is_not_counted_as_dropped() -> None:
+    """A member nominated to another node than its planned one (kube-scheduler's evaluateNominatedNode)
+    is filtered twice per attempt: first on the nominated node alone, which gpuplace rejects, then on
+    every node. Only answers that passed the member count: attempts that end in a bind call never release
+    the plan."""
+    ctx = make(barrier_seconds=0.01)
+    pods = add(ctx, *(member("train", i, 2) for i in range(2)))
+    r = filt(ctx, pods[0])
+    assert r.node_names is not None and len(r.node_names) == 1
+    planned = r.node_names[0]
+    elsewhere = next(n for n in NODES if n != planned)
+    uid = next(iter(ctx.gangs.plans.values())).uid  # type: ignore[union-attr]
+    await drain(ctx)
+    assert "1 of 2 members ready to bind" in (await bind(bargs(pods[0], planned), ctx)).error
+    for _ in range(4):
+        assert filt(ctx, pods[0], [elsewhere]).node_names == []  # the nominated node: not the planned one
+        assert filt(ctx, pods[0]).node_names == [planned]
+        assert "1 of 2 members ready to bind" in (await bind(bargs(pods[0], planned), ctx)).error
+    assert [p.uid for p in ctx.gangs.plans.values()] == [uid]  # type: ignore[union-attr]
