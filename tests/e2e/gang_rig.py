@@ -23,10 +23,10 @@ TTL = 20  # plan_ttl_seconds: an unfinished plan is released after this
 
 
 @contextlib.contextmanager
-def gang_gpuplace(control_plane: ControlPlane) -> Iterator[GpuplaceServer]:
-    """`gpuplace serve` with gang timings short enough for a scenario (a plan lives TTL seconds)."""
+def gang_gpuplace(control_plane: ControlPlane, ttl: float = TTL) -> Iterator[GpuplaceServer]:
+    """`gpuplace serve` with gang timings short enough for a scenario (a plan lives `ttl` seconds)."""
     gang = {
-        "plan_ttl_seconds": TTL,
+        "plan_ttl_seconds": ttl,
         "backoff_seconds": 5,
         "barrier_seconds": 8,
         "podgroup_recheck_seconds": 1,

@@ -2,7 +2,7 @@
 binder; bare pods carrying the webhook's gang keys, a real Indexed Job through kube-controller-manager,
 and pods naming a scheduler-plugins PodGroup. Every scenario runs the reservation-ledger audit
 (GET /debug/gangs) in the background while it runs and fails on the first violation. Plans across a
-gpuplace kill, expiry and a member's replacement: test_gang_recovery.py; the native 1.36 gates:
+gpuplace kill and a member's replacement: test_gang_recovery.py; the native 1.36 gates:
 test_gang_native.py (a control plane of their own).
 """
 
@@ -17,7 +17,7 @@ from kubernetes_asyncio import client
 from gpuplace.localcluster import ControlPlane, ManagedProcess
 from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
 from gpuplace.localcluster.workload import pod_manifest, wait_bound, wait_pending
-from tests.e2e.gang_rig import GangRig, gang_gpuplace, member
+from tests.e2e.gang_rig import TTL, GangRig, gang_gpuplace, member
 from tests.e2e.gangs import gangs, gangs_now, ledger_audit, until
 from tests.e2e.helpers import NodeFactory
 
@@ -252,3 +252,30 @@ async def test_a_scheduler_plugins_podgroup_created_after_its_pods_sizes_the_gan
             "scheduling.x-k8s.io", "v1alpha1", rig.namespace, "podgroups"
         )
     await rig.audited()
+
+
+async def test_a_member_kept_off_by_its_own_node_selector_leaves_no_partial_gang_and_the_plan_expires(
+    rig: GangRig,
+) -> None:
+    """Member 1's nodeSelector matches no node, so kube-scheduler's in-tree filters reject it before
+    gpuplace sees it. Member 0's plan waits at the bind barrier, nothing binds, and the plan is
+    released after its TTL (checked by the audit running meanwhile)."""
+    await rig.cliques({"g": 2})
+    async with ledger_audit(rig.gp):
+        await rig.create(member("stuck", 1, 2, {**rig.mine, "e2e.gpuplace.io/nowhere": "x"}))
+        await rig.create(member("stuck", 0, 2, rig.mine))
+        seen_plan = False
+
+        async def plan_made_and_released() -> bool:
+            nonlocal seen_plan
+            plans = [p for p in (await gangs_now(rig.gp))["plans"] if p["namespace"] == rig.namespace]
+            seen_plan = seen_plan or bool(plans)
+            assert await rig.none_bound()
+            return seen_plan and not plans
+
+        await until(rig.gp, f"gang stuck's plan made and released after its {TTL}s TTL", plan_made_and_released,
+                    within=TTL + 90)  # fmt: skip
+        assert await rig.none_bound()
+        # the released capacity is there for others
+        await rig.create(pod_manifest("single", gpus=8, node_selector=rig.mine))
+        await wait_bound(rig.k8s, rig.namespace, ["single"], within=60)

@@ -1,6 +1,6 @@
 """Gang plans through failures on the real control plane (kube-scheduler v1.36.3 with gpuplace as extender
 and binder): a plan held while a member waits survives a gpuplace SIGKILL and is never given to other pods,
-a gang whose member cannot be scheduled binds nothing and its plan expires, a gang gpuplace was killed
+a gang gpuplace was killed
 in the middle of binding completes, a bound gang's deleted member is replaced inside its clique, and
 plans are written compare-and-set. The reservation-ledger audit (GET /debug/gangs) runs in the
 background during every scenario and fails on the first violation.
@@ -18,11 +18,15 @@ from kubernetes_asyncio import client
 from gpuplace.localcluster import ControlPlane, ManagedProcess
 from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
 from gpuplace.localcluster.workload import pod_manifest, wait_bound, wait_pending
-from tests.e2e.gang_rig import TTL, GangRig, gang_gpuplace, member
+from tests.e2e.gang_rig import GangRig, gang_gpuplace, member
 from tests.e2e.gangs import gangs_now, ledger_audit, until
 from tests.e2e.helpers import NodeFactory
 
 pytestmark = pytest.mark.e2e
+# A plan here must outlive a gpuplace SIGKILL and restart (relist, warm-up, the inherited-binds hold):
+# ~5 s idle, 20-30 s at load 20, so the short rig TTL expired plans mid-scenario. Expiry itself is
+# tested in test_gang.py with the short TTL.
+RESTART_TTL = 120
 HOLD = (
     "e2e.gpuplace.io/hold"  # a scheduling gate: the member exists (the quorum is there) but is not scheduled
 )
@@ -30,7 +34,7 @@ HOLD = (
 
 @pytest.fixture(scope="module")
 def gpuplace(control_plane: ControlPlane) -> Iterator[GpuplaceServer]:
-    with gang_gpuplace(control_plane) as server:
+    with gang_gpuplace(control_plane, ttl=RESTART_TTL) as server:
         yield server
 
 
@@ -101,33 +105,6 @@ async def test_plan_held_across_a_gpuplace_kill_and_never_given_to_other_pods(ri
     await rig.audited()
     cms = await core.list_namespaced_config_map(rig.namespace, label_selector="gpuplace.io/gang-plan=v1")
     assert cms.items == []  # a completed plan is deleted
-
-
-async def test_a_member_kept_off_by_its_own_node_selector_leaves_no_partial_gang_and_the_plan_expires(
-    rig: GangRig,
-) -> None:
-    """Member 1's nodeSelector matches no node, so kube-scheduler's in-tree filters reject it before
-    gpuplace sees it. Member 0's plan waits at the bind barrier, nothing binds, and the plan is
-    released after its TTL (checked by the audit running meanwhile)."""
-    await rig.cliques({"g": 2})
-    async with ledger_audit(rig.gp):
-        await rig.create(member("stuck", 1, 2, {**rig.mine, "e2e.gpuplace.io/nowhere": "x"}))
-        await rig.create(member("stuck", 0, 2, rig.mine))
-        seen_plan = False
-
-        async def plan_made_and_released() -> bool:
-            nonlocal seen_plan
-            plans = await plans_of(rig)
-            seen_plan = seen_plan or bool(plans)
-            assert await rig.none_bound()
-            return seen_plan and not plans
-
-        await until(rig.gp, f"gang stuck's plan made and released after its {TTL}s TTL", plan_made_and_released,
-                    within=TTL + 90)  # fmt: skip
-        assert await rig.none_bound()
-        # the released capacity is there for others
-        await rig.create(pod_manifest("single", gpus=8, node_selector=rig.mine))
-        await wait_bound(rig.k8s, rig.namespace, ["single"], within=60)
 
 
 async def test_gpuplace_killed_mid_binding_the_gang_completes_without_duplicates(rig: GangRig) -> None:
