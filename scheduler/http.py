@@ -83,9 +83,10 @@ def _not_ready(verb: str, ctx: ExtenderContext) -> web.Response:
     kube-scheduler retries pending pods at once: an answer from a half-listed cache would place pods on
     GPUs that bound pods hold. Filter and bind get their in-band `Error`, which kube-scheduler shows on
     the pod and retries after backoff (pkg/scheduler/extender.go, `HTTPExtender.Filter` / `Bind`);
-    prioritize and preempt get a 503, which kube-scheduler ignores (prioritize, `findNodesThatPassExtenders`
-    scores) or treats as a failed preemption attempt. A leader never gets here: it campaigns only once
-    ready (scheduler.leader.campaign)."""
+    prioritize and preempt get a 503, which kube-scheduler ignores (prioritize: "no score given by this
+    extender", pkg/scheduler/schedule_one.go `prioritizeNodes`) or treats as a failed preemption attempt.
+    A replica campaigns only once synced and warm (scheduler.leader.campaign), so a new leader gets here
+    only while it holds the binds its predecessor may have in flight (scheduler.inflight)."""
     ctx.metrics.errors.labels(verb).inc()
     message = (
         f"gpuplace is not ready: waiting for {', '.join(ctx.waiting())} (state is rebuilt before it answers)"
