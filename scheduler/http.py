@@ -30,7 +30,13 @@ from scheduler.verbs.bind import bind
 from scheduler.verbs.filter import FilterOutcome, filter_nodes
 from scheduler.verbs.preempt import preempt
 from scheduler.verbs.prioritize import prioritize
-from scheduler.wire import ExtenderArgs, ExtenderBindingArgs, ExtenderPreemptionArgs, dump
+from scheduler.wire import (
+    ExtenderArgs,
+    ExtenderBindingArgs,
+    ExtenderBindingResult,
+    ExtenderPreemptionArgs,
+    dump,
+)
 
 log = logging.getLogger("gpuplace.scheduler.http")
 CTX: web.AppKey[ExtenderContext] = web.AppKey("extender", ExtenderContext)
@@ -94,7 +100,7 @@ def _not_ready(verb: str, ctx: ExtenderContext) -> web.Response:
     if verb == "filter":
         return _json(FilterOutcome(error=message).encode())
     if verb == "bind":
-        return _json(orjson.dumps({"Error": message}))
+        return _json(orjson.dumps(dump(ExtenderBindingResult(error=message))))
     return web.Response(status=503, text=message)
 
 

@@ -56,8 +56,11 @@ log = logging.getLogger("gpuplace.scheduler.inflight")
 HOLDER = f"{os.environ.get('POD_NAME') or socket.gethostname()}/{os.getpid()}"  # for people reading the pod
 
 
-def inherited_hold_seconds(timeout_seconds: float | None, settings: SchedulerSettings) -> float:
-    """How long after `since` a Binding sent before it with `?timeout=timeout_seconds` may commit."""
+def commit_window_seconds(timeout_seconds: float | None, settings: SchedulerSettings) -> float:
+    """How long after it was sent a Binding with `?timeout=timeout_seconds` (None: none) may still commit:
+    the server's deadline for it, capped by kube-apiserver's --request-timeout, plus the margin. The one
+    rule for this process's own Bindings (scheduler.verbs.bind_outcome.hold_seconds) and for those a
+    predecessor sent (counted from `since` below)."""
     deadline = settings.apiserver_request_timeout_seconds
     if timeout_seconds is not None:
         deadline = min(deadline, timeout_seconds)
@@ -91,7 +94,7 @@ async def hold_inherited(ctx: ExtenderContext, *, since: float) -> int:
         except (PodRequestError, ValueError):
             cpu = mem = 0
         placement = intent.record.placement(cpu, mem)
-        until = since + inherited_hold_seconds(intent.timeout_seconds, ctx.settings)
+        until = since + commit_window_seconds(intent.timeout_seconds, ctx.settings)
         async with cache.node_lock(placement.node):
             try:
                 cache.reserve(uid, str(meta.get("namespace")), str(meta.get("name")), placement)

@@ -50,7 +50,7 @@ from scheduler.binder import ApiError, ConflictError, NotSentError
 from scheduler.cache import ReservationState
 from scheduler.context import ExtenderContext
 from scheduler.contract import Record, RecordError, decode_record, encode_intent, encode_record
-from scheduler.inflight import HOLDER
+from scheduler.inflight import HOLDER, commit_window_seconds
 from scheduler.settings import SchedulerSettings
 from scheduler.wire import ExtenderBindingArgs, ExtenderBindingResult
 
@@ -76,8 +76,7 @@ def hold_seconds(settings: SchedulerSettings) -> float:
     """How long after it was sent a Binding may still commit: the server's deadline for it (the
     `timeout` KubeBinder sends, bind_timeout_seconds as gpuplace/serve.py builds it, capped by
     kube-apiserver's --request-timeout) plus the margin."""
-    deadline = min(settings.bind_timeout_seconds, settings.apiserver_request_timeout_seconds)
-    return deadline + settings.apiserver_deadline_margin_seconds
+    return commit_window_seconds(settings.bind_timeout_seconds, settings)
 
 
 def still_unknown(ctx: ExtenderContext, node: str, hold_until: float) -> str:
