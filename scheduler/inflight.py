@@ -32,6 +32,16 @@ hold always ends, and no other pod gets those GPUs meanwhile.
 Limits, plainly: an intent whose GPUs are already booked in this process's model (a bound pod's
 record, a gang plan) is not held twice (logged); an intent left on a pod whose Binding was refused
 only costs that pod's GPUs one more deadline after a takeover (the next bind overwrites it).
+
+Without intents (`bind_intent: false`: one API write fewer per pod). Nothing says which GPUs a
+predecessor's Binding names, so instead of holding them this process waits the Bindings out: if any
+unbound pod asks for GPUs when it takes over — a Binding can only commit for a pod unbound then — it
+answers no verb until `since + commit_window_seconds(bind_timeout_seconds)`, by which time every such
+Binding has committed or never will. It then lists the unbound pods again and waits until its watch
+has shown every one that left the list (bound or deleted) meanwhile, so the model it answers from has
+every Binding that committed. Nothing pending at take-over: no wait. The wait assumes the predecessor
+ran with the same bind_timeout_seconds (its `?timeout=`); intents a predecessor did write are held
+as above either way.
 """
 
 from __future__ import annotations
@@ -45,7 +55,8 @@ from typing import TYPE_CHECKING, Any
 from placement_core import DoubleBookingError
 from scheduler.contract import RecordError, decode_intent
 from scheduler.leader import Role
-from scheduler.podreq import PodRequestError
+from scheduler.podreq import PodRequestError, wants_gpus
+from scheduler.requeue import requeue
 from scheduler.settings import SchedulerSettings
 from scheduler.wire import Pod
 
@@ -67,12 +78,13 @@ def commit_window_seconds(timeout_seconds: float | None, settings: SchedulerSett
     return deadline + settings.apiserver_deadline_margin_seconds
 
 
-async def hold_inherited(ctx: ExtenderContext, *, since: float) -> int:
-    """Reserve the GPUs of every unbound pod carrying an intent (none of this process's own: it has
-    bound nothing yet) as UNKNOWN until its Binding's deadline counted from `since`. Returns how many."""
+async def hold_inherited(ctx: ExtenderContext, pending: list[dict[str, Any]], *, since: float) -> int:
+    """Reserve the GPUs of every unbound pod in `pending` carrying an intent (none of this process's
+    own: it has bound nothing yet) as UNKNOWN until its Binding's deadline counted from `since`.
+    Returns how many."""
     cache, keys = ctx.cache, ctx.requests.rules.keys
     held = 0
-    for raw in await ctx.binder.pending_pods():
+    for raw in pending:
         meta: dict[str, Any] = raw.get("metadata") or {}
         value = (meta.get("annotations") or {}).get(keys.binding)
         uid = str(meta.get("uid") or "")
@@ -121,11 +133,24 @@ async def take_over(ctx: ExtenderContext, role: Role, *, poll: float = 0.05) -> 
     while not (ctx.synced and role.is_leader()):  # noqa: ASYNC110 -- polled: leadership and readiness are clocks and flags
         await asyncio.sleep(poll)
     since = ctx.cache.clock()
+    pending = await _list_pending(ctx)
+    n = await hold_inherited(ctx, pending, since=since)
+    if n:
+        log.warning("holding the GPUs of %d pods whose Binding a previous process may still commit", n)
+    if not ctx.settings.bind_intent:
+        await wait_out_bindings(ctx, pending, since=since, poll=poll)
+    ctx.inherited = True
+    patch = getattr(ctx.binder, "patch_pod_annotations", None)
+    if patch is not None:  # the pods tried while this process could not answer (scheduler.requeue)
+        await requeue(await _list_pending(ctx), patch)
+
+
+async def _list_pending(ctx: ExtenderContext) -> list[dict[str, Any]]:
+    """The unbound pods (a consistent read), retried until the list works."""
     delay = 0.2
     while True:
         try:
-            n = await hold_inherited(ctx, since=since)
-            break
+            return await ctx.binder.pending_pods()
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -134,6 +159,41 @@ async def take_over(ctx: ExtenderContext, role: Role, *, poll: float = 0.05) -> 
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
-    if n:
-        log.warning("holding the GPUs of %d pods whose Binding a previous process may still commit", n)
-    ctx.inherited = True
+
+
+def _may_be_in_flight(ctx: ExtenderContext, raw: dict[str, Any]) -> bool:
+    """Could a predecessor have a Binding with GPUs in flight for this unbound pod? Yes unless it is
+    being deleted or surely asks for no GPUs (an unreadable request counts as yes)."""
+    if (raw.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    try:
+        return wants_gpus(ctx.requests.get(Pod.model_validate(raw)))
+    except (PodRequestError, ValueError):
+        return True
+
+
+async def wait_out_bindings(
+    ctx: ExtenderContext, pending: list[dict[str, Any]], *, since: float, poll: float = 0.05
+) -> None:
+    """`bind_intent: false`: wait until no Binding a predecessor sent can still commit, then until the
+    watch shows every pod that left the unbound list meanwhile (see the module docstring)."""
+    cache = ctx.cache
+    candidates = {
+        str((p.get("metadata") or {}).get("uid") or "") for p in pending if _may_be_in_flight(ctx, p)
+    }
+    candidates.discard("")
+    if not candidates:
+        return
+    until = since + commit_window_seconds(ctx.settings.bind_timeout_seconds, ctx.settings)
+    log.warning(
+        "%d unbound GPU pods at take-over and no bind intents (bind_intent: false): answering no verb "
+        "for %.0fs, until any Binding a previous process sent has committed or died",
+        len(candidates), until - cache.clock(),
+    )  # fmt: skip
+    while (left := until - cache.clock()) > 0:  # noqa: ASYNC110 -- a deadline on the cache clock
+        await asyncio.sleep(min(poll * 4, left))
+    still = {str((p.get("metadata") or {}).get("uid") or "") for p in await _list_pending(ctx)}
+    left_list = candidates - still  # bound (perhaps by a predecessor's Binding) or deleted since
+    while unseen := [uid for uid in left_list if cache.bound_node(uid) is None and not cache.pod_gone(uid)]:
+        log.debug("waiting for the watch to show %d pods bound or deleted", len(unseen))
+        await asyncio.sleep(poll)

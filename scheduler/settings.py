@@ -252,6 +252,16 @@ class SchedulerSettings(_Section):
         "etcd write proposed just before the deadline can still commit after it (etcd's own request "
         "timeout is 5 s + 2 election timeouts). Default 10.",
     )
+    bind_intent: bool = Field(
+        default=True,
+        description="Write `gpuplace.io/binding` on the pod before each Binding, so a process that "
+        "starts or takes over holds exactly the GPUs a Binding its predecessor sent may still claim "
+        "(scheduler/inflight.py). False: no write per pod (one API write fewer per bind); instead a "
+        "process that starts or takes over while unbound GPU pods exist answers no verb until every "
+        "Binding a predecessor may have sent has surely committed or died (bind_timeout_seconds + "
+        "apiserver_deadline_margin_seconds after it started leading; scheduler/README.md, 'Modes'). "
+        "Default true.",
+    )
     watch: WatchSettings = Field(default_factory=WatchSettings)
     gang: GangSettings = Field(default_factory=GangSettings)
     dra: DraSettings = Field(default_factory=DraSettings)

@@ -175,7 +175,7 @@ async def _attempt(args: ExtenderBindingArgs, ctx: ExtenderContext) -> ExtenderB
             cache.reserve(uid, args.pod_namespace, args.pod_name, placement)
         except (DoubleBookingError, KeyError) as e:
             return _fail(args, f"reservation failed: {e}")
-    return await _write_and_settle(args, ctx, placement)
+    return await _write_and_settle(args, ctx, placement, intent=ctx.settings.bind_intent)
 
 
 async def _bind_dra(

@@ -47,10 +47,13 @@ SETTINGS: dict[str, Any] = {
 class ProxiedGpuplace(GpuplaceServer):
     """`gpuplace serve` whose kubeconfig points at the fault proxy (same token, same CA)."""
 
-    def __init__(self, cp: ControlPlane, proxy: FaultProxy, **kwargs: Any) -> None:
+    def __init__(
+        self, cp: ControlPlane, proxy: FaultProxy, *, settings: dict[str, Any] = SETTINGS, **kwargs: Any
+    ) -> None:
         self.proxy = proxy
-        self.proxied_kubeconfig = cp.workdir / "kubeconfigs" / "gpuplace-faults-proxied.kubeconfig"
-        settings = {**SETTINGS, "kubernetes": {"kubeconfig": str(self.proxied_kubeconfig)}}
+        name = kwargs.get("name", "gpuplace")
+        self.proxied_kubeconfig = cp.workdir / "kubeconfigs" / f"{name}-proxied.kubeconfig"
+        settings = {**settings, "kubernetes": {"kubeconfig": str(self.proxied_kubeconfig)}}
         super().__init__(cp, settings=settings, **kwargs)
 
     def launch(self) -> None:
