@@ -13,8 +13,10 @@ kube-scheduler alone scoring every node (percentageOfNodesToScore 100, what depl
 configuration sets so that filter sees every node), kube-scheduler with gpuplace as extender exactly as
 deploy/scheduler configures it (filter, prioritize, bind over HTTPS, nodeCacheCapable, 100%), and the
 same with the default node sampling (separates the cost of scoring every node from the extender's),
-and, when asked for (`--runs ...,gpuplace-decisive`), a second gpuplace process with `decisive: true`
-(filter leaves one node, so kube-scheduler scores nothing; scheduler/README.md says what that gives up).
+and, when asked for (`--runs ...,gpuplace-decisive,gpuplace-no-intent`), more gpuplace processes with
+`decisive: true` (filter leaves one node, so kube-scheduler scores nothing) or `bind_intent: false` (no
+API write before each Binding); scheduler/README.md says what each gives up. `--pprof DIR` saves Go
+CPU profiles of kube-scheduler and kube-apiserver for each run (`go tool pprof -top FILE`).
 Every run uses
 clientConnection qps/burst 5000 so kube-scheduler's own client rate limit (default 50 QPS, which would
 cap the runs where kube-scheduler binds, not gpuplace) does not decide the result. Goal: gpuplace ≥ 0.8×
@@ -80,6 +82,20 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of proc(5)
 
 
+def fetch_pprof(url: str, token: str, ca_file: Path, out: Path, seconds: int) -> None:
+    """Save a Go CPU profile (`/debug/pprof/profile`) of a control-plane process; read it with
+    `go tool pprof -top FILE` (the profile carries its function names)."""
+    import ssl
+    import urllib.request
+
+    context = ssl.create_default_context(cafile=str(ca_file))
+    request = urllib.request.Request(f"{url}/debug/pprof/profile?seconds={seconds}",
+                                     headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    with urllib.request.urlopen(request, context=context, timeout=seconds + 30) as response:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(response.read())
+
+
 def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
     return {name: v for name, pid in pids.items() if (v := cpu_seconds(pid)) is not None}
 
@@ -113,7 +129,9 @@ def pod_sequence(n: int, seed: int = 7) -> list[dict[str, Any]]:
             continue
         gpus = 1 if roll < 0.6 else (2 if roll < 0.85 else 4)
         notes = {"gpuplace.io/nvlink": "required"} if gpus == 4 else None
-        pods.append(pod_manifest(name, gpus=gpus, cpu=str(2 * gpus), memory=f"{16 * gpus}Gi", annotations=notes))
+        pods.append(
+            pod_manifest(name, gpus=gpus, cpu=str(2 * gpus), memory=f"{16 * gpus}Gi", annotations=notes)
+        )
     return pods
 
 
@@ -180,9 +198,19 @@ async def create_nodes(cp: ControlPlane, n: int) -> None:
         await bounded([create_node(api, m) for m in node_manifests(n)])
 
 
-async def one_run(cp: ControlPlane, name: str, description: str, scheduler_config: dict[str, Any],
-                  pods: list[dict[str, Any]], console: Console, *, stall: float = 60.0,
-                  gp: GpuplaceServer | None = None, cpu_gp: GpuplaceServer | None = None) -> RunResult:
+async def one_run(
+    cp: ControlPlane,
+    name: str,
+    description: str,
+    scheduler_config: dict[str, Any],
+    pods: list[dict[str, Any]],
+    console: Console,
+    *,
+    stall: float = 60.0,
+    gp: GpuplaceServer | None = None,
+    cpu_gp: GpuplaceServer | None = None,
+    pprof: Path | None = None,
+) -> RunResult:
     namespace = f"bench-{name}"
     result = RunResult(name, description, len(pods))
     async with cp.api_client() as api:
@@ -191,7 +219,9 @@ async def one_run(cp: ControlPlane, name: str, description: str, scheduler_confi
         await core.create_namespace(ns)
         t = time.monotonic()
         await bounded([core.create_namespaced_pod(namespace, p) for p in pods])  # type: ignore[arg-type]
-        console.print(f"  \\[{name}] created {len(pods)} pods in {time.monotonic() - t:.1f}s; starting kube-scheduler")
+        console.print(
+            f"  \\[{name}] created {len(pods)} pods in {time.monotonic() - t:.1f}s; starting kube-scheduler"
+        )
         before = extender_latency(gp)
         watch = BindWatch(api, namespace)
         await watch.start()
@@ -199,8 +229,23 @@ async def one_run(cp: ControlPlane, name: str, description: str, scheduler_confi
         cpu_before = cpu_snapshot(pids)
         started = time.monotonic()
         config = {**scheduler_config, "clientConnection": dict(CLIENT)}
-        process = await asyncio.to_thread(cp.start_scheduler, config, name=f"kube-scheduler-{name}")
+        extra = (
+            ["--authorization-always-allow-paths=/healthz,/readyz,/livez,/debug/pprof/profile"]
+            if pprof
+            else []
+        )
+        process = await asyncio.to_thread(cp.start_scheduler, config, name=f"kube-scheduler-{name}",
+                                          extra_args=extra)  # fmt: skip
         pids["kube-scheduler"] = process.pid
+        profiles = []
+        if pprof is not None:  # the first 15 s of the run, from each Go process
+            targets = {
+                "kube-scheduler": f"https://127.0.0.1:{process.extra['port']}",
+                "kube-apiserver": cp.server,
+            }
+            profiles = [asyncio.create_task(asyncio.to_thread(fetch_pprof, url, cp.admin_token, cp.ca_file,
+                                                              pprof / f"{name}-{what}.pprof", 15))
+                        for what, url in targets.items()]  # fmt: skip
         cpu_before["kube-scheduler"] = 0.0  # a fresh process: its start-up is part of the window
         try:
             last_progress, last_count = time.monotonic(), 0
@@ -209,12 +254,21 @@ async def one_run(cp: ControlPlane, name: str, description: str, scheduler_confi
                 if len(watch.times) != last_count:
                     last_progress, last_count = time.monotonic(), len(watch.times)
                 elif time.monotonic() - last_progress > stall:
-                    waiting = next(p["metadata"]["name"] for p in pods if p["metadata"]["name"] not in watch.times)
+                    waiting = next(
+                        p["metadata"]["name"] for p in pods if p["metadata"]["name"] not in watch.times
+                    )
                     why = await pending_reason(api, namespace, waiting)
-                    console.print(f"  \\[{name}] [red]no progress for {stall:.0f}s at {last_count} bound; "
-                                  f"{waiting}: {why.text if why else 'no reason recorded'}[/red]")
+                    console.print(
+                        f"  \\[{name}] [red]no progress for {stall:.0f}s at {last_count} bound; "
+                        f"{waiting}: {why.text if why else 'no reason recorded'}[/red]"
+                    )
                     break
             cpu_after = cpu_snapshot(pids)
+            for task in profiles:
+                try:
+                    await task
+                except Exception as e:  # a profile is an extra: the run's figures stand without it
+                    console.print(f"  \\[{name}] [yellow]no CPU profile: {e!r}[/yellow]")
             result.cpu_seconds = {k: round(cpu_after[k] - cpu_before[k], 2) for k in pids
                                   if k in cpu_after and k in cpu_before}  # fmt: skip
         finally:
@@ -240,9 +294,11 @@ async def one_run(cp: ControlPlane, name: str, description: str, scheduler_confi
         await core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
         await wait_until(lambda: _empty(core, namespace), within=120, what=f"pods of {namespace} deleted")
         cpu = ", ".join(f"{k} {v:.1f}" for k, v in result.cpu_seconds.items())
-        console.print(f"  \\[{name}] {result.bound}/{len(pods)} bound, {result.pods_per_second:.1f} pods/s, "
-                      f"CPU s: {cpu}, "
-                      f"audit: {'ok' if verdict.ok else f'{len(verdict.problems)} problems'}")
+        console.print(
+            f"  \\[{name}] {result.bound}/{len(pods)} bound, {result.pods_per_second:.1f} pods/s, "
+            f"CPU s: {cpu}, "
+            f"audit: {'ok' if verdict.ok else f'{len(verdict.problems)} problems'}"
+        )
     return result
 
 
@@ -255,17 +311,22 @@ async def main_async(args: argparse.Namespace, console: Console) -> list[RunResu
     results: list[RunResult] = []
     # The static world (no kube-controller-manager, no kwok): thousands of nodes renewing kwok leases
     # would load the API server and the same 2 cores the scheduler is measured on.
-    with ControlPlane(lifecycle=False) as cp:
+    with ControlPlane(lifecycle=False, apiserver_args=["--profiling=true"] if args.pprof else ()) as cp:
         console.print(f"control plane {cp.server}; creating {args.nodes} nodes...")
         t = time.monotonic()
         await create_nodes(cp, args.nodes)
         console.print(f"  {args.nodes} nodes in {time.monotonic() - t:.1f}s")
         gp = await asyncio.to_thread(GpuplaceServer(cp, extender_https=not args.http).start)
-        decisive: GpuplaceServer | None = None
-        if "gpuplace-decisive" in args.runs.split(","):  # a second process: same code, `decisive: true`
-            decisive = await asyncio.to_thread(GpuplaceServer(
-                cp, name="gpuplace-decisive", extender_https=not args.http, register_webhook=False,
-                settings={"scheduler": {"decisive": True}}).start)  # fmt: skip
+        variants = {  # more gpuplace processes (same code), one per run asked for
+            "gpuplace-decisive": {"decisive": True},
+            "gpuplace-no-intent": {"bind_intent": False},
+        }
+        extra: dict[str, GpuplaceServer] = {}
+        for name, settings in variants.items():
+            if name in args.runs.split(","):
+                extra[name] = await asyncio.to_thread(GpuplaceServer(
+                    cp, name=name, extender_https=not args.http, register_webhook=False,
+                    settings={"scheduler": settings}).start)  # fmt: skip
         try:
             runs = {
                 "alone": ("kube-scheduler alone (defaults)", {}),
@@ -276,19 +337,22 @@ async def main_async(args: argparse.Namespace, console: Console) -> list[RunResu
                                      {k: v for k, v in gp.scheduler_config().items()
                                       if k != "percentageOfNodesToScore"}),
             }  # fmt: skip
-            if decisive is not None:
-                runs["gpuplace-decisive"] = ("kube-scheduler + gpuplace, decisive mode (no scoring)",
-                                             decisive.scheduler_config())  # fmt: skip
+            described = {
+                "gpuplace-decisive": "decisive mode (no scoring)",
+                "gpuplace-no-intent": "bind_intent: false (no write before each Binding)",
+            }
+            for name, server in extra.items():
+                runs[name] = (f"kube-scheduler + gpuplace, {described[name]}", server.scheduler_config())
             for round_, name in ((r, n) for r in range(args.repeat) for n in args.runs.split(",")):
                 description, config = runs[name]
-                server = decisive if name == "gpuplace-decisive" else gp
+                server = extra.get(name, gp)
                 results.append(await one_run(cp, f"{name}-{round_}", description, config, pods, console,
                                              gp=server if name.startswith("gpuplace") else None,
-                                             cpu_gp=server))  # fmt: skip
+                                             cpu_gp=server, pprof=args.pprof))  # fmt: skip
         finally:
             await asyncio.to_thread(gp.close)
-            if decisive is not None:
-                await asyncio.to_thread(decisive.close)
+            for server in extra.values():
+                await asyncio.to_thread(server.close)
     return results
 
 
@@ -296,15 +360,27 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--pods", type=int, default=2000)
-    ap.add_argument("--runs", default="alone,alone-100,gpuplace,gpuplace-sampled",
-                    help="comma list of: alone, alone-100, gpuplace, gpuplace-sampled, gpuplace-decisive")
+    ap.add_argument(
+        "--runs",
+        default="alone,alone-100,gpuplace,gpuplace-sampled",
+        help="comma list of: alone, alone-100, gpuplace, gpuplace-sampled, gpuplace-decisive, "
+        "gpuplace-no-intent",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="cycle through the runs this many times")
     ap.add_argument("--http", action="store_true", help="extender over plain HTTP instead of HTTPS")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--pprof",
+        type=Path,
+        metavar="DIR",
+        help="save 15 s Go CPU profiles of kube-scheduler and kube-apiserver per run into DIR",
+    )
     args = ap.parse_args(argv)
     console = Console(width=max(Console().width, 140))
     if not binaries.present():
-        console.print("building the local Kubernetes binaries (deploy/local/build.sh; minutes the first time)...")
+        console.print(
+            "building the local Kubernetes binaries (deploy/local/build.sh; minutes the first time)..."
+        )
         if binaries.build().returncode != 0:
             console.print("[red]deploy/local/build.sh failed[/red]")
             return 1
@@ -315,7 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     medians = summary(results)
     console.print("medians: " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()))
     load = os.getloadavg()
-    console.print(f"wall time {time.monotonic() - started:.0f}s; load average {load[0]:.1f} on {os.cpu_count()} cores")
+    console.print(
+        f"wall time {time.monotonic() - started:.0f}s; load average {load[0]:.1f} on {os.cpu_count()} cores"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"nodes": args.nodes, "pods": args.pods, "extender_https": not args.http,
                                     "cpus": os.cpu_count(), "load_average": load, "summary": medians,
