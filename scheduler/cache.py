@@ -111,7 +111,7 @@ class ClusterCache(Holdings, ReservationBook, DraModel, ListApply):
         self._live: set[str] = set()  # UIDs of pods seen and not finished (pending ones too)
         self.dra: DraState | None = None
         if settings.dra.enabled:
-            self.dra = DraState(settings.dra.drivers, pod_node=self.bound_node, pod_gone=self.pod_gone)
+            self.dra = DraState(settings.dra.drivers, pod_node=self.bound_node, pod_gone=self._pod_gone)
             self.synced |= {"resourceslices": False, "resourceclaims": False}
             self.last_event |= {"resourceslices": 0.0, "resourceclaims": 0.0}
 
@@ -232,7 +232,7 @@ class ClusterCache(Holdings, ReservationBook, DraModel, ListApply):
         ):
             self.dra_changed(self.dra.rebind(uid))
 
-    def pod_gone(self, uid: str) -> bool:
+    def _pod_gone(self, uid: str) -> bool:
         """Known deleted or finished: seen go, or absent from a complete pod list."""
         return self.synced["pods"] and uid not in self._live
 

@@ -37,11 +37,13 @@ Without intents (`bind_intent: false`: one API write fewer per pod). Nothing say
 predecessor's Binding names, so instead of holding them this process waits the Bindings out: if any
 unbound pod asks for GPUs when it takes over — a Binding can only commit for a pod unbound then — it
 answers no verb until `since + commit_window_seconds(bind_timeout_seconds)`, by which time every such
-Binding has committed or never will. It then lists the unbound pods again and waits until its watch
-has shown every one that left the list (bound or deleted) meanwhile, so the model it answers from has
-every Binding that committed. Nothing pending at take-over: no wait. The wait assumes the predecessor
-ran with the same bind_timeout_seconds (its `?timeout=`); intents a predecessor did write are held
-as above either way.
+Binding has committed or never will. It then lists the unbound pods again and reads each one that left
+the list meanwhile (bound or deleted) into its cache, so the model it answers from has every such
+Binding that committed, whether or not the watch has shown it yet. Nothing pending at take-over: no
+wait. The wait assumes the predecessor ran with the same bind_timeout_seconds (its `?timeout=`);
+intents a predecessor did write are held as above either way. Left to the watch, in both modes: a pod
+bound after this process's first pod list and before its take-over list, which the watch shows
+moments later (a watch lagging by more than that gap leaves its GPUs looking free meanwhile).
 """
 
 from __future__ import annotations
@@ -56,7 +58,6 @@ from placement_core import DoubleBookingError
 from scheduler.contract import RecordError, decode_intent
 from scheduler.leader import Role
 from scheduler.podreq import PodRequestError, wants_gpus
-from scheduler.requeue import requeue
 from scheduler.settings import SchedulerSettings
 from scheduler.wire import Pod
 
@@ -140,9 +141,6 @@ async def take_over(ctx: ExtenderContext, role: Role, *, poll: float = 0.05) -> 
     if not ctx.settings.bind_intent:
         await wait_out_bindings(ctx, pending, since=since, poll=poll)
     ctx.inherited = True
-    patch = getattr(ctx.binder, "patch_pod_annotations", None)
-    if patch is not None:  # the pods tried while this process could not answer (scheduler.requeue)
-        await requeue(await _list_pending(ctx), patch)
 
 
 async def _list_pending(ctx: ExtenderContext) -> list[dict[str, Any]]:
@@ -193,7 +191,35 @@ async def wait_out_bindings(
     while (left := until - cache.clock()) > 0:  # noqa: ASYNC110 -- a deadline on the cache clock
         await asyncio.sleep(min(poll * 4, left))
     still = {str((p.get("metadata") or {}).get("uid") or "") for p in await _list_pending(ctx)}
-    left_list = candidates - still  # bound (perhaps by a predecessor's Binding) or deleted since
-    while unseen := [uid for uid in left_list if cache.bound_node(uid) is None and not cache.pod_gone(uid)]:
-        log.debug("waiting for the watch to show %d pods bound or deleted", len(unseen))
-        await asyncio.sleep(poll)
+    for raw in pending:  # those that left the list were bound (perhaps by that Binding) or deleted
+        meta = raw.get("metadata") or {}
+        if meta.get("uid") in candidates and meta.get("uid") not in still:
+            await _read_into_cache(ctx, raw)
+
+
+async def _read_into_cache(ctx: ExtenderContext, listed: dict[str, Any]) -> None:
+    """Apply the pod's current state (a consistent GET) to the cache, so the model has a Binding that
+    committed before the watch shows it; a pod gone (404) or re-created under its name counts as
+    deleted. The watch later delivers the same state again, which changes nothing."""
+    meta = listed.get("metadata") or {}
+    delay = 0.2
+    while True:
+        try:
+            now = await ctx.binder.get_pod(str(meta.get("namespace")), str(meta.get("name")))
+            break
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.warning(
+                "reading pod %s/%s failed: %r; retrying in %.1fs",
+                meta.get("namespace"),
+                meta.get("name"),
+                e,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    if now is None or (now.get("metadata") or {}).get("uid") != meta.get("uid"):
+        ctx.cache.apply_pod("DELETED", listed)
+    else:
+        ctx.cache.apply_pod("MODIFIED", now)

@@ -70,8 +70,8 @@ async def test_a_restart_waits_out_a_dead_processs_binding_instead_of_reading_an
 ) -> None:
     """orphan's Binding waits in the proxy when gpuplace is SIGKILLed; no intent is on the pod. The
     next process answers no verb until the window is over; the Binding commits inside it; rival, created
-    meanwhile (tried while no gpuplace answered), is requeued by gpuplace once it is ready and refused
-    on orphan's GPUs instead of sharing them."""
+    meanwhile (tried while no gpuplace answered, then retried after kube-scheduler's backoff), is
+    refused on orphan's GPUs instead of sharing them."""
     mine = owner(namespace)
     node = await node_factory("hgx-h100", labels=mine, topology=True)
     body = gpu_pod("orphan", 8, mine)
@@ -112,8 +112,10 @@ async def test_a_restart_waits_out_a_dead_processs_binding_instead_of_reading_an
         await no_double_booking(k8s, namespace)
         assert not (await node_names(k8s, namespace)).get("rival"), "rival got orphan's GPUs"
         pending = await pending_reason(k8s, namespace, "rival")
-        seen.append(pending.condition_message if pending is not None else "")  # the condition: the latest verdict
-        # retried after the restart (gpuplace requeued it: its last try failed on the dead extender),
+        seen.append(
+            pending.condition_message if pending is not None else ""
+        )  # the condition: the latest verdict
+        # retried after the restart (an extender error puts a pod in backoff, not with the unschedulable),
         # and refused: by gpuplace, or by kube-scheduler's own fit once orphan shows bound
         return "needs 8 free GPUs; 0 free here" in seen[-1] or "Insufficient nvidia.com/gpu" in seen[-1]
 
