@@ -135,9 +135,7 @@ class Metrics(CacheHooks):
         # files/alerts.yaml) see them before the first error instead of "no data" (Prometheus'
         # instrumentation practice: initialise the label values you know).
         # the per-call series' children, looked up once (`labels()` costs a lock and a dict per call)
-        self.verb_latency = {
-            verb: self.latency.labels(verb) for verb in ("filter", "prioritize", "bind", "preempt")
-        }
+        self.verb_latency = {verb: self.latency.labels(verb) for verb in ("filter", "prioritize", "bind", "preempt")}
         for verb in self.verb_latency:
             self.errors.labels(verb)
         self._rejected: dict[int, Counter] = {}

@@ -141,11 +141,7 @@ def holding(cache: ClusterCache, pods: Sequence[Nominated]) -> Iterator[None]:
     state, taken = cache.state, []
     try:
         for p in pods:
-            if (
-                p.uid in state.allocations
-                or hold_uid(p.uid) in state.allocations
-                or p.node not in state.index
-            ):
+            if p.uid in state.allocations or hold_uid(p.uid) in state.allocations or p.node not in state.index:
                 continue  # counted already
             key = f"nominated/{p.uid}"
             state.allocate(key, cache.guess(p.node, p.req), check=False)

@@ -110,9 +110,7 @@ def test_managed_resources_are_the_catalog_in_one_place(helm: Path) -> None:
 
 def test_the_dra_marker_follows_the_webhook_setting(helm: Path) -> None:
     """One source: the marker kube-scheduler routes to gpuplace is the one the webhook writes."""
-    (entry,) = _extender_entries(
-        chart.helm_template(helm, "webhook.settings.dra.marker_resource=example.com/dra")
-    )
+    (entry,) = _extender_entries(chart.helm_template(helm, "webhook.settings.dra.marker_resource=example.com/dra"))
     assert entry["managedResources"][-1] == {"name": "example.com/dra", "ignoredByScheduler": True}
     (entry,) = _extender_entries(chart.helm_template(helm, "webhook.settings.dra.marker_resource=null"))
     assert all(r["ignoredByScheduler"] is False for r in entry["managedResources"])

@@ -14,9 +14,7 @@ from placement_core.topology import islands
 from scheduler.contract import Record, decode_record
 
 OWNER_LABEL = "e2e.gpuplace.io/owner"
-NodeFactory = Callable[
-    ..., Awaitable[str]
-]  # the conftest fixture: (preset, name=None, **node_manifest kwargs)
+NodeFactory = Callable[..., Awaitable[str]]  # the conftest fixture: (preset, name=None, **node_manifest kwargs)
 
 
 def owner(namespace: str) -> dict[str, str]:
@@ -52,9 +50,7 @@ def nvlink_islands(topology: dict[str, Any], gpus: tuple[int, ...]) -> list[list
     return islands(links, members)
 
 
-async def audit_namespaces(
-    k8s: client.ApiClient, *namespaces: str, require_records: bool = True
-) -> audit.Audit:
+async def audit_namespaces(k8s: client.ApiClient, *namespaces: str, require_records: bool = True) -> audit.Audit:
     pods = [p for ns in namespaces for p in await audit.list_raw(k8s, "pods", namespace=ns)]
     nodes = await audit.list_raw(k8s, "nodes")
     return audit.audit(pods, nodes, require_records=require_records)

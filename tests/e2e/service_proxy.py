@@ -35,9 +35,7 @@ class ServiceProxy:
         self.backends = list(backends)
         self.probe_interval = probe_interval
         self.ready: list[str] = []
-        self.connections: dict[str, int] = dict.fromkeys(
-            self.backends, 0
-        )  # new connections routed per backend
+        self.connections: dict[str, int] = dict.fromkeys(self.backends, 0)  # new connections routed per backend
         self.refused = 0  # connections that found no ready backend
         self.port = 0
         self._loop = asyncio.new_event_loop()

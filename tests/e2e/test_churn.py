@@ -133,9 +133,7 @@ async def test_churn_with_a_gpuplace_restart_never_double_books(
                            and p["status"]["phase"] == "Pending"]  # fmt: skip
     assert unbound_with_record == []
     ran = [p for p in pods if p["status"]["phase"] == "Succeeded"]
-    assert all(KEYS.gpus in (p["metadata"].get("annotations") or {}) for p in ran), (
-        "a pod ran without gpuplace"
-    )
+    assert all(KEYS.gpus in (p["metadata"].get("annotations") or {}) for p in ran), "a pod ran without gpuplace"
     for i in range(4):
         reason = await pending_reason(k8s, namespace, f"impossible-{i}")
         assert reason is not None and IMPOSSIBLE in reason.text, reason

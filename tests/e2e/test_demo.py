@@ -41,13 +41,8 @@ def test_live_demo_once(local_binaries: binaries.Binaries) -> None:
     assert len(job_pods) == 4 and all(cells[2] == "Succeeded" and cells[4] for cells in job_pods)
     _, _, _, node, gpus, _, _ = rows["mig-3g-a"]
     assert node.startswith("a100mig-") and re.fullmatch(r"GPU\d+/slot\d+ 3g\.40gb", gpus), gpus
-    assert (
-        rows["web-frontend"][3].startswith("cpu-") and rows["web-frontend"][4] == ""
-    )  # the GPU taint's work
+    assert rows["web-frontend"][3].startswith("cpu-") and rows["web-frontend"][4] == ""  # the GPU taint's work
     # Pending with gpuplace's reasons, on nodes that passed kube-scheduler's own filters (it alone would bind both).
     assert rows["embed-100gb"][2] == "Pending" and "needs GPUs with ≥ 100000 MiB" in rows["embed-100gb"][6]
-    assert (
-        rows["train-a100-8"][2] == "Pending"
-        and "GPU model is not one of A100-80GB" in rows["train-a100-8"][6]
-    )
+    assert rows["train-a100-8"][2] == "Pending" and "GPU model is not one of A100-80GB" in rows["train-a100-8"][6]
     assert "created 16 fake nodes" in out

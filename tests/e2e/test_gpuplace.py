@@ -104,9 +104,7 @@ async def test_only_gpu_pods_are_let_onto_gpu_nodes(
 
     names = [f"web-{i}" for i in range(4)]
     for name in names:
-        created = await create_pod(
-            k8s, namespace, pod_manifest(name, cpu="500m", memory="1Gi", node_selector=mine)
-        )
+        created = await create_pod(k8s, namespace, pod_manifest(name, cpu="500m", memory="1Gi", node_selector=mine))
         assert not any(t.key == GPU for t in created.spec.tolerations or [])
     placed = await wait_bound(k8s, namespace, names)
     assert set(placed.values()) == {cpu_node}
@@ -148,17 +146,12 @@ async def test_nvlink_required_pod_gets_an_island_or_waits_with_gpuplace_reason(
         await create_pod(k8s, namespace, pod_manifest(name, gpus=4, annotations=nvlink, node_selector=mine))
         assert (await wait_bound(k8s, namespace, [name]))[name] == v100
         record = await record_of(k8s, namespace, name)
-        assert len(nvlink_islands(topology, record.gpus)) == 1, (
-            f"{name} got {record.gpus}: not one NVLink island"
-        )
+        assert len(nvlink_islands(topology, record.gpus)) == 1, f"{name} got {record.gpus}: not one NVLink island"
 
     # The V100 is full; the A40 node has 8 free GPUs but no 4-GPU NVLink island: Pending, with gpuplace's reason.
     await create_pod(k8s, namespace, pod_manifest("ring-c", gpus=4, annotations=nvlink, node_selector=mine))
     pending = await wait_pending(
-        k8s,
-        namespace,
-        "ring-c",
-        contains="needs 4 NVLink-connected GPUs; largest NVLink island on this node is 2",
+        k8s, namespace, "ring-c", contains="needs 4 NVLink-connected GPUs; largest NVLink island on this node is 2"
     )
     assert pending.condition_reason == "Unschedulable"
     assert (await read_pod(k8s, namespace, "ring-c")).spec.node_name is None

@@ -82,9 +82,7 @@ async def test_inference_deployment_scales_up_and_down(
     terminating pods keep their GPUs until they are gone, then gpuplace shows one GPU allocated)."""
     mine = owner(namespace)
     node = await node_factory("hgx-h100", labels=mine, topology=True)
-    deployment = apps.inference_deployment(
-        replicas=2, gpus=1, node_selector=mine, termination_grace_seconds=3
-    )
+    deployment = apps.inference_deployment(replicas=2, gpus=1, node_selector=mine, termination_grace_seconds=3)
     async with AuditLoop(k8s, namespaces=[namespace]) as loop:
         await apps.create(k8s, namespace, deployment)
         for replicas in (2, 5, 1):
@@ -125,9 +123,7 @@ async def test_node_loss_moves_gpu_pods_elsewhere(
     doomed = {await node_factory("l4", labels=mine, topology=True) for _ in range(2)}
     deployment = apps.inference_deployment(replicas=2, node_selector=mine, termination_grace_seconds=3)
     await apps.create(k8s, namespace, deployment)
-    first = await wait_until(
-        lambda: _exactly_running(k8s, namespace, 2), within=60, what="2 Running replicas"
-    )
+    first = await wait_until(lambda: _exactly_running(k8s, namespace, 2), within=60, what="2 Running replicas")
     assert {p.spec.node_name for p in first} == doomed  # two 1-GPU nodes, two 1-GPU pods
     spares = {await node_factory("l4", labels=mine, topology=True) for _ in range(2)}
     deleted = next(p.spec.node_name for p in first)
@@ -137,13 +133,9 @@ async def test_node_loss_moves_gpu_pods_elsewhere(
         await core.delete_node(deleted)
         patch: Any = {"metadata": {"labels": {NOT_READY_LABEL: "true"}}}
         await core.patch_node(not_ready, patch)
-        await wait_until(
-            lambda: _tainted(core, not_ready), within=30, what=f"{NOT_READY_TAINT} on {not_ready}"
-        )
+        await wait_until(lambda: _tainted(core, not_ready), within=30, what=f"{NOT_READY_TAINT} on {not_ready}")
         moved = await wait_until(
-            lambda: _running_on(k8s, namespace, spares, 2),
-            within=150,
-            what="2 replicas Running on the spare nodes",
+            lambda: _running_on(k8s, namespace, spares, 2), within=150, what="2 replicas Running on the spare nodes"
         )
     assert len({p.spec.node_name for p in moved}) == 2
     assert all(_record(p)[0] in spares for p in moved)

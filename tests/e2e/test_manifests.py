@@ -23,11 +23,7 @@ pytestmark = pytest.mark.e2e
 
 FILES = [f for f in manifests.yaml_files() if f.objects]
 KUSTOMIZATIONS = sorted(
-    {
-        f.path.parent
-        for f in manifests.yaml_files()
-        if f.path.name in ("kustomization.yaml", "kustomization.yml")
-    }
+    {f.path.parent for f in manifests.yaml_files() if f.path.name in ("kustomization.yaml", "kustomization.yml")}
 )
 
 

@@ -35,16 +35,12 @@ SEQUENCE: list[tuple[int, str]] = [
 PACKING_NODES = 6
 
 
-async def _run_sequence(
-    k8s: client.ApiClient, namespace: str, node_factory: NodeFactory
-) -> dict[str, tuple[int, int]]:
+async def _run_sequence(k8s: client.ApiClient, namespace: str, node_factory: NodeFactory) -> dict[str, tuple[int, int]]:
     mine = owner(namespace)
     nodes = [await node_factory("hgx-h100", labels=mine, topology=True) for _ in range(PACKING_NODES)]
     for i, (gpus, cpu) in enumerate(SEQUENCE):
         name = f"job-{i:02d}"
-        await create_pod(
-            k8s, namespace, pod_manifest(name, gpus=gpus, cpu=cpu, memory="64Gi", node_selector=mine)
-        )
+        await create_pod(k8s, namespace, pod_manifest(name, gpus=gpus, cpu=cpu, memory="64Gi", node_selector=mine))
         await wait_bound(k8s, namespace, [name], within=60)
     pods = await audit.list_raw(k8s, "pods", namespace=namespace)
     all_nodes = [n for n in await audit.list_raw(k8s, "nodes") if n["metadata"]["name"] in nodes]
@@ -163,10 +159,8 @@ async def test_restart_mid_sequence_rebuilds_state_without_double_booking(
     nodes = list(await audit.list_raw(k8s, "nodes", label_selector=f"e2e.gpuplace.io/owner={namespace}"))
     use = audit.usage(await audit.list_raw(k8s, "pods", namespace=namespace), nodes)
     assert all(u == t for n, (u, t) in use.items() if n != mig_node), use
-    e2e_report(
-        f"restart: {len(second_names)} pods tried while gpuplace was down, none placed; after the "
-        f"restart all {result.gpu_pods} GPU pods placed, {capacity} whole GPUs full, no GPU double-booked"
-    )
+    e2e_report(f"restart: {len(second_names)} pods tried while gpuplace was down, none placed; after the "
+               f"restart all {result.gpu_pods} GPU pods placed, {capacity} whole GPUs full, no GPU double-booked")
 
 
 def gated(body: dict[str, Any]) -> dict[str, Any]:

@@ -21,11 +21,7 @@ from tests.e2e.helpers import NodeFactory, audit_namespaces, owner, record_of
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("gpuplace_scheduler")]
 
 HOSTNAME = "kubernetes.io/hostname"
-UNSCHEDULABLE_TOLERATION = {
-    "key": "node.kubernetes.io/unschedulable",
-    "operator": "Exists",
-    "effect": "NoSchedule",
-}
+UNSCHEDULABLE_TOLERATION = {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}
 
 
 async def test_cordoned_gpu_node_takes_a_pod_that_tolerates_unschedulable(
@@ -52,12 +48,7 @@ def _prefer(body: dict[str, Any], node: str) -> dict[str, Any]:
     body["spec"]["affinity"] = {
         "nodeAffinity": {
             "preferredDuringSchedulingIgnoredDuringExecution": [
-                {
-                    "weight": 100,
-                    "preference": {
-                        "matchExpressions": [{"key": HOSTNAME, "operator": "In", "values": [node]}]
-                    },
-                }
+                {"weight": 100, "preference": {"matchExpressions": [{"key": HOSTNAME, "operator": "In", "values": [node]}]}}
             ]
         }
     }
@@ -79,9 +70,7 @@ async def test_preferred_node_affinity_decides_between_near_equal_gpu_fits(
 
     # The load goes through gpuplace too, so its model holds it from the bind on (no watch race).
     for name, node, gpus in (("load-fuller", fuller, 6), ("load-near", near, 5)):
-        await create_pod(
-            k8s, namespace, pod_manifest(name, gpus=gpus, node_selector={**mine, HOSTNAME: node})
-        )
+        await create_pod(k8s, namespace, pod_manifest(name, gpus=gpus, node_selector={**mine, HOSTNAME: node}))
     await wait_bound(k8s, namespace, ["load-fuller", "load-near"])
 
     await create_pod(k8s, namespace, _prefer(pod_manifest("picky", gpus=1, node_selector=mine), near))

@@ -90,15 +90,10 @@ async def test_a_gpu_request_without_a_limit_is_refused_for_a_pod_as_the_apiserv
     requests_only = {"requests": {GPU: "2", "cpu": "1"}}
     with pytest.raises(ApiException) as job_refused:
         await client.BatchV1Api(k8s).create_namespaced_job(
-            namespace,
-            job_manifest(
-                f"j-{secrets.token_hex(2)}", completions=1, mode="NonIndexed", resources=requests_only
-            ),
+            namespace, job_manifest(f"j-{secrets.token_hex(2)}", completions=1, mode="NonIndexed", resources=requests_only)
         )
     assert job_refused.value.status == 422
-    assert (
-        "Limit must be set for non overcommitable resources" in json.loads(job_refused.value.body)["message"]
-    )
+    assert "Limit must be set for non overcommitable resources" in json.loads(job_refused.value.body)["message"]
 
     body = pod_manifest("bare")
     body["spec"]["containers"][0]["resources"] = requests_only

@@ -15,17 +15,13 @@ from gpuplace.localcluster import audit
 from gpuplace.localcluster.fake_nodes import node_manifest
 
 
-def bound(
-    name: str, node: str, *, gpus: int = 0, mig: str | None = None, record: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def bound(name: str, node: str, *, gpus: int = 0, mig: str | None = None, record: dict[str, Any] | None = None
+          ) -> dict[str, Any]:
     resource = f"nvidia.com/mig-{mig}" if mig else "nvidia.com/gpu"
     annotations = {"gpuplace.io/gpus": json.dumps({"v": 1, "node": node, **(record or {})})} if record else {}
     return {
         "metadata": {"name": name, "namespace": "t", "annotations": annotations},
-        "spec": {
-            "nodeName": node,
-            "containers": [{"name": "c", "resources": {"limits": {resource: str(gpus)}}}],
-        },
+        "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"limits": {resource: str(gpus)}}}]},
         "status": {"phase": "Pending"},
     }
 
@@ -74,9 +70,7 @@ def test_terminating_pods_hold_their_gpus_and_finished_ones_do_not() -> None:
     terminating = bound("old", "h", gpus=1, record={"gpus": [0]})
     terminating["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     newcomer = bound("new", "h", gpus=1, record={"gpus": [0]})
-    assert any(
-        "GPU 0 given to t/old and t/new" in p for p in audit.audit([terminating, newcomer], NODES).problems
-    )
+    assert any("GPU 0 given to t/old and t/new" in p for p in audit.audit([terminating, newcomer], NODES).problems)
     finished = {**bound("done", "h", gpus=1, record={"gpus": [0]}), "status": {"phase": "Succeeded"}}
     assert audit.audit([finished, newcomer], NODES).ok
 
@@ -103,14 +97,12 @@ def test_a_share_on_gpus_without_time_slicing_is_caught() -> None:
     """Without replicas the device plugin hands each pod a whole GPU, so a share record there is wrong
     even alone (gpuplace refuses such shares). The old audit checked only the 1000m sum per GPU."""
     share = {"gpus": [0], "milli": 500}
-    on_sliced = audit.audit(
-        [bound("a", "s", gpus=1, record=share), bound("b", "s", gpus=1, record=share)], [sliced("s")]
-    )
+    on_sliced = audit.audit([bound("a", "s", gpus=1, record=share), bound("b", "s", gpus=1, record=share)],
+                            [sliced("s")])
     assert on_sliced.ok, on_sliced.problems
     result = audit.audit([bound("a", "h", gpus=1, record=share)], NODES)
-    assert any(
-        "t/a: a 500m share of GPU 0 on h, whose GPUs are not time-sliced" in p for p in result.problems
-    ), result.problems
+    assert any("t/a: a 500m share of GPU 0 on h, whose GPUs are not time-sliced" in p for p in result.problems), (
+        result.problems)
 
 
 def test_gpu_demand_is_what_kube_scheduler_counts() -> None:
@@ -118,7 +110,6 @@ def test_gpu_demand_is_what_kube_scheduler_counts() -> None:
     containers plus sidecars (restartPolicy Always init containers), at least the peak of any init
     container plus the sidecars started before it. gpuplace books that count; the old audit summed the
     containers only and reported a correct 2-GPU record as wrong (and undercounted the node's totals)."""
-
     def gpu(n: int) -> dict[str, Any]:
         return {"limits": {"nvidia.com/gpu": str(n)}}
 

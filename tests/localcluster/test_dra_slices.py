@@ -39,9 +39,7 @@ def test_a_mig_gpu_is_announced_through_its_mig_devices_only() -> None:
     assert mig["attributes"]["type"] == {"string": "mig"}
     assert mig["attributes"]["profile"] == {"string": "3g.40gb"}
     assert mig["attributes"]["parentUUID"] == {"string": dra_slices.gpu_uuid("n1", 0)}
-    assert {k for k in mig["capacity"] if k.startswith("memorySlice")} == {
-        f"memorySlice{i}" for i in range(4)
-    }
+    assert {k for k in mig["capacity"] if k.startswith("memorySlice")} == {f"memorySlice{i}" for i in range(4)}
 
 
 def test_one_slice_per_node_owned_by_the_node() -> None:
@@ -57,10 +55,7 @@ def test_one_slice_per_node_owned_by_the_node() -> None:
 def test_device_classes_are_nvidias() -> None:
     gpu, mig = dra_slices.device_classes()
     assert gpu["spec"]["extendedResourceName"] == GPU_RESOURCE
-    assert (
-        "device.attributes['gpu.nvidia.com'].type == 'gpu'"
-        in gpu["spec"]["selectors"][0]["cel"]["expression"]
-    )
+    assert "device.attributes['gpu.nvidia.com'].type == 'gpu'" in gpu["spec"]["selectors"][0]["cel"]["expression"]
     assert mig["metadata"]["name"] == "mig.nvidia.com" and "extendedResourceName" not in mig["spec"]
 
 

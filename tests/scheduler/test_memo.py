@@ -165,11 +165,7 @@ def test_patched_rows_and_answers_equal_fresh_ones(decisive: bool) -> None:
             for ctx in (cached, plain):
                 ctx.cache.apply_pod("ADDED", p)
         else:  # a node's hardware changes (cordoned), or a node appears
-            n = (
-                o.node(rng.choice(names[:12]), unschedulable=True)
-                if rng.random() < 0.5
-                else o.node(f"x{step}")
-            )
+            n = o.node(rng.choice(names[:12]), unschedulable=True) if rng.random() < 0.5 else o.node(f"x{step}")
             for ctx in (cached, plain):
                 ctx.cache.apply_node("MODIFIED" if n["metadata"]["name"] in names else "ADDED", n)
             if n["metadata"]["name"] not in names:

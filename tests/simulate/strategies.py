@@ -41,9 +41,7 @@ def nodes(draw: st.DrawFn, max_nodes: int = 6, mode: str | None = None) -> Nodes
         k = G if mode == "roomy" else draw(st.integers(0, G))
         present[i, :k] = True
         model[i] = draw(st.integers(0, M - 1)) if k else -1
-        cpu_total[i] = draw(
-            st.sampled_from([64000, 96000] if mode == "roomy" else [8000, 16000, 64000, 96000])
-        )
+        cpu_total[i] = draw(st.sampled_from([64000, 96000] if mode == "roomy" else [8000, 16000, 64000, 96000]))
         mem_total[i] = draw(st.sampled_from([131072, 393216] if mode == "roomy" else [32768, 131072, 393216]))
         used = draw(st.integers(0, 4)) if mode == "roomy" else 0
         for g in range(k):
@@ -54,11 +52,8 @@ def nodes(draw: st.DrawFn, max_nodes: int = 6, mode: str | None = None) -> Nodes
             elif mode == "roomy":  # a few GPUs used or shared, the rest free
                 free[i, g] = draw(st.sampled_from([0, 500, 190])) if g < used else 1000
             else:
-                free[i, g] = (
-                    draw(st.sampled_from([0, 1000, 1000, 500, 190, 530]))
-                    if draw(st.booleans())
-                    else draw(st.integers(0, 100)) * 10
-                )
+                free[i, g] = draw(st.sampled_from([0, 1000, 1000, 500, 190, 530])) if draw(st.booleans()) else \
+                    draw(st.integers(0, 100)) * 10
         if mode == "empty":
             cpu_free[i], mem_free[i] = cpu_total[i], mem_total[i]
         elif mode == "full":
@@ -121,14 +116,8 @@ def typical(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
             milli.append(1000)
     allowed = np.array([[draw(st.booleans()) or draw(st.booleans()) for _ in range(M + 1)] for _ in range(t)])
     w = np.array([draw(st.integers(1, 10)) for _ in range(t)], np.float64)
-    return (
-        np.array(cpu, np.int64),
-        np.array(mem, np.int64),
-        np.array(count, np.int32),
-        np.array(milli, np.int32),
-        allowed.astype(np.bool_),
-        w / w.sum(),
-    )
+    return (np.array(cpu, np.int64), np.array(mem, np.int64), np.array(count, np.int32),
+            np.array(milli, np.int32), allowed.astype(np.bool_), w / w.sum())
 
 
 def note_scores(policy: int, req: tuple, scores: np.ndarray, reserved: np.ndarray) -> None:  # type: ignore[type-arg]

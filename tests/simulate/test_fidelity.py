@@ -23,14 +23,8 @@ from tests.simulate.conftest import require_openb
 DEVELOPED_ON, HELD_OUT = "42..51", "52..61"
 FGD_BAND = 0.14  # the seed spread of FGD's own 130 % allocation (std over seeds 42..51)
 # The paper's ranking, worst first (identical on all four traces).
-PAPER_ORDER = (
-    Policy.RANDOM,
-    Policy.DOT_PROD,
-    Policy.GPU_CLUSTERING,
-    Policy.GPU_PACKING,
-    Policy.BEST_FIT,
-    Policy.FGD,
-)
+PAPER_ORDER = (Policy.RANDOM, Policy.DOT_PROD, Policy.GPU_CLUSTERING, Policy.GPU_PACKING, Policy.BEST_FIT,
+               Policy.FGD)
 
 
 def test_a_missing_data_set_fails_in_ci(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,9 +42,7 @@ def test_a_missing_data_set_fails_in_ci(tmp_path: Path, monkeypatch: pytest.Monk
 @functools.cache
 def scenario(trace: str) -> Scenario:
     data = require_openb()
-    return Scenario(
-        read_nodes(data / "openb_node_list_gpu_node.csv"), read_pods(data / f"openb_pod_list_{trace}.csv")
-    )
+    return Scenario(read_nodes(data / "openb_node_list_gpu_node.csv"), read_pods(data / f"openb_pod_list_{trace}.csv"))
 
 
 @functools.cache

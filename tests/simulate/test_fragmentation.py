@@ -66,9 +66,8 @@ def test_full_and_gpu_less_nodes_have_no_fragmentation() -> None:
 def test_cluster_amount_and_rate() -> None:
     free = np.array([[1000, 1000, 300, 0], [0, 0, 0, 0]], np.int32)
     present = np.ones((2, 4), np.bool_)
-    amount, idle = cluster_frag(
-        free, present, np.array([10_000, 0]), np.array([200_000, 0]), np.array([0, 0], np.int32), *TP
-    )
+    amount, idle = cluster_frag(free, present, np.array([10_000, 0]), np.array([200_000, 0]),
+                                np.array([0, 0], np.int32), *TP)
     assert (amount, idle) == (pytest.approx(700), 2300)  # rate = 700 / 2300
 
 

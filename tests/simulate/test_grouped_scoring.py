@@ -38,68 +38,20 @@ def repeated(draw: st.DrawFn, mode: str | None = None) -> Nodes:
     if draw(st.booleans()):  # a GPU above 1000 free: slot order matters again
         free[0, 0] = 1500
     idx = np.array(rows)
-    return Nodes(
-        free,
-        present,
-        c.node_cpu_free[idx],
-        c.node_mem_free[idx],
-        c.node_cpu_total[idx],
-        c.node_mem_total[idx],
-        c.node_model[idx],
-        c.node_kinds[idx],
-    )
+    return Nodes(free, present, c.node_cpu_free[idx], c.node_mem_free[idx], c.node_cpu_total[idx],
+                 c.node_mem_total[idx], c.node_model[idx], c.node_kinds[idx])
 
 
 def row_by_row(args: tuple) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[type-arg]
     """`score_all` without the grouping: `node_score` on every row."""
-    (
-        policy,
-        free,
-        present,
-        cpu_free,
-        mem_free,
-        cpu_total,
-        mem_total,
-        model,
-        kinds,
-        cpu,
-        mem,
-        count,
-        milli,
-        allowed,
-        *tp,
-        max_cpu,
-        max_gpu,
-        quantize,
-        reserved,
-        big_gpus,
-        u,
-    ) = args
+    (policy, free, present, cpu_free, mem_free, cpu_total, mem_total, model, kinds, cpu, mem, count, milli,
+     allowed, *tp, max_cpu, max_gpu, quantize, reserved, big_gpus, u) = args
     n = free.shape[0]
     scores, gpus = np.empty(n), np.empty(n, np.int32)
     for i in range(n):
-        s, g = node_score(
-            policy,
-            free[i],
-            present[i],
-            cpu_free[i],
-            mem_free[i],
-            cpu_total[i],
-            mem_total[i],
-            model[i],
-            kinds[i],
-            np.nan,
-            cpu,
-            mem,
-            count,
-            milli,
-            allowed,
-            *tp,
-            max_cpu,
-            max_gpu,
-            quantize,
-            u[i],
-        )
+        s, g = node_score(policy, free[i], present[i], cpu_free[i], mem_free[i], cpu_total[i], mem_total[i],
+                          model[i], kinds[i], np.nan, cpu, mem, count, milli, allowed, *tp, max_cpu, max_gpu,
+                          quantize, u[i])
         if policy == Policy.GPUPLACE and reserved[i] and count < big_gpus and s > -np.inf:
             s -= RESERVE_PENALTY
         scores[i], gpus[i] = s, g
@@ -108,39 +60,17 @@ def row_by_row(args: tuple) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[ty
 
 @settings(max_examples=150, deadline=None)
 @given(st.sampled_from(FRAG_POLICIES), st.data(), requests(), typical(), st.booleans(), st.booleans())
-def test_grouped_scores_equal_row_by_row(
-    policy: Policy,
-    data: st.DataObject,
-    req: tuple,
-    tp: tuple,  # type: ignore[type-arg]
-    quantize: bool,
-    reserve: bool,
-) -> None:
+def test_grouped_scores_equal_row_by_row(policy: Policy, data: st.DataObject, req: tuple, tp: tuple,  # type: ignore[type-arg]
+                                         quantize: bool, reserve: bool) -> None:
     roomy = req[2] >= 2 and data.draw(st.integers(0, 2)) > 0  # multi-GPU requests mostly meet nodes they fit
     c = data.draw(repeated("roomy" if roomy else None))
     n = c.gpu_free_milli.shape[0]
     reserved = (np.arange(n) % 2 == 0) & reserve
     max_cpu = int(c.node_cpu_total.max(initial=1))
     max_gpu = max(1000, int(c.gpu_present.sum(axis=1).max(initial=0)) * 1000)
-    args = (
-        int(policy),
-        c.gpu_free_milli,
-        c.gpu_present,
-        c.node_cpu_free,
-        c.node_mem_free,
-        c.node_cpu_total,
-        c.node_mem_total,
-        c.node_model,
-        c.node_kinds,
-        *req,
-        *tp,
-        max_cpu,
-        max_gpu,
-        quantize,
-        reserved,
-        8,
-        np.zeros(n),
-    )
+    args = (int(policy), c.gpu_free_milli, c.gpu_present, c.node_cpu_free, c.node_mem_free, c.node_cpu_total,
+            c.node_mem_total, c.node_model, c.node_kinds, *req, *tp, max_cpu, max_gpu, quantize, reserved, 8,
+            np.zeros(n))
     s_kernel, g_kernel = score_all(*args)
     note_scores(int(policy), req, s_kernel, reserved)
     s_rows, g_rows = row_by_row(args)
@@ -154,15 +84,8 @@ def test_grouped_scores_equal_row_by_row(
 @settings(max_examples=150, deadline=None)
 @given(st.one_of(repeated(), nodes()))
 def test_group_states_equals_twin(c: Nodes) -> None:
-    args = (
-        c.gpu_free_milli,
-        c.gpu_present,
-        c.node_cpu_free,
-        c.node_mem_free,
-        c.node_cpu_total,
-        c.node_mem_total,
-        c.node_model,
-    )
+    args = (c.gpu_free_milli, c.gpu_present, c.node_cpu_free, c.node_mem_free, c.node_cpu_total,
+            c.node_mem_total, c.node_model)
     group, first = group_states(*args)
     group_twin, first_twin = group_states_twin(*args)
     np.testing.assert_array_equal(group, group_twin)

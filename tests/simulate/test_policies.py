@@ -40,23 +40,15 @@ CLUSTER = SimpleNamespace(
 KINDS = np.array([[1, 0, 0], [0, 0, 0]], np.int32)  # n0 hosts one share pod
 SHARE = Request(cpu_milli=2000, memory_mib=1000, gpu_count=1, gpu_milli=500, allowed=np.ones(2, np.bool_))
 # Typical pods: a 0.5-GPU share (1 core) and a whole GPU (1 core), half and half.
-TP = (
-    np.array([1000, 1000], np.int64),
-    np.zeros(2, np.int64),
-    np.array([1, 1], np.int32),
-    np.array([500, 1000], np.int32),
-    np.ones((2, 2), np.bool_),
-    np.array([0.5, 0.5]),
-)
+TP = (np.array([1000, 1000], np.int64), np.zeros(2, np.int64), np.array([1, 1], np.int32),
+      np.array([500, 1000], np.int32), np.ones((2, 2), np.bool_), np.array([0.5, 0.5]))
 
 
 def ctx(quantize: bool = False) -> Context:
     return Context(*TP, max_cpu=16000, max_gpu_milli=2000, quantize=quantize)
 
 
-def scores(
-    policy: Policy, quantize: bool = False, u: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def scores(policy: Policy, quantize: bool = False, u: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     return score_nodes(policy, CLUSTER, SHARE, ctx(quantize), node_kinds=KINDS, u=u)
 
 
@@ -127,16 +119,13 @@ def test_random() -> None:
 
 
 def test_infeasible_nodes_score_minus_infinity() -> None:
-    too_big = Request(
-        cpu_milli=12000, memory_mib=0, gpu_count=2, gpu_milli=1000, allowed=np.ones(2, np.bool_)
-    )
+    too_big = Request(cpu_milli=12000, memory_mib=0, gpu_count=2, gpu_milli=1000, allowed=np.ones(2, np.bool_))
     for p in Policy:
         s, _ = score_nodes(p, CLUSTER, too_big, ctx(), node_kinds=KINDS)
         assert s[0] == -math.inf, p  # n0: only one whole GPU free and 8 cores
         assert s[1] > -math.inf, p
-    wrong_model = Request(
-        cpu_milli=0, memory_mib=0, gpu_count=1, gpu_milli=1000, allowed=np.array([False, True])
-    )
+    wrong_model = Request(cpu_milli=0, memory_mib=0, gpu_count=1, gpu_milli=1000,
+                          allowed=np.array([False, True]))
     assert np.all(score_nodes(Policy.FGD, CLUSTER, wrong_model, ctx())[0] == -math.inf)
 
 
@@ -189,9 +178,7 @@ def test_whole_node_jobs_take_the_node_they_fill_best() -> None:
         node_mem_total=np.array([393216, 786432], np.int64),
         node_model=np.zeros(2, np.int32),
     )
-    eight = Request(
-        cpu_milli=88000, memory_mib=327680, gpu_count=8, gpu_milli=1000, allowed=np.ones(2, np.bool_)
-    )
+    eight = Request(cpu_milli=88000, memory_mib=327680, gpu_count=8, gpu_milli=1000, allowed=np.ones(2, np.bool_))
     s, _ = score_nodes(Policy.GPUPLACE, two, eight, Context(*TP, max_cpu=128000, max_gpu_milli=8000))
     assert int(np.argmax(s)) == 0  # the 96-core node; the 128-core one stays for jobs only it can host
 
@@ -206,45 +193,18 @@ def test_policy_names() -> None:
 
 
 @settings(max_examples=120, deadline=None)
-@given(
-    st.sampled_from([*Policy, Policy.GPUPLACE, Policy.GPUPLACE]),
-    ranked(),
-    typical(),
-    st.booleans(),
-    st.booleans(),
-)  # gpuplace three times as often: its reserve is a path of its own
-def test_kernel_equals_twin(
-    policy: Policy,
-    case: tuple[Nodes, tuple],
-    tp: tuple,
-    quantize: bool,  # type: ignore[type-arg]
-    reserve: bool,
-) -> None:
+@given(st.sampled_from([*Policy, Policy.GPUPLACE, Policy.GPUPLACE]), ranked(), typical(), st.booleans(),
+       st.booleans())  # gpuplace three times as often: its reserve is a path of its own
+def test_kernel_equals_twin(policy: Policy, case: tuple[Nodes, tuple], tp: tuple, quantize: bool,  # type: ignore[type-arg]
+                            reserve: bool) -> None:
     c, req = case
     n = c.gpu_free_milli.shape[0]
     reserved = (np.arange(n) % 2 == 0) & reserve
     u = np.linspace(0.05, 0.95, n) if n else np.zeros(0)
     max_cpu = int(c.node_cpu_total.max(initial=1))
     max_gpu = max(1000, int(c.gpu_present.sum(axis=1).max(initial=0)) * 1000)
-    args = (
-        int(policy),
-        c.gpu_free_milli,
-        c.gpu_present,
-        c.node_cpu_free,
-        c.node_mem_free,
-        c.node_cpu_total,
-        c.node_mem_total,
-        c.node_model,
-        c.node_kinds,
-        *req,
-        *tp,
-        max_cpu,
-        max_gpu,
-        quantize,
-        reserved,
-        8,
-        u,
-    )
+    args = (int(policy), c.gpu_free_milli, c.gpu_present, c.node_cpu_free, c.node_mem_free, c.node_cpu_total,
+            c.node_mem_total, c.node_model, c.node_kinds, *req, *tp, max_cpu, max_gpu, quantize, reserved, 8, u)
     s_kernel, g_kernel = score_all(*args)
     note_scores(int(policy), req, s_kernel, reserved)
     s_twin, g_twin = score_all_twin(*args)
@@ -267,22 +227,10 @@ def eight_gpu_pair(cpu_total: int, mem_total: int) -> SimpleNamespace:
 
 ONE_GPU = Request(cpu_milli=4000, memory_mib=16384, gpu_count=1, gpu_milli=1000, allowed=np.ones(2, np.bool_))
 # Typical pods needing 12 cores and 48 GiB per GPU: a share of 0.5 with 6 cores, and a whole GPU with 12.
-WITH_SHARES = (
-    np.array([6000, 12000], np.int64),
-    np.array([24576, 49152], np.int64),
-    np.array([1, 1], np.int32),
-    np.array([500, 1000], np.int32),
-    np.ones((2, 2), np.bool_),
-    np.array([0.5, 0.5]),
-)
-WHOLE_ONLY = (
-    np.array([12000], np.int64),
-    np.array([49152], np.int64),
-    np.array([1], np.int32),
-    np.array([1000], np.int32),
-    np.ones((1, 2), np.bool_),
-    np.array([1.0]),
-)
+WITH_SHARES = (np.array([6000, 12000], np.int64), np.array([24576, 49152], np.int64), np.array([1, 1], np.int32),
+               np.array([500, 1000], np.int32), np.ones((2, 2), np.bool_), np.array([0.5, 0.5]))
+WHOLE_ONLY = (np.array([12000], np.int64), np.array([49152], np.int64), np.array([1], np.int32),
+              np.array([1000], np.int32), np.ones((1, 2), np.bool_), np.array([1.0]))
 
 
 def gpuplace_choice(cluster: SimpleNamespace, tp: tuple) -> int:  # type: ignore[type-arg]

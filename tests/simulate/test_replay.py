@@ -59,15 +59,8 @@ def test_gpu_spec_cpu_and_memory_are_honoured(tiny: Scenario) -> None:
     metric = policy_context(Policy.FGD, cluster, tiny.pods)
     for policy in Policy:
         ev = timeline(tiny.pods)
-        run = run_seed(
-            policy,
-            cluster,
-            pods,
-            policy_context(policy, cluster, tiny.pods),
-            metric,
-            ev,
-            rng=np.random.default_rng(0),
-        )
+        run = run_seed(policy, cluster, pods, policy_context(policy, cluster, tiny.pods), metric, ev,
+                       rng=np.random.default_rng(0))
         assert run.node[2] == 0, policy  # p2 asks for a T4: only node a has them
         assert run.node[0] == 1, policy  # the 8-GPU pod fits only on b
         assert run.node[4] == -1, policy  # 90 cores while p0 holds 8 of b's 96 (a has 32): nowhere
@@ -97,29 +90,14 @@ def test_parse_seeds() -> None:
 def test_cli_writes_table_and_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     nodes, pods = write(tmp_path / "n.csv", NODES), write(tmp_path / "p.csv", PODS)
     out = tmp_path / "out"
-    code = main(
-        [
-            "--nodes",
-            str(nodes),
-            "--pods",
-            str(pods),
-            "--policy",
-            "FGD,gpuplace",
-            "--seeds",
-            "1..2",
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
+    code = main(["--nodes", str(nodes), "--pods", str(pods), "--policy", "FGD,gpuplace", "--seeds", "1..2",
+                 "--out", str(out), "--no-progress"])
     assert code == 0
     assert "gpuplace" in capsys.readouterr().out
     assert {p.name for p in out.iterdir()} == {"results.md", "results.json", "allocation.png"}
 
 
-def test_cli_errors_are_single_plain_lines_on_stderr(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_errors_are_single_plain_lines_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """People grep logs: an error is one unwrapped, uncoloured line on stderr, however long the path is."""
     deep = tmp_path / ("a-directory-name-long-enough-to-pass-any-console-width-" * 3)
     deep.mkdir()
@@ -129,8 +107,7 @@ def test_cli_errors_are_single_plain_lines_on_stderr(
     out, err = capsys.readouterr()
     assert out == ""
     assert err.splitlines() == [
-        f"gpuplace simulate: error: {pods}:2: pod q: a fractional share (gpu_milli=500) needs num_gpu=1, got 2"
-    ]
+        f"gpuplace simulate: error: {pods}:2: pod q: a fractional share (gpu_milli=500) needs num_gpu=1, got 2"]
     assert main(["--nodes", str(nodes), "--pods", str(pods), "--policy", "tetris"]) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("gpuplace simulate: error: ") and "tetris" in line and "\x1b" not in line

@@ -53,23 +53,16 @@ def _random_workload(rng: np.random.Generator, n: int) -> PodTable:
         if kind < 0.1:
             shapes.append((int(rng.integers(1, 16)), int(rng.integers(1, 64)), 0, 0))  # CPU-only
         elif kind < 0.5:
-            shapes.append(
-                (
-                    int(rng.integers(1, 12)),
-                    int(rng.integers(1, 48)),
-                    1,
-                    int(rng.choice([110, 230, 320, 470, 650, 810])),
-                )
-            )
+            shapes.append((int(rng.integers(1, 12)), int(rng.integers(1, 48)), 1,
+                           int(rng.choice([110, 230, 320, 470, 650, 810]))))
         else:
             g = int(rng.choice([1, 1, 1, 2, 4, 8]))
             shapes.append((g * int(rng.integers(2, 14)), g * int(rng.integers(4, 64)), g, WHOLE))
     return _pods(shapes)
 
 
-CLUSTER = _nodes(
-    [(8, 96, 512, "G2")] * 3 + [(4, 48, 256, "V100")] * 2 + [(2, 32, 128, "T4")] * 3 + [(1, 16, 64, "T4")] * 4
-)
+CLUSTER = _nodes([(8, 96, 512, "G2")] * 3 + [(4, 48, 256, "V100")] * 2 + [(2, 32, 128, "T4")] * 3
+                 + [(1, 16, 64, "T4")] * 4)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -84,16 +77,12 @@ def test_forced_pods_are_placed_and_the_bound_holds_for_every_policy(seed: int) 
     assert forced.any()
     cluster = Cluster.from_table(CLUSTER)
     arrays = PodArrays.build(pods, cluster.model_names)
-    metric = Context.build(
-        trace_typical_pods(pods), cluster.model_names, cluster.gpu_present, cluster.node_cpu_total
-    )
+    metric = Context.build(trace_typical_pods(pods), cluster.model_names, cluster.gpu_present, cluster.node_cpu_total)
     for policy in Policy:
         rng = np.random.default_rng(seed)
         events = arrivals(pods, capacity, 1.3, rng)
         assert np.array_equal(events.pod[: len(seq)], seq)
-        run = run_seed(
-            policy, cluster, arrays, policy_context(policy, cluster, pods), metric, events, rng=rng
-        )
+        run = run_seed(policy, cluster, arrays, policy_context(policy, cluster, pods), metric, events, rng=rng)
         unplaced = [int(k) for k in np.nonzero(forced & (run.node[: len(seq)] < 0))[0]]
         assert not unplaced, f"{policy.label} left forced arrivals {unplaced} unplaced"
         allocated = float(run.used_milli[len(seq)])

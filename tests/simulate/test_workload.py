@@ -27,11 +27,7 @@ def test_most_frequent_shapes_until_coverage() -> None:
 
 
 def test_ties_go_to_the_larger_cpu_and_memory_is_optional() -> None:
-    pods = (
-        [PodShape(1000, 1, 500, None, 10)] * 2
-        + [PodShape(3000, 1, 500)] * 2
-        + [PodShape(1000, 1, 500, None, 20)]
-    )
+    pods = [PodShape(1000, 1, 500, None, 10)] * 2 + [PodShape(3000, 1, 500)] * 2 + [PodShape(1000, 1, 500, None, 20)]
     assert typical_pods(pods, coverage=0.3, with_memory=True).shapes()[0][0].cpu_milli == 3000  # 2 vs 2
     without = typical_pods(pods)  # memory ignored: the 1000-milli-CPU pods are one shape of 3
     assert [(s.cpu_milli, s.memory_mib) for s, _ in without.shapes()] == [(1000, 0), (3000, 0)]

@@ -29,9 +29,7 @@ PODGROUP = obj("scheduling.volcano.sh/v1beta1", "PodGroup", "vc", {"minMember": 
 class GatedOwners(DictOwners):
     """DictOwners whose reads wait until `release` is set, counting reads in flight at once."""
 
-    def __init__(
-        self, objects: list[Object], *, wait_for: int | None = None, never: Collection[str] = ()
-    ) -> None:
+    def __init__(self, objects: list[Object], *, wait_for: int | None = None, never: Collection[str] = ()) -> None:
         super().__init__(objects)
         self.release = asyncio.Event()
         self.in_flight = 0
@@ -39,9 +37,7 @@ class GatedOwners(DictOwners):
         self.wait_for = wait_for
         self.never = never
 
-    async def get_owner(
-        self, api_version: str, kind: str, namespace: str, name: str, **kwargs: Any
-    ) -> Object | None:
+    async def get_owner(self, api_version: str, kind: str, namespace: str, name: str, **kwargs: Any) -> Object | None:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         if self.wait_for is not None and self.in_flight >= self.wait_for:

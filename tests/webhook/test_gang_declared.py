@@ -17,11 +17,7 @@ async def test_explicit_name_and_size() -> None:
     result = await run(gpu_pod(annotations={NAME: "llm", SIZE: "8"}))
     assert gang(result) == ("llm", "8")
     assert {"op": "add", "path": "/metadata/labels", "value": {GANG_LABEL: "llm"}} in result.patch
-    assert {
-        "op": "add",
-        "path": f"/metadata/annotations/{MIN_MEMBER.replace('/', '~1')}",
-        "value": "8",
-    } in result.patch
+    assert {"op": "add", "path": f"/metadata/annotations/{MIN_MEMBER.replace('/', '~1')}", "value": "8"} in result.patch
 
 
 async def test_explicit_name_alone_labels_without_size() -> None:
@@ -50,9 +46,7 @@ async def test_invalid_explicit_name_is_denied(value: str) -> None:
     assert result.message.startswith(f"gpuplace.io/gang-name={value!r} is not a valid label value")
 
 
-async def test_explicit_name_beside_a_scheduler_plugins_label_is_gpuplace_s_name_and_the_label_stays() -> (
-    None
-):
+async def test_explicit_name_beside_a_scheduler_plugins_label_is_gpuplace_s_name_and_the_label_stays() -> None:
     result = await run(gpu_pod(labels={GROUP: "theirs"}, annotations={NAME: "mine"}))
     assert result.allowed and gang(result)[0] == "mine"
     assert result.pod["metadata"]["labels"][GROUP] == "theirs"

@@ -51,9 +51,7 @@ async def test_a_recreated_jobset_is_read_again(apiserver: Any, client: ApiClien
     assert fake.paths == [JOBSET_PATH, JOBSET_PATH]
 
 
-async def test_a_resized_jobset_is_read_again_and_an_unchanged_one_is_not(
-    apiserver: Any, client: ApiClient
-) -> None:
+async def test_a_resized_jobset_is_read_again_and_an_unchanged_one_is_not(apiserver: Any, client: ApiClient) -> None:
     fake: FakeApiserver = apiserver[0]
     owners = reader(client)
     fake.objects[JOBSET_PATH] = jobset("u1", 2)
@@ -148,21 +146,13 @@ def pytorchjob(workers: int) -> dict[str, Any]:
 
 
 def pytorch_pod(index: int) -> dict[str, Any]:
-    labels = {
-        "training.kubeflow.org/replica-type": "worker",
-        "training.kubeflow.org/replica-index": str(index),
-    }
+    labels = {"training.kubeflow.org/replica-type": "worker", "training.kubeflow.org/replica-index": str(index)}
     return gpu_pod(labels=labels, owners=[owner_ref("PyTorchJob", "ddp", api_version="kubeflow.org/v1")])
 
 
-async def test_a_pytorchjob_scaled_up_is_read_again_when_a_pod_has_a_replica_index_the_cached_spec_lacks() -> (
-    None
-):
+async def test_a_pytorchjob_scaled_up_is_read_again_when_a_pod_has_a_replica_index_the_cached_spec_lacks() -> None:
     owners = StaleOwners([pytorchjob(2)], [pytorchjob(4)])
-    assert gang(await run(pytorch_pod(1), owners=owners)) == (
-        "pytorchjob_ddp",
-        "2",
-    )  # nothing says it changed
+    assert gang(await run(pytorch_pod(1), owners=owners)) == ("pytorchjob_ddp", "2")  # nothing says it changed
     assert owners.refreshes == []
     assert gang(await run(pytorch_pod(3), owners=owners)) == ("pytorchjob_ddp", "4")
     assert len(owners.refreshes) == 1

@@ -76,11 +76,9 @@ async def test_reinvocation_after_the_owner_changed_follows_the_owner_instead_of
     second = await run(first.pod, owners=DictOwners([indexed_job(8)]))
     assert second.allowed, second.message
     assert gang(second) == ("job_train", "8")
-    assert {
-        "op": "replace",
-        "path": f"/metadata/annotations/{MIN_MEMBER.replace('/', '~1')}",
-        "value": "8",
-    } in (second.patch)
+    assert {"op": "replace", "path": f"/metadata/annotations/{MIN_MEMBER.replace('/', '~1')}", "value": "8"} in (
+        second.patch
+    )
 
 
 async def test_reinvocation_that_cannot_read_the_owner_keeps_the_earlier_answer() -> None:
@@ -90,8 +88,6 @@ async def test_reinvocation_that_cannot_read_the_owner_keeps_the_earlier_answer(
 
 
 async def test_a_user_size_that_contradicts_the_owner_is_still_denied() -> None:
-    result = await run(
-        job_pod(annotations={"gpuplace.io/gang-size": "16"}), owners=DictOwners([indexed_job(8)])
-    )
+    result = await run(job_pod(annotations={"gpuplace.io/gang-size": "16"}), owners=DictOwners([indexed_job(8)]))
     assert not result.allowed and "contradictory sizes" in result.message
     assert NS in result.message

@@ -45,32 +45,20 @@ async def test_jobset_counts_only_its_gpu_replicated_jobs() -> None:
         JOBSET,
         "JobSet",
         "llm",
-        {
-            "replicatedJobs": [
-                rjob("workers", 2, 4, GPU),
-                rjob("coordinator", 1, 1, CPU),
-                rjob("eval", 3, 1, MIG),
-            ]
-        },
+        {"replicatedJobs": [rjob("workers", 2, 4, GPU), rjob("coordinator", 1, 1, CPU), rjob("eval", 3, 1, MIG)]},
     )
     result = await run(jobset_pod("workers"), owners=DictOwners([js]))
     assert gang(result) == ("jobset_llm", "11")  # 2×4 workers + 3 eval; the CPU coordinator never arrives
 
 
 async def test_a_cpu_replicated_job_of_any_shape_does_not_stop_the_gpu_gang() -> None:
-    queue = {
-        "name": "loader",
-        "replicas": 1,
-        "template": {"spec": {"parallelism": 2, "completions": 50, "template": CPU}},
-    }
+    queue = {"name": "loader", "replicas": 1, "template": {"spec": {"parallelism": 2, "completions": 50, "template": CPU}}}
     js = obj(JOBSET, "JobSet", "llm", {"replicatedJobs": [rjob("workers", 2, 2, GPU), queue]})
     assert gang(await run(jobset_pod("workers"), owners=DictOwners([js]))) == ("jobset_llm", "4")
 
 
 async def test_a_jobset_with_one_gpu_pod_is_no_gang() -> None:
-    js = obj(
-        JOBSET, "JobSet", "llm", {"replicatedJobs": [rjob("workers", 1, 1, GPU), rjob("cpu", 4, 1, CPU)]}
-    )
+    js = obj(JOBSET, "JobSet", "llm", {"replicatedJobs": [rjob("workers", 1, 1, GPU), rjob("cpu", 4, 1, CPU)]})
     assert gang(await run(jobset_pod("workers"), owners=DictOwners([js]))) == (None, None)
 
 
@@ -87,12 +75,7 @@ def lws_pod(worker: str) -> dict[str, Any]:
 
 
 async def test_a_cpu_leaderworkerset_leader_is_not_counted() -> None:
-    lws = obj(
-        LWS,
-        "LeaderWorkerSet",
-        "serve",
-        {"leaderWorkerTemplate": {"size": 4, "leaderTemplate": CPU, "workerTemplate": GPU}},
-    )
+    lws = obj(LWS, "LeaderWorkerSet", "serve", {"leaderWorkerTemplate": {"size": 4, "leaderTemplate": CPU, "workerTemplate": GPU}})
     assert gang(await run(lws_pod("2"), owners=DictOwners([lws]))) == ("lws_serve_0", "3")
 
 
@@ -102,12 +85,7 @@ async def test_a_leaderworkerset_without_a_leader_template_uses_the_worker_templ
 
 
 async def test_gpu_leader_with_cpu_workers_is_no_gang() -> None:
-    lws = obj(
-        LWS,
-        "LeaderWorkerSet",
-        "serve",
-        {"leaderWorkerTemplate": {"size": 4, "leaderTemplate": GPU, "workerTemplate": CPU}},
-    )
+    lws = obj(LWS, "LeaderWorkerSet", "serve", {"leaderWorkerTemplate": {"size": 4, "leaderTemplate": GPU, "workerTemplate": CPU}})
     assert gang(await run(lws_pod("0"), owners=DictOwners([lws]))) == (None, None)
 
 
@@ -119,10 +97,7 @@ PYTORCH_LABELS = {
 
 
 def pytorchjob(**spec: Any) -> dict[str, Any]:
-    replicas = {
-        "Master": {"replicas": 1, "template": CPU},
-        "Worker": {"replicas": 4, "template": GPU_IN_INIT},
-    }
+    replicas = {"Master": {"replicas": 1, "template": CPU}, "Worker": {"replicas": 4, "template": GPU_IN_INIT}}
     return obj("kubeflow.org/v1", "PyTorchJob", "ddp", {"pytorchReplicaSpecs": replicas, **spec})
 
 
@@ -130,10 +105,7 @@ def pytorchjob(**spec: Any) -> dict[str, Any]:
     ("spec", "size"),
     [
         ({}, "4"),  # the CPU Master never arrives
-        (
-            {"runPolicy": {"schedulingPolicy": {"minAvailable": 5}}},
-            "4",
-        ),  # 5 pods, of which 1 is the CPU Master
+        ({"runPolicy": {"schedulingPolicy": {"minAvailable": 5}}}, "4"),  # 5 pods, of which 1 is the CPU Master
         ({"runPolicy": {"schedulingPolicy": {"minAvailable": 3}}}, "2"),
         ({"runPolicy": {"schedulingPolicy": {"minAvailable": 2}}}, None),  # one GPU pod suffices: no gang
         ({"elasticPolicy": {"minReplicas": 3, "maxReplicas": 8}}, "2"),
@@ -148,14 +120,6 @@ async def test_pytorchjob_counts_only_replica_types_with_gpus(spec: dict[str, An
 async def test_extra_resources_count_as_gpus_in_templates() -> None:
     settings = WebhookSettings(extra_resources=("nvidia.com/gpu.shared",))
     shared = template({"nvidia.com/gpu.shared": "1"})
-    js = obj(
-        JOBSET,
-        "JobSet",
-        "llm",
-        {"replicatedJobs": [rjob("workers", 2, 2, GPU), rjob("shared", 2, 1, shared)]},
-    )
-    assert gang(await run(jobset_pod("workers"), settings=settings, owners=DictOwners([js]))) == (
-        "jobset_llm",
-        "6",
-    )
+    js = obj(JOBSET, "JobSet", "llm", {"replicatedJobs": [rjob("workers", 2, 2, GPU), rjob("shared", 2, 1, shared)]})
+    assert gang(await run(jobset_pod("workers"), settings=settings, owners=DictOwners([js]))) == ("jobset_llm", "6")
     assert gang(await run(jobset_pod("workers"), owners=DictOwners([js]))) == ("jobset_llm", "4")

@@ -57,10 +57,7 @@ async def test_job_found_by_label_when_there_is_no_owner_reference() -> None:
         ({**indexed(4), "completions": None}, None),
         ({**indexed(4), "completions": 8}, None),
         ({**indexed(4), "completions": 2}, None),
-        (
-            indexed(4, template={"spec": {**GPU_TEMPLATE["spec"], "schedulingGroup": {"podGroupName": "g"}}}),
-            None,
-        ),
+        (indexed(4, template={"spec": {**GPU_TEMPLATE["spec"], "schedulingGroup": {"podGroupName": "g"}}}), None),
         ({**indexed(4), "parallelism": "x"}, None),
         ({**indexed(4), "parallelism": True, "completions": True}, None),
     ],
@@ -84,9 +81,7 @@ async def test_jobs_are_gangs_exactly_when_upstream_is_gang_scheduling_candidate
     spec: dict[str, Any], expected: str | None
 ) -> None:
     """The cases of upstream's TestIsGangSchedulingCandidate (pkg/controller/job/util/utils_test.go, v1.36.3)."""
-    result = await run(
-        job_pod(), owners=DictOwners([job(**{k: v for k, v in spec.items() if v is not None})])
-    )
+    result = await run(job_pod(), owners=DictOwners([job(**{k: v for k, v in spec.items() if v is not None})]))
     assert gang(result) == (("job_train", expected) if expected else (None, None))
 
 
@@ -160,19 +155,12 @@ async def test_unreadable_jobset_does_not_fall_back_to_its_child_job() -> None:
 
 async def test_jobset_with_a_work_queue_job_is_not_a_gang() -> None:
     js = jobset()
-    js["spec"]["replicatedJobs"][1]["template"]["spec"] = {
-        "parallelism": 2,
-        "completions": 100,
-        "template": GPU_TEMPLATE,
-    }
+    js["spec"]["replicatedJobs"][1]["template"]["spec"] = {"parallelism": 2, "completions": 100, "template": GPU_TEMPLATE}
     assert gang(await run(jobset_pod(), owners=DictOwners([js]))) == (None, None)
 
 
 def pytorchjob(**spec: Any) -> dict[str, Any]:
-    replicas = {
-        "Master": {"replicas": 1, "template": GPU_TEMPLATE},
-        "Worker": {"replicas": 3, "template": GPU_TEMPLATE},
-    }
+    replicas = {"Master": {"replicas": 1, "template": GPU_TEMPLATE}, "Worker": {"replicas": 3, "template": GPU_TEMPLATE}}
     return obj("kubeflow.org/v1", "PyTorchJob", "ddp", {"pytorchReplicaSpecs": replicas, **spec})
 
 
@@ -283,9 +271,7 @@ async def test_long_workload_names_are_shortened_to_label_values() -> None:
     owners = DictOwners([obj(LWS, "LeaderWorkerSet", name, {"leaderWorkerTemplate": lws_template(2)})])
     labels = {"leaderworkerset.sigs.k8s.io/name": name, "leaderworkerset.sigs.k8s.io/group-index": "100"}
     label, size = gang(await run(gpu_pod(labels=labels), owners=owners))
-    assert (
-        size == "2" and label is not None and len(label) <= 63 and label.startswith("lws_" + "x" * 48 + "-")
-    )
+    assert size == "2" and label is not None and len(label) <= 63 and label.startswith("lws_" + "x" * 48 + "-")
 
 
 async def test_gang_names_are_unique_per_owner() -> None:
@@ -302,18 +288,11 @@ async def test_gang_names_are_unique_per_owner() -> None:
     pytorch_pod = gpu_pod(owners=[owner_ref("PyTorchJob", "train", api_version="kubeflow.org/v1")])
     as_pytorch = gang(await run(pytorch_pod, owners=owners))[0]
 
-    in_order = {
-        "startupPolicy": {"startupPolicyOrder": "InOrder"},
-        "replicatedJobs": [{"name": "b", "replicas": 2, "template": {"spec": {"template": GPU_TEMPLATE}}}],
-    }
+    in_order = {"startupPolicy": {"startupPolicyOrder": "InOrder"}, "replicatedJobs": [{"name": "b", "replicas": 2, "template": {"spec": {"template": GPU_TEMPLATE}}}]}
     owners.add(obj(JOBSET, "JobSet", "a", in_order))
     owners.add(obj(JOBSET, "JobSet", "a-b", {"replicatedJobs": in_order["replicatedJobs"]}))
-    jobset_a = gpu_pod(
-        labels={"jobset.sigs.k8s.io/jobset-name": "a", "jobset.sigs.k8s.io/replicatedjob-name": "b"}
-    )
-    jobset_ab = gpu_pod(
-        labels={"jobset.sigs.k8s.io/jobset-name": "a-b", "jobset.sigs.k8s.io/replicatedjob-name": "b"}
-    )
+    jobset_a = gpu_pod(labels={"jobset.sigs.k8s.io/jobset-name": "a", "jobset.sigs.k8s.io/replicatedjob-name": "b"})
+    jobset_ab = gpu_pod(labels={"jobset.sigs.k8s.io/jobset-name": "a-b", "jobset.sigs.k8s.io/replicatedjob-name": "b"})
     names = [
         as_job,
         as_pytorch,

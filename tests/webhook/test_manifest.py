@@ -39,9 +39,7 @@ def test_policy_values(hook: dict[str, Any]) -> None:
     # (bench/webhook_latency.py). Keep at least half of timeoutSeconds as margin.
     assert settings.gang_lookup_budget_seconds <= hook["timeoutSeconds"] / 2
     # A claim pod's claims are resolved first (their own budget), then its gang: both inside the timeout.
-    assert (
-        settings.gang_lookup_budget_seconds + settings.dra.lookup_budget_seconds <= hook["timeoutSeconds"] - 2
-    )
+    assert settings.gang_lookup_budget_seconds + settings.dra.lookup_budget_seconds <= hook["timeoutSeconds"] - 2
 
 
 def test_only_pod_creation_in_user_namespaces(hook: dict[str, Any]) -> None:
@@ -82,9 +80,7 @@ def test_match_condition_names_every_managed_resource_form(hook: dict[str, Any])
     assert expression.count(f"r == '{settings.gpu_resource}'") == 4
     assert expression.count(f"r.startsWith('{settings.mig_resource_prefix}')") == 4
     assert expression.count(f"r.startsWith('{IMPLICIT_EXTENDED_RESOURCE_PREFIX}')") == 4
-    assert expression.startswith(
-        "(has(object.spec.resourceClaims) && object.spec.resourceClaims.size() > 0) || "
-    )
+    assert expression.startswith("(has(object.spec.resourceClaims) && object.spec.resourceClaims.size() > 0) || ")
     for field in (
         "object.spec.containers.exists(",
         "object.spec.initContainers.exists(",

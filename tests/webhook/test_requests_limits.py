@@ -80,7 +80,6 @@ async def test_every_conflict_is_reported_including_init_containers() -> None:
         init=[container("warmup", requests={"nvidia.com/gpu": "1"}, limits={"nvidia.com/gpu": "8"})],
     )
     result = await run(p)
-
     def fix(resource: str, request: str) -> str:
         return (
             f"; GPU requests must equal limits: set limits {resource}: {request} to keep the request, "
@@ -91,8 +90,7 @@ async def test_every_conflict_is_reported_including_init_containers() -> None:
         [
             'init container "warmup": nvidia.com/gpu requests 1 but limits 8' + fix("nvidia.com/gpu", "1"),
             'container "a": nvidia.com/gpu requests 1 but limits 2' + fix("nvidia.com/gpu", "1"),
-            'container "b": nvidia.com/mig-1g.10gb requests 3 but limits 1'
-            + fix("nvidia.com/mig-1g.10gb", "3"),
+            'container "b": nvidia.com/mig-1g.10gb requests 3 but limits 1' + fix("nvidia.com/mig-1g.10gb", "3"),
         ]
     )
 

@@ -111,9 +111,7 @@ async def test_files_changing_during_a_load_never_break_the_served_certificate(
 
     def racing_load(self: ssl.SSLContext, certfile: Any, keyfile: Any = None, password: Any = None) -> None:
         real_load(self, certfile, keyfile, password)
-        cert_file.write_bytes(
-            next_cert.read_bytes()
-        )  # the next rotation's certificate, its key not yet there
+        cert_file.write_bytes(next_cert.read_bytes())  # the next rotation's certificate, its key not yet there
 
     with monkeypatch.context() as patched:
         patched.setattr(ssl.SSLContext, "load_cert_chain", racing_load)
