@@ -129,9 +129,7 @@ def pod_sequence(n: int, seed: int = 7) -> list[dict[str, Any]]:
             continue
         gpus = 1 if roll < 0.6 else (2 if roll < 0.85 else 4)
         notes = {"gpuplace.io/nvlink": "required"} if gpus == 4 else None
-        pods.append(
-            pod_manifest(name, gpus=gpus, cpu=str(2 * gpus), memory=f"{16 * gpus}Gi", annotations=notes)
-        )
+        pods.append(pod_manifest(name, gpus=gpus, cpu=str(2 * gpus), memory=f"{16 * gpus}Gi", annotations=notes))
     return pods
 
 
@@ -198,19 +196,10 @@ async def create_nodes(cp: ControlPlane, n: int) -> None:
         await bounded([create_node(api, m) for m in node_manifests(n)])
 
 
-async def one_run(
-    cp: ControlPlane,
-    name: str,
-    description: str,
-    scheduler_config: dict[str, Any],
-    pods: list[dict[str, Any]],
-    console: Console,
-    *,
-    stall: float = 60.0,
-    gp: GpuplaceServer | None = None,
-    cpu_gp: GpuplaceServer | None = None,
-    pprof: Path | None = None,
-) -> RunResult:
+async def one_run(cp: ControlPlane, name: str, description: str, scheduler_config: dict[str, Any],
+                  pods: list[dict[str, Any]], console: Console, *, stall: float = 60.0,
+                  gp: GpuplaceServer | None = None, cpu_gp: GpuplaceServer | None = None,
+                  pprof: Path | None = None) -> RunResult:
     namespace = f"bench-{name}"
     result = RunResult(name, description, len(pods))
     async with cp.api_client() as api:
@@ -219,9 +208,7 @@ async def one_run(
         await core.create_namespace(ns)
         t = time.monotonic()
         await bounded([core.create_namespaced_pod(namespace, p) for p in pods])  # type: ignore[arg-type]
-        console.print(
-            f"  \\[{name}] created {len(pods)} pods in {time.monotonic() - t:.1f}s; starting kube-scheduler"
-        )
+        console.print(f"  \\[{name}] created {len(pods)} pods in {time.monotonic() - t:.1f}s; starting kube-scheduler")
         before = extender_latency(gp)
         watch = BindWatch(api, namespace)
         await watch.start()
@@ -229,20 +216,13 @@ async def one_run(
         cpu_before = cpu_snapshot(pids)
         started = time.monotonic()
         config = {**scheduler_config, "clientConnection": dict(CLIENT)}
-        extra = (
-            ["--authorization-always-allow-paths=/healthz,/readyz,/livez,/debug/pprof/profile"]
-            if pprof
-            else []
-        )
+        extra = ["--authorization-always-allow-paths=/healthz,/readyz,/livez,/debug/pprof/profile"] if pprof else []
         process = await asyncio.to_thread(cp.start_scheduler, config, name=f"kube-scheduler-{name}",
                                           extra_args=extra)  # fmt: skip
         pids["kube-scheduler"] = process.pid
         profiles = []
         if pprof is not None:  # the first 15 s of the run, from each Go process
-            targets = {
-                "kube-scheduler": f"https://127.0.0.1:{process.extra['port']}",
-                "kube-apiserver": cp.server,
-            }
+            targets = {"kube-scheduler": f"https://127.0.0.1:{process.extra['port']}", "kube-apiserver": cp.server}
             profiles = [asyncio.create_task(asyncio.to_thread(fetch_pprof, url, cp.admin_token, cp.ca_file,
                                                               pprof / f"{name}-{what}.pprof", 15))
                         for what, url in targets.items()]  # fmt: skip
@@ -254,14 +234,10 @@ async def one_run(
                 if len(watch.times) != last_count:
                     last_progress, last_count = time.monotonic(), len(watch.times)
                 elif time.monotonic() - last_progress > stall:
-                    waiting = next(
-                        p["metadata"]["name"] for p in pods if p["metadata"]["name"] not in watch.times
-                    )
+                    waiting = next(p["metadata"]["name"] for p in pods if p["metadata"]["name"] not in watch.times)
                     why = await pending_reason(api, namespace, waiting)
-                    console.print(
-                        f"  \\[{name}] [red]no progress for {stall:.0f}s at {last_count} bound; "
-                        f"{waiting}: {why.text if why else 'no reason recorded'}[/red]"
-                    )
+                    console.print(f"  \\[{name}] [red]no progress for {stall:.0f}s at {last_count} bound; "
+                                  f"{waiting}: {why.text if why else 'no reason recorded'}[/red]")
                     break
             cpu_after = cpu_snapshot(pids)
             for task in profiles:
@@ -294,11 +270,9 @@ async def one_run(
         await core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
         await wait_until(lambda: _empty(core, namespace), within=120, what=f"pods of {namespace} deleted")
         cpu = ", ".join(f"{k} {v:.1f}" for k, v in result.cpu_seconds.items())
-        console.print(
-            f"  \\[{name}] {result.bound}/{len(pods)} bound, {result.pods_per_second:.1f} pods/s, "
-            f"CPU s: {cpu}, "
-            f"audit: {'ok' if verdict.ok else f'{len(verdict.problems)} problems'}"
-        )
+        console.print(f"  \\[{name}] {result.bound}/{len(pods)} bound, {result.pods_per_second:.1f} pods/s, "
+                      f"CPU s: {cpu}, "
+                      f"audit: {'ok' if verdict.ok else f'{len(verdict.problems)} problems'}")
     return result
 
 
@@ -337,10 +311,8 @@ async def main_async(args: argparse.Namespace, console: Console) -> list[RunResu
                                      {k: v for k, v in gp.scheduler_config().items()
                                       if k != "percentageOfNodesToScore"}),
             }  # fmt: skip
-            described = {
-                "gpuplace-decisive": "decisive mode (no scoring)",
-                "gpuplace-no-intent": "bind_intent: false (no write before each Binding)",
-            }
+            described = {"gpuplace-decisive": "decisive mode (no scoring)",
+                         "gpuplace-no-intent": "bind_intent: false (no write before each Binding)"}
             for name, server in extra.items():
                 runs[name] = (f"kube-scheduler + gpuplace, {described[name]}", server.scheduler_config())
             for round_, name in ((r, n) for r in range(args.repeat) for n in args.runs.split(",")):
@@ -360,27 +332,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--pods", type=int, default=2000)
-    ap.add_argument(
-        "--runs",
-        default="alone,alone-100,gpuplace,gpuplace-sampled",
-        help="comma list of: alone, alone-100, gpuplace, gpuplace-sampled, gpuplace-decisive, "
-        "gpuplace-no-intent",
-    )
+    ap.add_argument("--runs", default="alone,alone-100,gpuplace,gpuplace-sampled",
+                    help="comma list of: alone, alone-100, gpuplace, gpuplace-sampled, gpuplace-decisive, "
+                         "gpuplace-no-intent")
     ap.add_argument("--repeat", type=int, default=1, help="cycle through the runs this many times")
     ap.add_argument("--http", action="store_true", help="extender over plain HTTP instead of HTTPS")
     ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument(
-        "--pprof",
-        type=Path,
-        metavar="DIR",
-        help="save 15 s Go CPU profiles of kube-scheduler and kube-apiserver per run into DIR",
-    )
+    ap.add_argument("--pprof", type=Path, metavar="DIR",
+                    help="save 15 s Go CPU profiles of kube-scheduler and kube-apiserver per run into DIR")
     args = ap.parse_args(argv)
     console = Console(width=max(Console().width, 140))
     if not binaries.present():
-        console.print(
-            "building the local Kubernetes binaries (deploy/local/build.sh; minutes the first time)..."
-        )
+        console.print("building the local Kubernetes binaries (deploy/local/build.sh; minutes the first time)...")
         if binaries.build().returncode != 0:
             console.print("[red]deploy/local/build.sh failed[/red]")
             return 1
@@ -391,9 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     medians = summary(results)
     console.print("medians: " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()))
     load = os.getloadavg()
-    console.print(
-        f"wall time {time.monotonic() - started:.0f}s; load average {load[0]:.1f} on {os.cpu_count()} cores"
-    )
+    console.print(f"wall time {time.monotonic() - started:.0f}s; load average {load[0]:.1f} on {os.cpu_count()} cores")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"nodes": args.nodes, "pods": args.pods, "extender_https": not args.http,
                                     "cpus": os.cpu_count(), "load_average": load, "summary": medians,
