@@ -13,9 +13,9 @@ kube-scheduler alone scoring every node (percentageOfNodesToScore 100, what depl
 configuration sets so that filter sees every node), kube-scheduler with gpuplace as extender exactly as
 deploy/scheduler configures it (filter, prioritize, bind over HTTPS, nodeCacheCapable, 100%), and the
 same with the default node sampling (separates the cost of scoring every node from the extender's),
-and, when asked for (`--runs ...,gpuplace-decisive,gpuplace-no-intent`), more gpuplace processes with
-`decisive: true` (filter leaves one node, so kube-scheduler scores nothing) or `bind_intent: false` (no
-API write before each Binding); scheduler/README.md says what each gives up. `--pprof DIR` saves Go
+and, when asked for (`--runs ...,gpuplace-decisive,gpuplace-no-intent,gpuplace-decisive-no-intent`), more gpuplace processes
+with `decisive: true` (filter leaves one node, so kube-scheduler scores nothing), `bind_intent: false` (no
+API write before each Binding), or both; scheduler/README.md says what each gives up. `--pprof DIR` saves Go
 CPU profiles of kube-scheduler and kube-apiserver for each run (`go tool pprof -top FILE`).
 Every run uses
 clientConnection qps/burst 5000 so kube-scheduler's own client rate limit (default 50 QPS, which would
@@ -294,6 +294,7 @@ async def main_async(args: argparse.Namespace, console: Console) -> list[RunResu
         variants = {  # more gpuplace processes (same code), one per run asked for
             "gpuplace-decisive": {"decisive": True},
             "gpuplace-no-intent": {"bind_intent": False},
+            "gpuplace-decisive-no-intent": {"decisive": True, "bind_intent": False},
         }
         extra: dict[str, GpuplaceServer] = {}
         for name, settings in variants.items():
@@ -312,7 +313,8 @@ async def main_async(args: argparse.Namespace, console: Console) -> list[RunResu
                                       if k != "percentageOfNodesToScore"}),
             }  # fmt: skip
             described = {"gpuplace-decisive": "decisive mode (no scoring)",
-                         "gpuplace-no-intent": "bind_intent: false (no write before each Binding)"}
+                         "gpuplace-no-intent": "bind_intent: false (no write before each Binding)",
+                         "gpuplace-decisive-no-intent": "decisive mode and bind_intent: false"}
             for name, server in extra.items():
                 runs[name] = (f"kube-scheduler + gpuplace, {described[name]}", server.scheduler_config())
             for round_, name in ((r, n) for r in range(args.repeat) for n in args.runs.split(",")):
@@ -334,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pods", type=int, default=2000)
     ap.add_argument("--runs", default="alone,alone-100,gpuplace,gpuplace-sampled",
                     help="comma list of: alone, alone-100, gpuplace, gpuplace-sampled, gpuplace-decisive, "
-                         "gpuplace-no-intent")
+                         "gpuplace-no-intent, gpuplace-decisive-no-intent")
     ap.add_argument("--repeat", type=int, default=1, help="cycle through the runs this many times")
     ap.add_argument("--http", action="store_true", help="extender over plain HTTP instead of HTTPS")
     ap.add_argument("--out", type=Path, default=RESULTS)
