@@ -173,8 +173,8 @@ def _may_be_in_flight(ctx: ExtenderContext, raw: dict[str, Any]) -> bool:
 async def wait_out_bindings(
     ctx: ExtenderContext, pending: list[dict[str, Any]], *, since: float, poll: float = 0.05
 ) -> None:
-    """`bind_intent: false`: wait until no Binding a predecessor sent can still commit, then until the
-    watch shows every pod that left the unbound list meanwhile (see the module docstring)."""
+    """`bind_intent: false`: wait until no Binding a predecessor sent can still commit, then read every
+    pod that left the unbound list meanwhile into the cache (see the module docstring)."""
     cache = ctx.cache
     candidates = {
         str((p.get("metadata") or {}).get("uid") or "") for p in pending if _may_be_in_flight(ctx, p)
