@@ -58,6 +58,7 @@ from placement_core import DoubleBookingError
 from scheduler.contract import RecordError, decode_intent
 from scheduler.leader import Role
 from scheduler.podreq import PodRequestError, wants_gpus
+from scheduler.retry import until_it_works
 from scheduler.settings import SchedulerSettings
 from scheduler.wire import Pod
 
@@ -145,18 +146,9 @@ async def take_over(ctx: ExtenderContext, role: Role, *, poll: float = 0.05) -> 
 
 async def _list_pending(ctx: ExtenderContext) -> list[dict[str, Any]]:
     """The unbound pods (a consistent read), retried until the list works."""
-    delay = 0.2
-    while True:
-        try:
-            return await ctx.binder.pending_pods()
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            log.warning(
-                "listing unbound pods for binds still in flight failed: %r; retrying in %.1fs", e, delay
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    return await until_it_works(
+        "listing unbound pods for binds still in flight", ctx.binder.pending_pods, log
+    )
 
 
 def _may_be_in_flight(ctx: ExtenderContext, raw: dict[str, Any]) -> bool:
@@ -202,23 +194,10 @@ async def _read_into_cache(ctx: ExtenderContext, listed: dict[str, Any]) -> None
     committed before the watch shows it; a pod gone (404) or re-created under its name counts as
     deleted. The watch later delivers the same state again, which changes nothing."""
     meta = listed.get("metadata") or {}
-    delay = 0.2
-    while True:
-        try:
-            now = await ctx.binder.get_pod(str(meta.get("namespace")), str(meta.get("name")))
-            break
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            log.warning(
-                "reading pod %s/%s failed: %r; retrying in %.1fs",
-                meta.get("namespace"),
-                meta.get("name"),
-                e,
-                delay,
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+    now = await until_it_works(
+        f"reading pod {namespace}/{name}", lambda: ctx.binder.get_pod(namespace, name), log
+    )
     if now is None or (now.get("metadata") or {}).get("uid") != meta.get("uid"):
         ctx.cache.apply_pod("DELETED", listed)
     else:

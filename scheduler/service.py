@@ -24,6 +24,7 @@ from scheduler.context import ExtenderContext
 from scheduler.gang.podgroups import KINDS
 from scheduler.http import CTX, ROLE
 from scheduler.inflight import take_over
+from scheduler.retry import until_it_works
 from scheduler.verbs.bind import hold_seconds, sweep
 from scheduler.watch import Reflector, Source
 
@@ -128,15 +129,7 @@ async def load_gangs(ctx: ExtenderContext) -> None:
     """Reload the live gang plans (their holds) before the first pod list is applied: the list then
     drops the holds of members it shows bound or gone. Retries until the API server answers."""
     assert ctx.gangs is not None
-    delay = 0.5
-    while True:
-        try:
-            await ctx.gangs.load()
-            return
-        except Exception as e:
-            log.warning("loading gang plans failed: %r; retrying in %.1fs", e, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    await until_it_works("loading gang plans", ctx.gangs.load, log, first=0.5, most=10.0)
 
 
 async def watch_all(ctx: ExtenderContext, source: Source) -> None:

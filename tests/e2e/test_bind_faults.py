@@ -15,23 +15,22 @@ import asyncio
 import os
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes_asyncio import client
 
 from gpuplace.localcluster import ControlPlane, ManagedProcess
 from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
 from gpuplace.localcluster.processes import probe
 from gpuplace.localcluster.waiting import WaitTimeoutError, wait_until
-from gpuplace.localcluster.workload import create_pod, node_names, pending_reason, pod_manifest, wait_bound
+from gpuplace.localcluster.workload import create_pod, node_names, pending_reason, wait_bound
 from scheduler.binder import ApiError
 from scheduler.kubeapi import KubeBinder
 from tests.e2e.apiserver_proxy import FaultProxy
-from tests.e2e.helpers import NodeFactory, audit_namespaces, owner, record_of
+from tests.e2e.helpers import NodeFactory, owner, record_of
 from tests.e2e.preemption import extender
+from tests.e2e.proxied import ProxiedGpuplace, fault_proxy, gpu_pod, no_double_booking
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("faulty_scheduler")]
 
@@ -44,40 +43,17 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-class ProxiedGpuplace(GpuplaceServer):
-    """`gpuplace serve` whose kubeconfig points at the fault proxy (same token, same CA)."""
-
-    def __init__(
-        self, cp: ControlPlane, proxy: FaultProxy, *, settings: dict[str, Any] = SETTINGS, **kwargs: Any
-    ) -> None:
-        self.proxy = proxy
-        name = kwargs.get("name", "gpuplace")
-        self.proxied_kubeconfig = cp.workdir / "kubeconfigs" / f"{name}-proxied.kubeconfig"
-        settings = {**settings, "kubernetes": {"kubeconfig": str(self.proxied_kubeconfig)}}
-        super().__init__(cp, settings=settings, **kwargs)
-
-    def launch(self) -> None:
-        assert self.credentials is not None
-        doc = yaml.safe_load(Path(self.credentials.kubeconfig).read_text())
-        for cluster in doc["clusters"]:
-            cluster["cluster"]["server"] = f"https://127.0.0.1:{self.proxy.port}"
-        self.proxied_kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-        self.proxied_kubeconfig.write_text(yaml.safe_dump(doc))
-        self.proxied_kubeconfig.chmod(0o600)
-        super().launch()
-
-
 @pytest.fixture(scope="module")
 def proxy(control_plane: ControlPlane) -> Iterator[FaultProxy]:
-    cert = control_plane.issue_serving_cert("fault-proxy")
-    fp = FaultProxy(control_plane.server, control_plane.ca_file, cert.cert_file, cert.key_file)
-    with fp.running():
+    with fault_proxy(control_plane, "fault-proxy") as fp:
         yield fp
 
 
 @pytest.fixture(scope="module")
 def faulty_gpuplace(control_plane: ControlPlane, proxy: FaultProxy) -> Iterator[ProxiedGpuplace]:
-    with ProxiedGpuplace(control_plane, proxy, name="gpuplace-faults", register_webhook=False) as server:
+    with ProxiedGpuplace(
+        control_plane, proxy, settings=SETTINGS, name="gpuplace-faults", register_webhook=False
+    ) as server:
         yield server
 
 
@@ -98,15 +74,6 @@ def metric(gp: GpuplaceServer, name: str, labels: str = "") -> float:
         for line in body.splitlines()
         if line.split("{")[0].split(" ")[0] == name and labels in line
     )
-
-
-def gpu_pod(name: str, gpus: int, selector: dict[str, str]) -> dict[str, Any]:
-    return pod_manifest(name, gpus=gpus, node_selector=selector, gpu_requests=True, tolerate_gpu_taint=True)
-
-
-async def no_double_booking(k8s: client.ApiClient, namespace: str) -> None:
-    result = await audit_namespaces(k8s, namespace)
-    assert result.ok, result.problems
 
 
 async def test_a_binding_lost_on_its_way_is_written_again_when_kube_scheduler_retries(

@@ -22,7 +22,7 @@ from gpuplace.localcluster.workload import create_pod, node_names, pending_reaso
 from tests.e2e.apiserver_proxy import FaultProxy
 from tests.e2e.helpers import NodeFactory, owner, record_of
 from tests.e2e.preemption import extender
-from tests.e2e.test_bind_faults import ProxiedGpuplace, gpu_pod, no_double_booking
+from tests.e2e.proxied import ProxiedGpuplace, fault_proxy, gpu_pod, no_double_booking
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("window_scheduler")]
 
@@ -38,9 +38,7 @@ SETTINGS = {
 
 @pytest.fixture(scope="module")
 def proxy(control_plane: ControlPlane) -> Iterator[FaultProxy]:
-    cert = control_plane.issue_serving_cert("fault-proxy-window")
-    fp = FaultProxy(control_plane.server, control_plane.ca_file, cert.cert_file, cert.key_file)
-    with fp.running():
+    with fault_proxy(control_plane, "fault-proxy-window") as fp:
         yield fp
 
 
