@@ -39,14 +39,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import json
 import os
 import random
+import ssl
 import statistics
 import sys
 import time
+import urllib.request
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,9 @@ from gpuplace.localcluster.gpuplace_proc import GpuplaceServer
 from gpuplace.localcluster.processes import probe
 from gpuplace.localcluster.waiting import wait_until
 from gpuplace.localcluster.workload import pending_reason, pod_manifest
-from scheduler.kubeapi import KubeSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.podwatch import PodWatch
 from bench.throughput_report import RunResult, cpu_table, summary, table
 
 NODE_MIX = (("hgx-h100", 0.6), ("dgx1-v100", 0.2), ("a100-80gb-mig", 0.1), ("l4", 0.1))
@@ -85,9 +86,6 @@ def cpu_seconds(pid: int) -> float | None:
 def fetch_pprof(url: str, token: str, ca_file: Path, out: Path, seconds: int) -> None:
     """Save a Go CPU profile (`/debug/pprof/profile`) of a control-plane process; read it with
     `go tool pprof -top FILE` (the profile carries its function names)."""
-    import ssl
-    import urllib.request
-
     context = ssl.create_default_context(cafile=str(ca_file))
     request = urllib.request.Request(f"{url}/debug/pprof/profile?seconds={seconds}",
                                      headers={"Authorization": f"Bearer {token}"})  # fmt: skip
@@ -143,39 +141,6 @@ async def bounded(coros: list[Any], limit: int = CONCURRENCY) -> None:
     await asyncio.gather(*(one(c) for c in coros))
 
 
-class BindWatch:
-    """Records the monotonic time at which each pod of a namespace first shows a nodeName."""
-
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self.api, self.namespace = api, namespace
-        self.times: dict[str, float] = {}
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        core = client.CoreV1Api(self.api)
-        page = await core.list_namespaced_pod(self.namespace, limit=1)
-        rv = page.metadata.resource_version
-        self.task = asyncio.create_task(self._run(rv))
-
-    async def _run(self, rv: str) -> None:
-        source = KubeSource(self.api)
-        while True:
-            async for event in source.watch("pods", resource_version=rv, timeout_seconds=600):
-                obj = event.get("object") or {}
-                meta = obj.get("metadata") or {}
-                rv = meta.get("resourceVersion") or rv
-                if meta.get("namespace") != self.namespace:
-                    continue
-                if (obj.get("spec") or {}).get("nodeName") and meta["name"] not in self.times:
-                    self.times[meta["name"]] = time.monotonic()
-
-    async def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-
-
 def extender_latency(gp: GpuplaceServer | None) -> dict[str, tuple[float, float]]:
     """verb → (request count, seconds summed) from gpuplace's /metrics histogram."""
     if gp is None:
@@ -210,7 +175,7 @@ async def one_run(cp: ControlPlane, name: str, description: str, scheduler_confi
         await bounded([core.create_namespaced_pod(namespace, p) for p in pods])  # type: ignore[arg-type]
         console.print(f"  \\[{name}] created {len(pods)} pods in {time.monotonic() - t:.1f}s; starting kube-scheduler")
         before = extender_latency(gp)
-        watch = BindWatch(api, namespace)
+        watch = PodWatch(api, namespace)
         await watch.start()
         pids = harness_pids(cp, cpu_gp or gp)
         cpu_before = cpu_snapshot(pids)
@@ -229,12 +194,12 @@ async def one_run(cp: ControlPlane, name: str, description: str, scheduler_confi
         cpu_before["kube-scheduler"] = 0.0  # a fresh process: its start-up is part of the window
         try:
             last_progress, last_count = time.monotonic(), 0
-            while len(watch.times) < len(pods):
+            while len(watch.bound) < len(pods):
                 await asyncio.sleep(0.5)
-                if len(watch.times) != last_count:
-                    last_progress, last_count = time.monotonic(), len(watch.times)
+                if len(watch.bound) != last_count:
+                    last_progress, last_count = time.monotonic(), len(watch.bound)
                 elif time.monotonic() - last_progress > stall:
-                    waiting = next(p["metadata"]["name"] for p in pods if p["metadata"]["name"] not in watch.times)
+                    waiting = next(p["metadata"]["name"] for p in pods if p["metadata"]["name"] not in watch.bound)
                     why = await pending_reason(api, namespace, waiting)
                     console.print(f"  \\[{name}] [red]no progress for {stall:.0f}s at {last_count} bound; "
                                   f"{waiting}: {why.text if why else 'no reason recorded'}[/red]")
@@ -255,7 +220,7 @@ async def one_run(cp: ControlPlane, name: str, description: str, scheduler_confi
             n0, t0 = before.get(verb, (0.0, 0.0))
             if n > n0:
                 result.extender_ms[verb] = round(1000 * (total - t0) / (n - n0), 2)
-        times = sorted(watch.times.values())
+        times = sorted(t for t, _ in watch.bound.values())
         result.bound = len(times)
         if len(times) >= 2:
             result.seconds = times[-1] - times[0]
